@@ -1,0 +1,5 @@
+"""``python -m streamlab``: the command line."""
+
+from streamlab.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,377 @@
+"""DataFrame: the unit of data that flows along a pipeline's edges.
+
+A frame carries a ``timestamp`` (int, µs since the epoch, of its first sample), a
+``sequence_id`` (int), a ``payload`` mapping channel names to 1-D float64 arrays, and
+``metadata`` mapping str to str.
+
+Frames are immutable values. Payload arrays are read-only (``writeable=False``), so fan-out
+hands the *same* arrays to every branch without copying, and a node that tries to write into
+a shared array gets ``ValueError: assignment destination is read-only`` instead of corrupting
+its neighbours. Nodes derive new frames with :meth:`DataFrame.with_channels`,
+:meth:`DataFrame.with_metadata` and :meth:`DataFrame.replace`, which keep every unchanged
+channel shared.
+
+A :class:`Payload` is a read-only mapping of our own. When all channels share a length it can
+be backed by one 2-D block (channels are rows, each a read-only view), so vectorised nodes make
+one numpy call per frame (:meth:`DataFrame.block`) instead of one per channel. NaN and inf are
+data, not errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+from streamlab.errors import FrameError
+
+__all__ = ["DataFrame", "Payload", "readonly"]
+
+_F64 = np.dtype(np.float64)
+_EMPTY_META: Mapping[str, str] = MappingProxyType({})
+
+
+def readonly(array: np.ndarray) -> np.ndarray:
+    """Return ``array`` if already read-only, else a read-only view of it (no copy)."""
+    if array.flags.writeable:
+        array = array.view()
+        array.flags.writeable = False
+    return array
+
+
+def _channel(name: object, value: Any) -> np.ndarray:
+    if not isinstance(name, str):
+        raise FrameError(f"channel names must be str, got {type(name).__name__} {name!r}")
+    if isinstance(value, np.ndarray):
+        arr = value
+        if arr.dtype != _F64:
+            if arr.dtype.kind != "f":
+                raise FrameError(
+                    f"channel {name!r}: expected float64 samples, got dtype {arr.dtype}"
+                )
+            arr = arr.astype(_F64)
+    else:
+        try:
+            arr = np.asarray(value, dtype=_F64)
+        except (TypeError, ValueError) as exc:
+            raise FrameError(
+                f"channel {name!r}: expected a sequence of numbers, got {type(value).__name__}"
+            ) from exc
+    if arr.ndim != 1:
+        raise FrameError(f"channel {name!r}: expected a 1-D array, got shape {arr.shape}")
+    return readonly(arr)
+
+
+class Payload(Mapping[str, np.ndarray]):
+    """Read-only mapping of channel name -> read-only 1-D float64 array.
+
+    Either a dict of independent arrays, or a 2-D block whose rows are the channels.
+    """
+
+    __slots__ = ("_arrays", "_names", "_block", "_index")
+
+    def __init__(self, channels: Mapping[str, Any] | Iterable[tuple[str, Any]] = ()) -> None:
+        items = channels.items() if isinstance(channels, Mapping) else channels
+        self._arrays: dict[str, np.ndarray] | None = {n: _channel(n, v) for n, v in items}
+        self._names: tuple[str, ...] = tuple(self._arrays)
+        self._block: np.ndarray | None = None
+        self._index: dict[str, int] | None = None
+
+    @classmethod
+    def from_block(cls, names: Iterable[str], block: np.ndarray) -> Payload:
+        """A payload whose channels are the rows of ``block`` (shape channels x samples).
+
+        ``block`` is made read-only (a view if it was writeable); it is not copied.
+        """
+        names = tuple(names)
+        if not isinstance(block, np.ndarray) or block.ndim != 2:
+            raise FrameError(
+                f"block: expected a 2-D array (channels x samples), got "
+                f"{getattr(block, 'shape', type(block).__name__)}"
+            )
+        if block.dtype != _F64:
+            if block.dtype.kind != "f":
+                raise FrameError(f"block: expected float64 samples, got dtype {block.dtype}")
+            block = block.astype(_F64)
+        if block.shape[0] != len(names):
+            raise FrameError(
+                f"block: {block.shape[0]} rows for {len(names)} channel names {list(names)}"
+            )
+        if len(set(names)) != len(names):
+            raise FrameError(f"block: duplicate channel names in {list(names)}")
+        for n in names:
+            if not isinstance(n, str):
+                raise FrameError(f"channel names must be str, got {type(n).__name__} {n!r}")
+        return cls._of_block(names, readonly(block))
+
+    @classmethod
+    def _of_block(cls, names: tuple[str, ...], block: np.ndarray) -> Payload:
+        self = object.__new__(cls)
+        self._arrays = None
+        self._names = names
+        self._block = block
+        self._index = None
+        return self
+
+    @classmethod
+    def _of_arrays(cls, arrays: dict[str, np.ndarray]) -> Payload:
+        """Trusted constructor: arrays already validated and read-only."""
+        self = object.__new__(cls)
+        self._arrays = arrays
+        self._names = tuple(arrays)
+        self._block = None
+        self._index = None
+        return self
+
+    # Mapping protocol -------------------------------------------------------------------
+    def __getitem__(self, name: str) -> np.ndarray:
+        if self._arrays is not None:
+            return self._arrays[name]
+        if self._index is None:
+            self._index = {n: i for i, n in enumerate(self._names)}
+        return self._block[self._index[name]]  # type: ignore[index]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Channel names in order."""
+        return self._names
+
+    @property
+    def is_block(self) -> bool:
+        """True if the channels are rows of one 2-D block."""
+        return self._block is not None
+
+    def block(self) -> np.ndarray:
+        """The channels as one read-only 2-D array (channels x samples).
+
+        Free for a block-backed payload; otherwise the channels are stacked (one copy), which
+        raises FrameError if their lengths differ.
+        """
+        if self._block is not None:
+            return self._block
+        arrays = list(self._arrays.values())  # type: ignore[union-attr]
+        if not arrays:
+            return readonly(np.empty((0, 0)))
+        n = len(arrays[0])
+        if any(len(a) != n for a in arrays):
+            lengths = {k: len(v) for k, v in self._arrays.items()}  # type: ignore[union-attr]
+            raise FrameError(f"channels differ in length, cannot form a block: {lengths}")
+        return readonly(np.stack(arrays))
+
+    def to_dict(self) -> dict[str, np.ndarray]:
+        """A new plain dict of the (shared, read-only) arrays."""
+        if self._arrays is not None:
+            return dict(self._arrays)
+        return {n: self._block[i] for i, n in enumerate(self._names)}  # type: ignore[index]
+
+    def nbytes(self) -> int:
+        """Bytes held by the channel data."""
+        if self._block is not None:
+            return int(self._block.nbytes)
+        return sum(int(a.nbytes) for a in self._arrays.values())  # type: ignore[union-attr]
+
+    def __repr__(self) -> str:
+        shapes = ", ".join(f"{n}[{len(self[n])}]" for n in self._names[:8])
+        more = ", ..." if len(self._names) > 8 else ""
+        kind = "block " if self._block is not None else ""
+        return f"<Payload {kind}{shapes}{more}>"
+
+
+def _metadata(metadata: Mapping[str, str] | None) -> Mapping[str, str]:
+    if not metadata:
+        return _EMPTY_META
+    if isinstance(metadata, MappingProxyType):
+        return metadata
+    for k, v in metadata.items():
+        if not isinstance(k, str) or not isinstance(v, str):
+            raise FrameError(
+                f"metadata must map str to str, got {type(k).__name__} {k!r} -> "
+                f"{type(v).__name__} {v!r}"
+            )
+    return MappingProxyType(dict(metadata))
+
+
+class DataFrame:
+    """One frame: timestamp (µs), sequence_id, read-only payload channels, metadata.
+
+    >>> f = DataFrame(timestamp=1_000, sequence_id=0, payload={"x": [1.0, 2.0]})
+    >>> f.payload["x"].tolist()
+    [1.0, 2.0]
+    >>> g = f.with_channels(x=f.payload["x"] * 2)
+    >>> g.payload["x"].tolist(), g.sequence_id
+    ([2.0, 4.0], 0)
+    """
+
+    __slots__ = ("timestamp", "sequence_id", "payload", "metadata")
+
+    timestamp: int
+    sequence_id: int
+    payload: Payload
+    metadata: Mapping[str, str]
+
+    def __init__(
+        self,
+        timestamp: int = 0,
+        sequence_id: int = 0,
+        payload: Payload | Mapping[str, Any] | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
+        if isinstance(timestamp, bool) or not isinstance(timestamp, (int, np.integer)):
+            raise FrameError(f"timestamp: expected int µs, got {type(timestamp).__name__}")
+        if isinstance(sequence_id, bool) or not isinstance(sequence_id, (int, np.integer)):
+            raise FrameError(f"sequence_id: expected int, got {type(sequence_id).__name__}")
+        self.timestamp = int(timestamp)
+        self.sequence_id = int(sequence_id)
+        if payload is None:
+            self.payload = Payload()
+        elif isinstance(payload, Payload):
+            self.payload = payload
+        else:
+            self.payload = Payload(payload)
+        self.metadata = _metadata(metadata)
+
+    @classmethod
+    def _make(
+        cls, timestamp: int, sequence_id: int, payload: Payload, metadata: Mapping[str, str]
+    ) -> DataFrame:
+        """Trusted constructor for derived frames: no validation."""
+        f = object.__new__(cls)
+        f.timestamp = timestamp
+        f.sequence_id = sequence_id
+        f.payload = payload
+        f.metadata = metadata
+        return f
+
+    @classmethod
+    def from_block(
+        cls,
+        names: Iterable[str],
+        block: np.ndarray,
+        *,
+        timestamp: int = 0,
+        sequence_id: int = 0,
+        metadata: Mapping[str, str] | None = None,
+    ) -> DataFrame:
+        """A frame whose channels are the rows of ``block`` (channels x samples), not copied."""
+        return cls(timestamp, sequence_id, Payload.from_block(names, block), metadata)
+
+    # Derivation: unchanged channels stay shared ---------------------------------------------
+    def with_channels(self, channels: Mapping[str, Any] | None = None, /, **kw: Any) -> DataFrame:
+        """A new frame with some channels replaced or added; the others are shared."""
+        new = dict(channels or {}, **kw)
+        arrays = self.payload.to_dict()
+        for name, value in new.items():
+            arrays[name] = _channel(name, value)
+        return DataFrame._make(self.timestamp, self.sequence_id, Payload._of_arrays(arrays),
+                               self.metadata)
+
+    def with_payload(self, payload: Payload | Mapping[str, Any]) -> DataFrame:
+        """A new frame with the whole payload replaced (same timestamp, id and metadata)."""
+        if not isinstance(payload, Payload):
+            payload = Payload(payload)
+        return DataFrame._make(self.timestamp, self.sequence_id, payload, self.metadata)
+
+    def with_block(self, block: np.ndarray, names: Iterable[str] | None = None) -> DataFrame:
+        """A new frame whose channels are the rows of ``block`` (names default to this frame's)."""
+        names = self.payload.names if names is None else tuple(names)
+        if block.dtype == _F64 and block.ndim == 2 and block.shape[0] == len(names):
+            payload = Payload._of_block(names, readonly(block))  # type: ignore[arg-type]
+        else:
+            payload = Payload.from_block(names, block)
+        return DataFrame._make(self.timestamp, self.sequence_id, payload, self.metadata)
+
+    def without_channels(self, *names: str) -> DataFrame:
+        """A new frame without the named channels (missing names are an error)."""
+        missing = [n for n in names if n not in self.payload]
+        if missing:
+            raise FrameError(f"no such channels {missing}; frame has {list(self.payload.names)}")
+        arrays = {n: a for n, a in self.payload.to_dict().items() if n not in names}
+        return self.with_payload(Payload._of_arrays(arrays))
+
+    def with_metadata(self, metadata: Mapping[str, str] | None = None, /, **kw: str) -> DataFrame:
+        """A new frame with metadata entries added or replaced."""
+        merged = dict(self.metadata)
+        merged.update(metadata or {}, **kw)
+        return DataFrame._make(self.timestamp, self.sequence_id, self.payload, _metadata(merged))
+
+    def replace(
+        self,
+        *,
+        timestamp: int | None = None,
+        sequence_id: int | None = None,
+        payload: Payload | Mapping[str, Any] | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> DataFrame:
+        """A new frame with the given fields replaced; the rest shared."""
+        return DataFrame(
+            self.timestamp if timestamp is None else timestamp,
+            self.sequence_id if sequence_id is None else sequence_id,
+            self.payload if payload is None else payload,
+            self.metadata if metadata is None else metadata,
+        )
+
+    # Conveniences ------------------------------------------------------------------------
+    @property
+    def channels(self) -> tuple[str, ...]:
+        """Channel names in order."""
+        return self.payload.names
+
+    @property
+    def n_samples(self) -> int:
+        """Samples per channel (0 for an empty payload; the first channel's length otherwise)."""
+        names = self.payload.names
+        return len(self.payload[names[0]]) if names else 0
+
+    def block(self) -> np.ndarray:
+        """All channels as one read-only 2-D array (channels x samples); see Payload.block."""
+        return self.payload.block()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready data: lists of floats (NaN/inf kept as floats)."""
+        return {
+            "timestamp": self.timestamp,
+            "sequence_id": self.sequence_id,
+            "payload": {n: self.payload[n].tolist() for n in self.payload.names},
+            "metadata": dict(self.metadata),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DataFrame:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            int(data.get("timestamp", 0)),
+            int(data.get("sequence_id", 0)),
+            dict(data.get("payload", {})),
+            dict(data.get("metadata", {})),
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, DataFrame):
+            return NotImplemented
+        if (self.timestamp, self.sequence_id, self.payload.names, dict(self.metadata)) != (
+            other.timestamp, other.sequence_id, other.payload.names, dict(other.metadata)
+        ):
+            return False
+        return all(
+            np.array_equal(self.payload[n], other.payload[n], equal_nan=True)
+            for n in self.payload.names
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (
+            f"<DataFrame seq={self.sequence_id} t={self.timestamp}us "
+            f"channels={len(self.payload)}x{self.n_samples} meta={len(self.metadata)}>"
+        )

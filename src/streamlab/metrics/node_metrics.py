@@ -1,0 +1,242 @@
+"""NodeMetrics: per-node counters, frame fates and a latency histogram, cheap on the hot path.
+
+Counters are plain int attributes. Only the task that runs a node writes its metrics (one
+writer), and readers (monitor, Prometheus scrape) read whole ints, which CPython reads
+atomically: no locks are needed, and an increment costs tens of nanoseconds.
+
+**Frame fates.** Every frame that enters a node ends as exactly one fate (see
+``shared/RELIABILITY.md``): ``delivered`` (processed successfully, whatever it emitted),
+``skipped`` (failed, dropped by SkipFrame), ``defaulted`` (failed, replaced by UseDefault),
+``rejected`` (refused by an open circuit breaker), ``dropped_overflow`` (evicted by a leaky
+edge's overflow policy before the node saw it), ``dropped_shutdown`` (still queued or in hand
+at a forced stop) and ``aborted`` (the pipeline failed). Once a run ends,
+``received == sum of fates``: :meth:`NodeMetrics.check_accounting` verifies it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["FATES", "Histogram", "NodeMetrics", "AccountingError"]
+
+FATES = (
+    "delivered",
+    "skipped",
+    "defaulted",
+    "rejected",
+    "dropped_overflow",
+    "dropped_shutdown",
+    "aborted",
+)
+
+_SUB_BITS = 3
+_SUB = 1 << _SUB_BITS          # 8 sub-buckets per power of two: about 6% resolution
+_NBUCKETS = _SUB * 48          # covers up to ~2**50 ns (13 days)
+
+
+class AccountingError(AssertionError):
+    """``received != sum of fates`` for a node at the end of a run (a StreamLab bug)."""
+
+
+def _bucket(v: int) -> int:
+    if v < _SUB:
+        return v if v > 0 else 0
+    e = v.bit_length() - 1
+    return _SUB * (e - _SUB_BITS + 1) + ((v >> (e - _SUB_BITS)) & (_SUB - 1))
+
+
+def _bounds(idx: int) -> tuple[int, int]:
+    """[lower, upper) of bucket ``idx`` in ns."""
+    if idx < _SUB:
+        return idx, idx + 1
+    e = idx // _SUB + _SUB_BITS - 1
+    m = idx % _SUB
+    shift = e - _SUB_BITS
+    return (_SUB + m) << shift, (_SUB + m + 1) << shift
+
+
+class Histogram:
+    """A log-linear histogram of durations in ns (about 6% resolution), with exact max/sum.
+
+    ``record(ns)`` is a few integer operations. Quantiles return the midpoint of the bucket
+    holding the requested rank, clamped to the exact max.
+    """
+
+    __slots__ = ("counts", "count", "total_ns", "max_ns")
+
+    def __init__(self) -> None:
+        self.counts = [0] * _NBUCKETS
+        self.count = 0
+        self.total_ns = 0
+        self.max_ns = 0
+
+    def record(self, ns: int) -> None:
+        if ns < 0:
+            ns = 0
+        if ns < _SUB:
+            i = ns
+        else:
+            e = ns.bit_length() - 1
+            i = _SUB * (e - _SUB_BITS + 1) + ((ns >> (e - _SUB_BITS)) & (_SUB - 1))
+            if i >= _NBUCKETS:
+                i = _NBUCKETS - 1
+        self.counts[i] += 1
+        self.count += 1
+        self.total_ns += ns
+        if ns > self.max_ns:
+            self.max_ns = ns
+
+    def quantile(self, q: float) -> float:
+        """The q-quantile in seconds (0.0 when empty)."""
+        if self.count == 0:
+            return 0.0
+        rank = max(1, int(q * self.count + 0.999999))
+        seen = 0
+        for i, c in enumerate(self.counts):
+            seen += c
+            if seen >= rank:
+                lo, hi = _bounds(i)
+                return min((lo + hi - 1) / 2, self.max_ns) / 1e9
+        return self.max_ns / 1e9
+
+    @property
+    def mean(self) -> float:
+        """Mean in seconds."""
+        return self.total_ns / self.count / 1e9 if self.count else 0.0
+
+    def cumulative(self, bounds_s: list[float]) -> list[int]:
+        """Counts of observations <= each bound (seconds), for Prometheus ``le`` buckets.
+
+        A fine bucket counts under a bound when its upper edge is at or below it.
+        """
+        out = []
+        edges = [(_bounds(i)[1] - 1, c) for i, c in enumerate(self.counts) if c]
+        for b in bounds_s:
+            limit = b * 1e9
+            out.append(sum(c for upper, c in edges if upper <= limit))
+        return out
+
+    def merge(self, other: Histogram) -> None:
+        for i, c in enumerate(other.counts):
+            if c:
+                self.counts[i] += c
+        self.count += other.count
+        self.total_ns += other.total_ns
+        self.max_ns = max(self.max_ns, other.max_ns)
+
+    def summary(self) -> dict[str, float]:
+        return {
+            "count": self.count,
+            "mean_s": self.mean,
+            "p50_s": self.quantile(0.50),
+            "p90_s": self.quantile(0.90),
+            "p99_s": self.quantile(0.99),
+            "max_s": self.max_ns / 1e9,
+        }
+
+
+@dataclass(frozen=True)
+class NodeMetricsSnapshot:
+    """Plain data copy of a node's metrics."""
+
+    pipeline: str
+    node: str
+    node_type: str
+    received: int
+    frames_out: int
+    errors: int
+    restarts: int
+    fates: dict[str, int]
+    latency: dict[str, float]
+    end_to_end: dict[str, float]
+    blocked_seconds: float
+    deadline_misses: int
+    sequence_gaps: int
+    timestamp_regressions: int
+    busy_seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+class NodeMetrics:
+    """Counters of one node instance. See the module docstring for the fates."""
+
+    __slots__ = (
+        "pipeline", "node", "node_type", "received", "frames_out", "errors", "restarts",
+        "delivered", "skipped", "defaulted", "rejected", "dropped_overflow", "dropped_shutdown",
+        "aborted", "latency", "end_to_end", "blocked_seconds", "deadline_misses",
+        "sequence_gaps", "timestamp_regressions", "last_seq", "last_ts", "error_types",
+    )
+
+    def __init__(self, node: str = "node", pipeline: str = "pipeline", node_type: str = "") -> None:
+        self.pipeline = pipeline
+        self.node = node
+        self.node_type = node_type
+        self.received = 0
+        self.frames_out = 0
+        self.errors = 0
+        self.restarts = 0
+        self.delivered = 0
+        self.skipped = 0
+        self.defaulted = 0
+        self.rejected = 0
+        self.dropped_overflow = 0
+        self.dropped_shutdown = 0
+        self.aborted = 0
+        self.latency = Histogram()
+        self.end_to_end = Histogram()
+        self.blocked_seconds = 0.0
+        self.deadline_misses = 0
+        self.sequence_gaps = 0
+        self.timestamp_regressions = 0
+        self.last_seq: int | None = None
+        self.last_ts: int | None = None
+        self.error_types: dict[str, int] = {}
+
+    def fates(self) -> dict[str, int]:
+        return {f: getattr(self, f) for f in FATES}
+
+    def accounted(self) -> int:
+        return (self.delivered + self.skipped + self.defaulted + self.rejected
+                + self.dropped_overflow + self.dropped_shutdown + self.aborted)
+
+    def check_accounting(self) -> None:
+        """Raise AccountingError unless ``received == sum of fates``."""
+        if self.received != self.accounted():
+            raise AccountingError(
+                f"node {self.node!r}: received {self.received} frames but fates sum to "
+                f"{self.accounted()} {self.fates()}"
+            )
+
+    def record_error(self, exc: BaseException) -> None:
+        self.errors += 1
+        name = type(exc).__name__
+        self.error_types[name] = self.error_types.get(name, 0) + 1
+
+    def observe_stream(self, sequence_id: int, timestamp: int) -> None:
+        """Stream health: count sequence gaps and timestamps that go backwards."""
+        last = self.last_seq
+        if last is not None:
+            if sequence_id != last + 1 and sequence_id > last:
+                self.sequence_gaps += 1
+            if timestamp < self.last_ts:  # type: ignore[operator]
+                self.timestamp_regressions += 1
+        self.last_seq = sequence_id
+        self.last_ts = timestamp
+
+    def snapshot(self) -> NodeMetricsSnapshot:
+        return NodeMetricsSnapshot(
+            pipeline=self.pipeline, node=self.node, node_type=self.node_type,
+            received=self.received, frames_out=self.frames_out, errors=self.errors,
+            restarts=self.restarts, fates=self.fates(), latency=self.latency.summary(),
+            end_to_end=self.end_to_end.summary(), blocked_seconds=self.blocked_seconds,
+            deadline_misses=self.deadline_misses, sequence_gaps=self.sequence_gaps,
+            timestamp_regressions=self.timestamp_regressions,
+            busy_seconds=self.latency.total_ns / 1e9,
+        )
+
+    def __repr__(self) -> str:
+        return (f"<NodeMetrics {self.node!r} received={self.received} out={self.frames_out} "
+                f"errors={self.errors} delivered={self.delivered}>")

@@ -1,0 +1,32 @@
+"""Error recovery: ErrorPolicy, RestartStrategy, CircuitBreaker, ResilientNode."""
+
+from streamlab.resilience.breaker import BreakerState, CircuitBreaker
+from streamlab.resilience.policy import (
+    CircuitBreakerStrategy,
+    ErrorPolicy,
+    Exponential,
+    Immediate,
+    Never,
+    Propagate,
+    RestartStrategy,
+    SkipFrame,
+    UseDefault,
+    backoff_delay,
+)
+from streamlab.resilience.resilient import ResilientNode
+
+__all__ = [
+    "BreakerState",
+    "CircuitBreaker",
+    "CircuitBreakerStrategy",
+    "ErrorPolicy",
+    "Exponential",
+    "Immediate",
+    "Never",
+    "Propagate",
+    "ResilientNode",
+    "RestartStrategy",
+    "SkipFrame",
+    "UseDefault",
+    "backoff_delay",
+]

@@ -1,0 +1,272 @@
+"""ResilientNode: applies an ErrorPolicy and a RestartStrategy around any ProcessingNode.
+
+The runtime wraps every node in one (the default policy is Propagate with Never, so an
+unconfigured node behaves as in Phase 2), which makes it the single place where frame fates
+are counted into the node's :class:`~streamlab.metrics.NodeMetrics`.
+
+Per input frame, :meth:`ResilientNode.process`:
+
+1. counts the frame as received; with a circuit breaker, asks it for admission (a rejected
+   frame is counted ``rejected`` and gets the policy's substitute under UseDefault);
+2. calls the node's ``process`` and times it (latency histogram, deadline misses);
+3. on success counts ``delivered``; on failure records the error, then either propagates
+   (``aborted``; a :class:`~streamlab.errors.NodeError` naming the node, the exception as cause)
+   or handles it (``skipped`` / ``defaulted``), sends the failed frame to the dead-letter list,
+   and schedules a restart if the strategy restarts.
+
+A scheduled restart is performed by :meth:`restart`, which the runtime awaits before the next
+frame: it waits the backoff delay on the clock, then builds a fresh instance
+(``on_create`` with the same config, then ``on_start``). Frames wait meanwhile in the edge
+channel, which outlives the instance. Cancelling ``restart`` (a forced stop) cancels the
+restart. Escalation (max_attempts exhausted, or more than ``max_restarts`` restarts within
+``within_s``) raises NodeError: the pipeline fails, naming the node.
+"""
+
+from __future__ import annotations
+
+import inspect
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from streamlab.clock import SYSTEM_CLOCK, Clock
+from streamlab.errors import EndOfStream, NodeError
+from streamlab.frame import DataFrame, Payload
+from streamlab.metrics.node_metrics import NodeMetrics
+from streamlab.node import ProcessingNode
+from streamlab.resilience.breaker import CircuitBreaker
+from streamlab.resilience.policy import (
+    CircuitBreakerStrategy,
+    ErrorPolicy,
+    Never,
+    Propagate,
+    RestartStrategy,
+    UseDefault,
+)
+
+__all__ = ["ResilientNode"]
+
+_perf_ns = time.perf_counter_ns
+
+
+class ResilientNode:
+    """Wraps a node (built by ``factory``) with an error policy, a restart strategy and metrics."""
+
+    def __init__(
+        self,
+        factory: Callable[[], ProcessingNode],
+        *,
+        policy: ErrorPolicy | None = None,
+        strategy: RestartStrategy | None = None,
+        metrics: NodeMetrics | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        deadline_s: float | None = None,
+        collect_dead_letters: bool = False,
+    ) -> None:
+        self._factory = factory
+        self.node = factory()
+        self.policy = policy or Propagate()
+        self.strategy = strategy or Never()
+        self.metrics = metrics or NodeMetrics(self.node.context.node_id, node_type=type(self.node).__name__)
+        self.clock = clock
+        self.deadline_ns = int(deadline_s * 1e9) if deadline_s else 0
+        self.is_async = inspect.iscoroutinefunction(self.node.process)
+        self._process = self.node.process
+        self.breaker: CircuitBreaker | None = None
+        if isinstance(self.strategy, CircuitBreakerStrategy):
+            self.breaker = CircuitBreaker(self.strategy.failure_threshold,
+                                          self.strategy.reset_timeout_ms / 1000)
+        seed = getattr(self.strategy, "seed", None)
+        self._rng = random.Random(seed)
+        self._use_default = isinstance(self.policy, UseDefault)
+        self._last_good: DataFrame | None = None
+        self.attempts = 0                      # restart attempts since the last healthy period
+        self.restart_delays: list[float] = []  # seconds waited before each restart, in order
+        self._restart_times: deque[float] = deque()
+        self._last_failure: float | None = None
+        self.pending_restart = False
+        self._restart_due = 0.0
+        self.dead_letters: list[DataFrame] = []
+        self._collect_dead = collect_dead_letters
+        self.last_error: BaseException | None = None
+
+    @property
+    def node_id(self) -> str:
+        return self.node.context.node_id
+
+    # -- per frame ------------------------------------------------------------------------
+    def process(self, frame: DataFrame) -> Any:
+        """Process one frame under the policy (sync nodes). See the module docstring."""
+        m = self.metrics
+        m.received += 1
+        ticket = None
+        if self.breaker is not None:
+            ticket = self.breaker.admit(self.clock.monotonic())
+            if ticket is None:
+                return self._rejected(frame)
+        t0 = _perf_ns()
+        try:
+            out = self._process(frame)
+        except EndOfStream:
+            m.received -= 1  # a source's end of data is not a frame
+            raise
+        except Exception as exc:
+            return self._failed(frame, exc, t0, ticket)
+        dt = _perf_ns() - t0
+        m.latency.record(dt)
+        if self.deadline_ns and dt > self.deadline_ns:
+            m.deadline_misses += 1
+        m.delivered += 1
+        if ticket is not None:
+            self.breaker.record(ticket, True, self.clock.monotonic())  # type: ignore[union-attr]
+        if self._use_default and out is not None:
+            self._last_good = out if isinstance(out, DataFrame) else (out[-1] if out else None)
+        return out
+
+    async def process_async(self, frame: DataFrame) -> Any:
+        """Process one frame under the policy (async nodes)."""
+        m = self.metrics
+        m.received += 1
+        ticket = None
+        if self.breaker is not None:
+            ticket = self.breaker.admit(self.clock.monotonic())
+            if ticket is None:
+                return self._rejected(frame)
+        t0 = _perf_ns()
+        try:
+            out = await self._process(frame)  # type: ignore[misc]
+        except EndOfStream:
+            m.received -= 1
+            raise
+        except Exception as exc:
+            return self._failed(frame, exc, t0, ticket)
+        dt = _perf_ns() - t0
+        m.latency.record(dt)
+        if self.deadline_ns and dt > self.deadline_ns:
+            m.deadline_misses += 1
+        m.delivered += 1
+        if ticket is not None:
+            self.breaker.record(ticket, True, self.clock.monotonic())  # type: ignore[union-attr]
+        if self._use_default and out is not None:
+            self._last_good = out if isinstance(out, DataFrame) else (out[-1] if out else None)
+        return out
+
+    def produce(self) -> Any:
+        """One output of a free-running source (sync): errors go through the policy.
+
+        A source has no input frame, so no fate is counted; EndOfStream ends the source.
+        """
+        t0 = _perf_ns()
+        try:
+            out = self._process(None)
+        except EndOfStream:
+            raise
+        except Exception as exc:
+            m = self.metrics
+            m.received += 1  # account the failed production attempt as a frame
+            return self._failed(DataFrame(), exc, t0, None)
+        self.metrics.latency.record(_perf_ns() - t0)
+        return out
+
+    # -- failure paths ----------------------------------------------------------------------
+    def _rejected(self, frame: DataFrame) -> Any:
+        self.metrics.rejected += 1
+        if self._use_default:
+            return self._substitute(frame)
+        return None
+
+    def _failed(self, frame: DataFrame, exc: Exception, t0: int, ticket: Any) -> Any:
+        m = self.metrics
+        m.latency.record(_perf_ns() - t0)
+        m.record_error(exc)
+        self.last_error = exc
+        now = self.clock.monotonic()
+        if ticket is not None:
+            self.breaker.record(ticket, False, now)  # type: ignore[union-attr]
+        if not self.policy.handles(exc):
+            m.aborted += 1
+            raise NodeError(self.node_id, f"{type(exc).__name__}: {exc}") from exc
+        if self._collect_dead:
+            self.dead_letters.append(frame.with_metadata(
+                error_type=type(exc).__name__, error_message=str(exc)[:500],
+                error_node=self.node_id, error_policy=self.policy.name))
+        if self._use_default:
+            m.defaulted += 1
+            out = self._substitute(frame)
+        else:
+            m.skipped += 1
+            out = None
+        if self.strategy.restarts:
+            self._schedule_restart(now, exc)
+        return out
+
+    def _substitute(self, frame: DataFrame) -> DataFrame:
+        policy: UseDefault = self.policy  # type: ignore[assignment]
+        if policy.last_good and self._last_good is not None:
+            good = self._last_good
+            return DataFrame._make(frame.timestamp, frame.sequence_id, good.payload, good.metadata)
+        fill = np.nan if policy.fill_value is None else policy.fill_value
+        p = frame.payload
+        if p.is_block:
+            block = np.full(p.block().shape, fill)
+            payload = Payload.from_block(p.names, block)
+        else:
+            payload = Payload({n: np.full(len(p[n]), fill) for n in p.names})
+        return DataFrame._make(frame.timestamp, frame.sequence_id, payload, frame.metadata)
+
+    def _schedule_restart(self, now: float, exc: Exception) -> None:
+        s = self.strategy
+        if self._last_failure is not None and now - self._last_failure >= s.healthy_after_s:
+            self.attempts = 0
+        self._last_failure = now
+        self.attempts += 1
+        delay = s.delay(self.attempts, self._rng)
+        if delay is None:
+            raise NodeError(
+                self.node_id,
+                f"gave up after {self.attempts - 1} restarts ({s.name}); last error "
+                f"{type(exc).__name__}: {exc}",
+            ) from exc
+        times = self._restart_times
+        while times and now - times[0] > s.within_s:
+            times.popleft()
+        if len(times) >= s.max_restarts:
+            raise NodeError(
+                self.node_id,
+                f"restart intensity exceeded: more than {s.max_restarts} restarts within "
+                f"{s.within_s:g} s; last error {type(exc).__name__}: {exc}",
+            ) from exc
+        times.append(now)
+        self.pending_restart = True
+        self._restart_due = now + delay
+        self.restart_delays.append(delay)
+
+    async def restart(self) -> None:
+        """Perform a scheduled restart: wait the backoff, then a fresh instance. Cancellable."""
+        if not self.pending_restart:
+            return
+        wait = self._restart_due - self.clock.monotonic()
+        if wait > 0:
+            await self.clock.sleep(wait)
+        old = self.node
+        await _maybe_await(old.on_stop())
+        self.node = self._factory()
+        self._process = self.node.process
+        self.is_async = inspect.iscoroutinefunction(self.node.process)
+        await _maybe_await(self.node.on_start())
+        self.metrics.restarts += 1
+        self.pending_restart = False
+
+    def __repr__(self) -> str:
+        return (f"<ResilientNode {self.node_id!r} policy={self.policy.name} "
+                f"strategy={self.strategy.name} restarts={self.metrics.restarts}>")
+
+
+async def _maybe_await(value: Any) -> Any:
+    if inspect.isawaitable(value):
+        return await value
+    return value

@@ -1,0 +1,15 @@
+"""Runtimes: Pipeline (sequential), AsyncPipeline (tasks + channels), PipelinePool."""
+
+from streamlab.runtime.async_pipeline import AsyncPipeline, PipelineStatistics, RunReport
+from streamlab.runtime.pipeline import Pipeline
+from streamlab.runtime.pool import PipelinePool, PoolResult, PoolStatistics
+
+__all__ = [
+    "AsyncPipeline",
+    "Pipeline",
+    "PipelinePool",
+    "PipelineStatistics",
+    "PoolResult",
+    "PoolStatistics",
+    "RunReport",
+]

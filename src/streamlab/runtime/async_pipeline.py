@@ -1,0 +1,542 @@
+"""AsyncPipeline (Phase 2): every node (or fused chain of nodes) runs as its own asyncio task.
+
+Edges are bounded :class:`~streamlab.channel.Channel` objects (``channel_capacity``, or the
+connection's ``capacity``), so a slow node throttles everything upstream (backpressure).
+Fan-out hands the same frame to every branch (payloads are read-only: no copies); fan-in
+merges channels. Source nodes (no inputs) receive trigger frames, except free-running sources
+which produce on their own.
+
+Lifecycle::
+
+    async with AsyncPipeline.from_config("pipeline.json") as pipe:   # start()
+        await pipe.trigger()                                          # one trigger frame
+        ...
+    # leaving the block is a graceful stop(): nothing in flight is lost
+
+* :meth:`stop` (graceful): sources stop (triggers close, free-running sources are asked to
+  stop), every frame in flight reaches the sinks, then the tasks end. With ``timeout`` the
+  rest is forced after that many seconds: tasks are cancelled and every frame they or their
+  channels held is counted ``dropped_shutdown``; the report names the forced nodes.
+* :meth:`join` waits until the pipeline ends on its own (every source exhausted).
+* **Failure**: a node error under ``Propagate`` (or an escalated restart) cancels the other
+  tasks, counts what was in flight as ``aborted``, and :meth:`join`/:meth:`stop`/:meth:`run`
+  raise :class:`~streamlab.errors.PipelineError` naming the node, with the node's exception as
+  ``__cause__``. No task outlives ``stop()``; no exception is swallowed.
+
+Outputs of terminal nodes are collected per node (``outputs="collect"``, the default; read
+:attr:`results`), streamed through :meth:`outputs` as they arrive (``"stream"``, bounded:
+an unread stream applies backpressure), or counted and discarded (``"discard"``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from streamlab.channel import Channel, ChannelStatistics, Inlet, Outlet
+from streamlab.clock import SYSTEM_CLOCK, Clock
+from streamlab.config import PipelineSpec, load_config
+from streamlab.errors import EndOfStream, NodeError, PipelineError, PipelineStopped
+from streamlab.frame import DataFrame
+from streamlab.metrics.node_metrics import NodeMetrics, NodeMetricsSnapshot
+from streamlab.node import SourceNode
+from streamlab.runtime.build import BuiltGraph, build_graph
+from streamlab.runtime.runner import ChainRunner, CustomRunRunner, FreeSourceRunner, uses_custom_run
+
+__all__ = ["AsyncPipeline", "RunReport", "PipelineStatistics", "OutputMode"]
+
+log = logging.getLogger("streamlab.runtime")
+OutputMode = Literal["collect", "stream", "discard"]
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """What a run did: per-node metrics (fates included), channel statistics, how it ended."""
+
+    pipeline: str
+    duration_s: float
+    state: str                               # "completed", "forced", "failed" ("stopped": never ran)
+    forced_nodes: tuple[str, ...]
+    failed_node: str | None
+    error: str | None
+    nodes: dict[str, NodeMetricsSnapshot]
+    channels: dict[str, ChannelStatistics]
+    outputs: dict[str, int]
+
+    def fates(self) -> dict[str, dict[str, int]]:
+        """Per node: ``received`` and every fate count."""
+        return {n: {"received": s.received, **s.fates} for n, s in self.nodes.items()}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "pipeline": self.pipeline,
+            "duration_s": self.duration_s,
+            "state": self.state,
+            "forced_nodes": list(self.forced_nodes),
+            "failed_node": self.failed_node,
+            "error": self.error,
+            "nodes": {n: s.to_dict() for n, s in self.nodes.items()},
+            "channels": {n: c.__dict__.copy() for n, c in self.channels.items()},
+            "outputs": dict(self.outputs),
+        }
+
+
+@dataclass(frozen=True)
+class PipelineStatistics:
+    """A live snapshot: state, tasks, channels."""
+
+    state: str
+    tasks_running: int
+    tasks: tuple[str, ...]
+    channels: dict[str, ChannelStatistics] = field(default_factory=dict)
+
+
+class _CollectOutlet:
+    """Terminal outlet that keeps every frame (outputs="collect")."""
+
+    __slots__ = ("frames", "sent")
+
+    def __init__(self) -> None:
+        self.frames: list[DataFrame] = []
+        self.sent = 0
+
+    def try_send(self, frame: DataFrame) -> bool:
+        self.frames.append(frame)
+        self.sent += 1
+        return True
+
+    async def send(self, frame: DataFrame) -> None:
+        self.try_send(frame)
+
+    async def send_all(self, frames: Iterable[DataFrame]) -> None:
+        for f in frames:
+            self.try_send(f)
+
+    def close(self) -> None:
+        pass
+
+
+class _DiscardOutlet(_CollectOutlet):
+    """Terminal outlet that only counts (outputs="discard")."""
+
+    __slots__ = ()
+
+    def try_send(self, frame: DataFrame) -> bool:
+        self.sent += 1
+        return True
+
+
+class AsyncPipeline:
+    """A running instance of a pipeline graph. See the module docstring for the lifecycle."""
+
+    def __init__(
+        self,
+        config: PipelineSpec | Mapping[str, Any] | str | os.PathLike[str],
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        outputs: OutputMode = "collect",
+        instance: str | None = None,
+        metrics: dict[str, NodeMetrics] | None = None,
+        fusion: bool | None = None,
+        debug: bool | None = None,
+        output_capacity: int | None = None,
+    ) -> None:
+        self.spec = load_config(config)
+        settings = self.spec.pipeline_config
+        self.name = instance or self.spec.name
+        self.clock = clock
+        self.output_mode: OutputMode = outputs
+        self.fusion = settings.fusion if fusion is None else fusion
+        self.debug = settings.debug if debug is None else debug
+        self._capacity = settings.channel_capacity
+        self._output_capacity = output_capacity or self._capacity
+        self._stop_requested = asyncio.Event()
+        self.built: BuiltGraph = build_graph(self.spec, clock=clock, pipeline_name=self.name,
+                                             metrics=metrics)
+        for ctx in self.built.contexts.values():
+            ctx.stop_requested = self._stop_requested
+        self.metrics: dict[str, NodeMetrics] = {k: r.metrics for k, r in self.built.nodes.items()}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._executors: list[ThreadPoolExecutor] = []
+        self._failure: tuple[str | None, BaseException] | None = None
+        self._aborting = False
+        self._state = "created"
+        self._forced: list[str] = []
+        self._started_at = 0.0
+        self._finished_at: float | None = None
+        self._finalized = False
+        self._report: RunReport | None = None
+        self._next_trigger = 0
+        self.channels: dict[tuple[str, str], Channel] = {}
+        self.trigger_channels: dict[str, Channel] = {}
+        self._sink_outlets: dict[str, Any] = {}
+        self._runners: list[Any] = []
+        self._plan()
+
+    @classmethod
+    def from_config(cls, config: PipelineSpec | Mapping[str, Any] | str | os.PathLike[str],
+                    **kw: Any) -> AsyncPipeline:
+        """Load, validate and instantiate (see ``__init__`` for the keywords)."""
+        return cls(config, **kw)
+
+    # -- planning ---------------------------------------------------------------------------
+    def _fusable(self, node_id: str) -> bool:
+        st = self.built.nodes[node_id]
+        spec = self.spec.node(node_id)
+        return (
+            spec.executor == "inline"
+            and not st.is_async
+            and not uses_custom_run(st)
+            and not (isinstance(st.node, SourceNode) and st.node.free_running())
+            and node_id not in self.built.dead_letter_edges
+        )
+
+    def _plan(self) -> None:
+        b = self.built
+        g = b.graph
+        dead_targets = set(b.dead_letter_edges.items())
+
+        def joinable(a: str, c: str) -> bool:
+            conn = b.edge_settings.get((a, c))
+            return (conn is not None and conn.capacity is None and conn.overflow == "block"
+                    and (a, c) not in dead_targets)
+
+        fusable = {n for n in g.nodes if self._fusable(n)} if self.fusion else set()
+        chains = g.chains(fusable, joinable)
+        internal = {(c[i], c[i + 1]) for c in chains for i in range(len(c) - 1)}
+        for a, c in g.edges:
+            if (a, c) in internal:
+                continue
+            conn = b.edge_settings.get((a, c))
+            cap = conn.capacity if conn is not None and conn.capacity else self._capacity
+            overflow = conn.overflow if conn is not None else "block"
+            self.channels[(a, c)] = Channel(cap, overflow=overflow, name=f"{a}->{c}")
+        for src in g.sources:
+            self.trigger_channels[src] = Channel(self._capacity, name=f"trigger->{src}")
+
+        for chain in chains:
+            head, tail = chain[0], chain[-1]
+            stages = [b.nodes[n] for n in chain]
+            ins = [a for a in g.inputs[head]]
+            in_chans = [self.channels[(a, head)] for a in ins]
+            if not ins:
+                in_chans = [self.trigger_channels[head]]
+                ins = ["trigger"]
+            inlet = Inlet(in_chans, ins)
+            dl = b.dead_letter_edges.get(tail)
+            outs = [c for c in g.outputs[tail] if c != dl]
+            if outs:
+                outlet: Any = Outlet([self.channels[(tail, c)] for c in outs], outs)
+            else:
+                outlet = self._make_sink_outlet(tail)
+            dead_outlets = {}
+            for k, n in enumerate(chain):
+                target = b.dead_letter_edges.get(n)
+                if target:
+                    dead_outlets[k] = Outlet([self.channels[(n, target)]], [target])
+            st = stages[0]
+            if len(chain) == 1 and isinstance(st.node, SourceNode) and st.node.free_running():
+                runner: Any = FreeSourceRunner(
+                    st, outlet, aborting=self._is_aborting, stop_requested=self._stop_requested,
+                    dead_outlet=dead_outlets.get(0))
+            elif len(chain) == 1 and uses_custom_run(st):
+                runner = CustomRunRunner(st, inlet, outlet, aborting=self._is_aborting)
+            else:
+                executor = None
+                if len(chain) == 1 and self.spec.node(head).executor == "thread":
+                    executor = ThreadPoolExecutor(1, thread_name_prefix=f"streamlab-{head}")
+                    self._executors.append(executor)
+                runner = ChainRunner(
+                    stages, inlet, outlet, aborting=self._is_aborting, dead_outlets=dead_outlets,
+                    is_sink=not g.outputs[tail], clock_us=self.clock.time_us, executor=executor)
+            self._runners.append(runner)
+        self.chains = chains
+
+    def _make_sink_outlet(self, node_id: str) -> Any:
+        if self.output_mode == "collect":
+            out: Any = _CollectOutlet()
+        elif self.output_mode == "discard":
+            out = _DiscardOutlet()
+        else:
+            out = Outlet([Channel(self._output_capacity, name=f"{node_id}->output")], [node_id])
+        self._sink_outlets[node_id] = out
+        return out
+
+    def _is_aborting(self) -> bool:
+        return self._aborting
+
+    # -- lifecycle --------------------------------------------------------------------------
+    @property
+    def state(self) -> str:
+        """created, running, stopping, completed, stopped, forced or failed."""
+        return self._state
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return self.built.graph.sources
+
+    @property
+    def sinks(self) -> tuple[str, ...]:
+        return self.built.graph.sinks
+
+    async def start(self) -> None:
+        """Start one task per node or fused chain. A pipeline starts once."""
+        if self._state != "created":
+            raise PipelineStopped(f"pipeline {self.name!r} was already started (state {self._state})")
+        self._state = "running"
+        self._started_at = time.perf_counter()
+        for runner in self._runners:
+            task = asyncio.create_task(self._guard(runner), name=f"streamlab:{self.name}:{runner.name}")
+            self._tasks.append(task)
+
+    async def _guard(self, runner: Any) -> None:
+        try:
+            await runner.run()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # recorded and re-raised by join()/stop(): not swallowed
+            node_id = exc.node_id if isinstance(exc, NodeError) else runner.name
+            self._fail(node_id, exc)
+
+    def _fail(self, node_id: str | None, exc: BaseException) -> None:
+        if self._failure is None:
+            self._failure = (node_id, exc)
+            log.error("pipeline %r: node %r failed: %s", self.name, node_id, exc)
+        self._aborting = True
+        self._stop_requested.set()
+        current = asyncio.current_task()
+        for t in self._tasks:
+            if t is not current and not t.done():
+                t.cancel()
+        # Release anyone blocked on a channel whose receiver is gone.
+        for ch in self._all_channels():
+            ch.close_receiver()
+
+    def _all_channels(self) -> list[Channel]:
+        chans = list(self.channels.values()) + list(self.trigger_channels.values())
+        for out in self._sink_outlets.values():
+            if isinstance(out, Outlet):
+                chans.extend(out.channels)
+        return chans
+
+    def _check_running(self) -> None:
+        if self._failure is not None:
+            raise self._pipeline_error()
+        if self._state not in ("running",):
+            raise PipelineStopped(f"pipeline {self.name!r} is {self._state}, not running")
+
+    async def trigger(self, frame: DataFrame | None = None) -> DataFrame:
+        """Send one trigger frame to every triggered source; waits if a source is behind.
+
+        Without ``frame``, an empty frame stamped with the clock's time and the next trigger
+        sequence id is sent. Returns the frame sent.
+        """
+        self._check_running()
+        if frame is None:
+            frame = DataFrame._make(self.clock.time_us(), self._next_trigger,
+                                    DataFrame().payload, DataFrame().metadata)
+        self._next_trigger += 1
+        for ch in self.trigger_channels.values():
+            if not ch.closed:
+                await ch.send(frame)
+        return frame
+
+    def request_stop(self) -> None:
+        """Begin a graceful stop without waiting: sources stop, frames in flight drain.
+
+        Safe to call from a signal handler; await :meth:`join` or :meth:`stop` afterwards.
+        """
+        self._stop_requested.set()
+        self.close_triggers()
+
+    def close_triggers(self) -> None:
+        """No more triggers: triggered sources end once they have processed the queued ones."""
+        for ch in self.trigger_channels.values():
+            ch.close()
+
+    async def join(self) -> RunReport:
+        """Wait until every task has ended on its own; the report, or PipelineError."""
+        if self._state == "created":
+            raise PipelineStopped(f"pipeline {self.name!r} was never started")
+        if self._tasks:
+            await asyncio.wait(self._tasks)
+        return self._finish("completed")
+
+    async def stop(self, timeout: float | None = None) -> RunReport:
+        """Graceful stop; after ``timeout`` seconds (if given) force the rest. See module doc."""
+        if self._state == "created":
+            self._state = "stopped"
+            return self._finish("stopped")
+        if self._finalized:
+            return self._finish(self._state)
+        if self._state == "running":
+            self._state = "stopping"
+        self._stop_requested.set()
+        self.close_triggers()
+        pending = [t for t in self._tasks if not t.done()]
+        if pending:
+            done, still = await asyncio.wait(pending, timeout=timeout)
+            if still:
+                await self._force(still)
+        return self._finish("completed")
+
+    async def _force(self, tasks: Iterable[asyncio.Task[None]]) -> None:
+        tasks = list(tasks)
+        by_task = {t: r for t, r in zip(self._tasks, self._runners)}
+        self._forced = [by_task[t].name for t in tasks if t in by_task]
+        log.warning("pipeline %r: forcing %s", self.name, ", ".join(self._forced))
+        for t in tasks:
+            t.cancel()
+        for ch in self._all_channels():
+            ch.close_receiver()
+        await asyncio.wait(tasks)
+
+    async def abort(self) -> RunReport:
+        """Stop at once: cancel every task; everything in flight is counted dropped."""
+        return await self.stop(timeout=0)
+
+    async def run(self, triggers: int = 1, frames: Iterable[DataFrame] | None = None,
+                  timeout: float | None = None) -> RunReport:
+        """Start, send ``triggers`` trigger frames (or the given ``frames``), stop gracefully."""
+        await self.start()
+        try:
+            if frames is not None:
+                for f in frames:
+                    await self.trigger(f)
+            else:
+                for _ in range(triggers):
+                    await self.trigger()
+        except PipelineError:
+            pass  # the failure is raised by stop() below, with its cause
+        except BaseException:
+            await self.stop(timeout=0)
+            raise
+        return await self.stop(timeout)
+
+    async def __aenter__(self) -> AsyncPipeline:
+        await self.start()
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            await self.stop()
+        else:
+            try:
+                await self.stop(timeout=0)
+            except PipelineError:
+                if not issubclass(exc_type, PipelineError):
+                    raise
+
+    # -- outputs ----------------------------------------------------------------------------
+    @property
+    def results(self) -> dict[str, list[DataFrame]]:
+        """Frames that reached each terminal node (outputs="collect")."""
+        return {k: v.frames for k, v in self._sink_outlets.items() if isinstance(v, _CollectOutlet)
+                and not isinstance(v, _DiscardOutlet)}
+
+    async def outputs(self) -> AsyncIterator[tuple[str, DataFrame]]:
+        """``(node_id, frame)`` for each frame reaching a terminal node, as it arrives.
+
+        Needs ``outputs="stream"``. Ends when every terminal node has finished; raises
+        PipelineError if the pipeline failed.
+        """
+        if self.output_mode != "stream":
+            raise PipelineError('outputs() needs AsyncPipeline(..., outputs="stream")')
+        chans = [o.channels[0] for o in self._sink_outlets.values()]
+        inlet = Inlet(chans, list(self._sink_outlets))
+        while True:
+            try:
+                node_id, frame = await inlet.receive_from()
+            except EndOfStream:
+                break
+            yield node_id, frame
+        if self._failure is not None:
+            raise self._pipeline_error()
+
+    # -- results ----------------------------------------------------------------------------
+    def _pipeline_error(self) -> PipelineError:
+        assert self._failure is not None
+        node_id, exc = self._failure
+        cause = exc.__cause__ if isinstance(exc, NodeError) and exc.__cause__ else exc
+        detail = str(exc) if isinstance(exc, NodeError) else f"node {node_id!r}: {type(exc).__name__}: {exc}"
+        err = PipelineError(f"pipeline {self.name!r} failed: {detail}", node_id=node_id)
+        err.__cause__ = cause
+        return err
+
+    def _finish(self, state: str) -> RunReport:
+        if not self._finalized:
+            self._finalized = True
+            self._finished_at = time.perf_counter()
+            for ex in self._executors:
+                ex.shutdown(wait=False, cancel_futures=True)
+            self._account_channels()
+            if self._failure is not None:
+                self._state = "failed"
+            elif self._forced:
+                self._state = "forced"
+            else:
+                self._state = state
+            if self.debug:
+                for m in self.metrics.values():
+                    m.check_accounting()
+            self._report = self._make_report()
+        if self._failure is not None:
+            raise self._pipeline_error()
+        assert self._report is not None
+        return self._report
+
+    def _account_channels(self) -> None:
+        """Give every frame still in a channel, dropped or discarded by one, its fate."""
+        fate = "aborted" if self._failure is not None else "dropped_shutdown"
+        edges = list(self.channels.items()) + [((None, k), ch) for k, ch in self.trigger_channels.items()]
+        for (_, to), ch in edges:
+            m = self.metrics[to]
+            left = len(ch.drain_nowait())
+            lost = left + ch.discarded
+            m.received += ch.dropped + lost
+            m.dropped_overflow += ch.dropped
+            setattr(m, fate, getattr(m, fate) + lost)
+            ch.discarded += left
+
+    def _make_report(self) -> RunReport:
+        end = self._finished_at or time.perf_counter()
+        failed_node, error = None, None
+        if self._failure is not None:
+            failed_node = self._failure[0]
+            exc = self._failure[1]
+            cause = exc.__cause__ if isinstance(exc, NodeError) and exc.__cause__ else exc
+            error = f"{type(cause).__name__}: {cause}"
+        return RunReport(
+            pipeline=self.name,
+            duration_s=end - self._started_at if self._started_at else 0.0,
+            state=self._state,
+            forced_nodes=tuple(self._forced),
+            failed_node=failed_node,
+            error=error,
+            nodes={k: m.snapshot() for k, m in self.metrics.items()},
+            channels={ch.name: ch.statistics() for ch in self._all_channels()},
+            outputs={k: v.sent for k, v in self._sink_outlets.items()},
+        )
+
+    @property
+    def report(self) -> RunReport | None:
+        """The final report once the run has ended."""
+        return self._report
+
+    def statistics(self) -> PipelineStatistics:
+        running = tuple(t.get_name() for t in self._tasks if not t.done())
+        return PipelineStatistics(
+            state=self._state, tasks_running=len(running), tasks=running,
+            channels={ch.name: ch.statistics() for ch in self._all_channels()},
+        )
+
+    def __repr__(self) -> str:
+        running = sum(1 for t in self._tasks if not t.done())
+        return (f"<AsyncPipeline {self.name!r} {self._state} nodes={len(self.built.nodes)} "
+                f"tasks={running}/{len(self._runners)}>")

@@ -1,0 +1,149 @@
+"""Pipeline (Phase 1): run the graph once per input frame, in topological order.
+
+Each call of :meth:`Pipeline.process` sends one trigger frame into every source, then calls
+every node's ``process()`` once per frame it received, in topological order, routing outputs
+along the connections (fan-out and fan-in included). It returns the frames that reached each
+terminal node. Node state persists across calls, so repeated calls stream a signal.
+
+Error policies and restart strategies apply as in the async runtime; a ``Propagate`` failure
+raises :class:`~streamlab.errors.PipelineError` naming the node. No tasks are started: this is
+the simplest way to test a graph, or to run one inside code that owns its own loop.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from streamlab.clock import SYSTEM_CLOCK, Clock
+from streamlab.config import PipelineSpec, load_config
+from streamlab.errors import EndOfStream, NodeError, PipelineError
+from streamlab.frame import DataFrame
+from streamlab.metrics.node_metrics import NodeMetrics
+from streamlab.node import SourceNode
+from streamlab.resilience.resilient import _maybe_await
+from streamlab.runtime.build import build_graph
+
+__all__ = ["Pipeline"]
+
+
+class Pipeline:
+    """Sequential execution of a pipeline graph, one trigger at a time."""
+
+    def __init__(
+        self,
+        config: PipelineSpec | Mapping[str, Any] | str | os.PathLike[str],
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        metrics: dict[str, NodeMetrics] | None = None,
+    ) -> None:
+        self.spec = load_config(config)
+        self.name = self.spec.name
+        self.clock = clock
+        self.built = build_graph(self.spec, clock=clock, pipeline_name=self.name, metrics=metrics)
+        self.graph = self.built.graph
+        self.order = self.graph.topological_order()
+        self.metrics = {k: r.metrics for k, r in self.built.nodes.items()}
+        self._started = False
+        self._closed = False
+        self._next_trigger = 0
+        self.exhausted: set[str] = set()
+
+    @classmethod
+    def from_config(cls, config: PipelineSpec | Mapping[str, Any] | str | os.PathLike[str],
+                    **kw: Any) -> Pipeline:
+        return cls(config, **kw)
+
+    async def start(self) -> None:
+        """Call every node's ``on_start`` (done automatically by the first ``process``)."""
+        if not self._started:
+            self._started = True
+            for n in self.order:
+                await _maybe_await(self.built.nodes[n].node.on_start())
+
+    async def process(self, trigger: DataFrame | None = None) -> dict[str, list[DataFrame]]:
+        """Run the graph once; returns ``{terminal node id: [frames]}``."""
+        if self._closed:
+            raise PipelineError(f"pipeline {self.name!r} is closed")
+        await self.start()
+        if trigger is None:
+            trigger = DataFrame(self.clock.time_us(), self._next_trigger)
+        self._next_trigger += 1
+        inbox: dict[str, list[DataFrame]] = {n: [] for n in self.order}
+        for src in self.graph.sources:
+            inbox[src].append(trigger)
+        results: dict[str, list[DataFrame]] = {}
+        dead = self.built.dead_letter_edges
+        for n in self.order:
+            res = self.built.nodes[n]
+            outs: list[DataFrame] = []
+            free = isinstance(res.node, SourceNode) and res.node.free_running()
+            frames = inbox[n] if not free else [None]
+            if free and n in self.exhausted:
+                frames = []
+            for f in frames:
+                if res.pending_restart:
+                    await res.restart()
+                try:
+                    if f is None:
+                        out = res.produce()
+                    elif res.is_async:
+                        out = await res.process_async(f)
+                    else:
+                        out = res.process(f)
+                except EndOfStream:
+                    self.exhausted.add(n)
+                    continue
+                except NodeError as exc:
+                    err = PipelineError(f"pipeline {self.name!r} failed: {exc}", node_id=n)
+                    raise err from (exc.__cause__ or exc)
+                if res.dead_letters:
+                    if n in dead:
+                        inbox[dead[n]].extend(res.dead_letters)
+                    res.dead_letters = []
+                if out is None:
+                    continue
+                if isinstance(out, DataFrame):
+                    outs.append(out)
+                else:
+                    outs.extend(out)
+            res.metrics.frames_out += len(outs)
+            targets = [t for t in self.graph.outputs[n] if dead.get(n) != t]
+            for t in targets:
+                inbox[t].extend(outs)
+            if not self.graph.outputs[n]:
+                results[n] = outs
+        return results
+
+    def process_sync(self, trigger: DataFrame | None = None) -> dict[str, list[DataFrame]]:
+        """:meth:`process` for graphs of plain (sync) nodes, callable without an event loop.
+
+        Raises PipelineError if a node really needs to wait (use ``await process()`` then).
+        """
+        coro = self.process(trigger)
+        try:
+            coro.send(None)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        coro.close()
+        raise PipelineError(
+            f"pipeline {self.name!r}: a node awaited something; use 'await pipeline.process()'")
+
+    async def close(self) -> None:
+        """Call every node's ``on_stop``."""
+        if not self._closed:
+            self._closed = True
+            if self._started:
+                for n in self.order:
+                    await _maybe_await(self.built.nodes[n].node.on_stop())
+
+    async def __aenter__(self) -> Pipeline:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return f"<Pipeline {self.name!r} nodes={len(self.order)} triggers={self._next_trigger}>"

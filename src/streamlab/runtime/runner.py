@@ -1,0 +1,338 @@
+"""The loops that run inside pipeline tasks.
+
+A :class:`ChainRunner` runs one node, or a fused linear chain of nodes, inside one task:
+it takes every ready frame from the chain's :class:`~streamlab.channel.Inlet`, passes each
+through the chain's nodes (each wrapped in a ResilientNode, which counts fates and applies
+policies per node), and sends the results on the :class:`~streamlab.channel.Outlet`.
+
+A :class:`FreeSourceRunner` drives a free-running source: it calls the source until it raises
+EndOfStream, reaches ``max_frames``, or a graceful stop is requested, pacing frames in real
+time if asked.
+
+Both count, on cancellation (a forced stop or a failure elsewhere), every frame they hold as
+``dropped_shutdown`` (or ``aborted`` when the pipeline failed), so ``received == sum of
+fates`` holds for every node whatever ends the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from streamlab.channel import Inlet, Outlet
+from streamlab.errors import EndOfStream
+from streamlab.frame import DataFrame
+from streamlab.node import SourceNode
+from streamlab.resilience.resilient import ResilientNode, _maybe_await
+
+__all__ = ["ChainRunner", "FreeSourceRunner", "CustomRunRunner", "uses_custom_run"]
+
+_DataFrame = DataFrame
+
+
+class _Runner:
+    name: str
+    stages: list[ResilientNode]
+
+    def __init__(self, aborting: Callable[[], bool]) -> None:
+        self._aborting = aborting
+
+    def _drop_fate(self) -> str:
+        return "aborted" if self._aborting() else "dropped_shutdown"
+
+    async def _start_nodes(self) -> None:
+        for st in self.stages:
+            await _maybe_await(st.node.on_start())
+
+    async def _stop_nodes(self) -> None:
+        for st in self.stages:
+            await _maybe_await(st.node.on_stop())
+
+
+class ChainRunner(_Runner):
+    """One task: inlet -> node(s) -> outlet."""
+
+    def __init__(
+        self,
+        stages: list[ResilientNode],
+        inlet: Inlet,
+        outlet: Any,
+        *,
+        aborting: Callable[[], bool],
+        dead_outlets: dict[int, Outlet] | None = None,
+        is_sink: bool = False,
+        clock_us: Callable[[], int] | None = None,
+        executor: ThreadPoolExecutor | None = None,
+    ) -> None:
+        super().__init__(aborting)
+        self.stages = stages
+        self.name = "+".join(st.node_id for st in stages)
+        self.inlet = inlet
+        self.outlet = outlet
+        self.dead_outlets = dead_outlets or {}
+        self.is_sink = is_sink
+        self._clock_us = clock_us or (lambda: time.time_ns() // 1000)
+        self.executor = executor
+
+    async def run(self) -> None:
+        await self._start_nodes()
+        try:
+            await self._loop()
+        finally:
+            self.outlet.close()
+            for o in self.dead_outlets.values():
+                o.close()
+            # on_stop runs after the outlet closed, so downstream can finish meanwhile.
+            await self._stop_nodes()
+
+    async def _loop(self) -> None:
+        inlet, outlet = self.inlet, self.outlet
+        stages = self.stages
+        single = stages[0] if len(stages) == 1 else None
+        slow = self.executor is not None or any(st.is_async for st in stages) or self.dead_outlets
+        head_m = stages[0].metrics
+        tail_m = stages[-1].metrics
+        e2e = tail_m.end_to_end if self.is_sink else None
+        clock_us = self._clock_us
+        head_ctx = stages[0].node.context
+        fan_in = len(inlet.channels) > 1
+        head_ctx.current_input = inlet.last_source
+        while True:
+            try:
+                batch = await inlet.receive_batch()
+            except EndOfStream:
+                return
+            if fan_in:
+                head_ctx.current_input = inlet.last_source
+            if e2e is not None:
+                now = clock_us()
+                for f in batch:
+                    lat = now - f.timestamp
+                    e2e.record(lat * 1000 if lat > 0 else 0)
+            i = 0
+            n = len(batch)
+            sending = False
+            try:
+                while i < n:
+                    frame = batch[i]
+                    i += 1
+                    if slow:
+                        outs = await self._feed_slow(frame)
+                    elif single is not None:
+                        if single.pending_restart:
+                            await single.restart()
+                        out = single.process(frame)
+                        if out is None:
+                            continue
+                        if type(out) is _DataFrame:
+                            single.metrics.frames_out += 1
+                            if not outlet.try_send(out):
+                                sending = True
+                                await outlet.send(out)
+                                sending = False
+                            continue
+                        outs = list(out)
+                        single.metrics.frames_out += len(outs)
+                    else:
+                        outs = await self._feed(frame)
+                    if outs:
+                        sending = True
+                        for o in outs:
+                            if not outlet.try_send(o):
+                                await outlet.send(o)
+                        sending = False
+            except asyncio.CancelledError:
+                fate = self._drop_fate()
+                rest = n - i
+                if rest:
+                    head_m.received += rest
+                    setattr(head_m, fate, getattr(head_m, fate) + rest)
+                if sending:  # the current frame's outputs did not all leave
+                    tail_m.delivered -= 1
+                    setattr(tail_m, fate, getattr(tail_m, fate) + 1)
+                raise
+
+    async def _feed(self, frame: DataFrame) -> list[DataFrame]:
+        """Pass one frame through a fused chain of sync nodes."""
+        frames: list[DataFrame] = [frame]
+        for st in self.stages:
+            if st.pending_restart:
+                await st.restart()
+            nxt: list[DataFrame] = []
+            for f in frames:
+                out = st.process(f)
+                if out is None:
+                    continue
+                if type(out) is _DataFrame:
+                    nxt.append(out)
+                else:
+                    nxt.extend(out)
+            st.metrics.frames_out += len(nxt)
+            if not nxt:
+                return nxt
+            frames = nxt
+        return frames
+
+    async def _feed_slow(self, frame: DataFrame) -> list[DataFrame]:
+        """The general path: async nodes, thread executor, dead letters."""
+        frames: list[DataFrame] = [frame]
+        loop = asyncio.get_running_loop()
+        for k, st in enumerate(self.stages):
+            if st.pending_restart:
+                await st.restart()
+            nxt: list[DataFrame] = []
+            for f in frames:
+                if self.executor is not None and not st.is_async:
+                    out = await loop.run_in_executor(self.executor, st.process, f)
+                elif st.is_async:
+                    out = await st.process_async(f)
+                else:
+                    out = st.process(f)
+                if st.dead_letters:
+                    dead, st.dead_letters = st.dead_letters, []
+                    outlet = self.dead_outlets.get(k)
+                    if outlet is not None:
+                        await outlet.send_all(dead)
+                if out is None:
+                    continue
+                if type(out) is _DataFrame:
+                    nxt.append(out)
+                else:
+                    nxt.extend(out)
+            st.metrics.frames_out += len(nxt)
+            if not nxt:
+                return nxt
+            frames = nxt
+        return frames
+
+
+class FreeSourceRunner(_Runner):
+    """One task: a source that produces on its own until exhausted, limited or stopped."""
+
+    def __init__(
+        self,
+        stage: ResilientNode,
+        outlet: Any,
+        *,
+        aborting: Callable[[], bool],
+        stop_requested: asyncio.Event,
+        dead_outlet: Outlet | None = None,
+    ) -> None:
+        super().__init__(aborting)
+        self.stages = [stage]
+        self.name = stage.node_id
+        self.outlet = outlet
+        self.stop_requested = stop_requested
+        self.dead_outlet = dead_outlet
+
+    async def run(self) -> None:
+        await self._start_nodes()
+        try:
+            await self._loop()
+        finally:
+            self.outlet.close()
+            if self.dead_outlet is not None:
+                self.dead_outlet.close()
+            await self._stop_nodes()
+
+    async def _loop(self) -> None:
+        st = self.stages[0]
+        node = st.node
+        cfg = node.config
+        limit = getattr(cfg, "max_frames", None)
+        realtime = bool(getattr(cfg, "realtime", False))
+        clock = st.clock
+        period = node.frame_period() if isinstance(node, SourceNode) and realtime else None
+        start = clock.monotonic()
+        produced = 0
+        since_yield = 0
+        outlet = self.outlet
+        stop = self.stop_requested
+        while not stop.is_set() and (limit is None or produced < limit):
+            if st.pending_restart:
+                await st.restart()
+                node = st.node
+            if period:
+                wait = start + produced * period - clock.monotonic()
+                if wait > 0:
+                    await clock.sleep(wait)
+                    since_yield = 0
+            try:
+                out = await st.process_async(None) if st.is_async else st.produce()  # type: ignore[arg-type]
+            except EndOfStream:
+                return
+            produced += 1
+            if st.dead_letters and self.dead_outlet is not None:
+                dead, st.dead_letters = st.dead_letters, []
+                await self.dead_outlet.send_all(dead)
+            if out is None:
+                continue
+            outs = [out] if type(out) is _DataFrame else list(out)
+            st.metrics.frames_out += len(outs)
+            for o in outs:
+                if not outlet.try_send(o):
+                    await outlet.send(o)
+                    since_yield = 0
+            since_yield += 1
+            if since_yield >= 32:  # never starve the loop when downstream keeps up
+                since_yield = 0
+                await asyncio.sleep(0)
+
+
+class CustomRunRunner(_Runner):
+    """One task for a node that overrides ``run(rx, tx)``: the node owns its loop.
+
+    Frames the node takes are counted ``delivered`` when it returns normally; if it fails,
+    the frame it was holding is ``aborted`` and the others delivered.
+    """
+
+    def __init__(self, stage: ResilientNode, inlet: Inlet, outlet: Any, *,
+                 aborting: Callable[[], bool]) -> None:
+        super().__init__(aborting)
+        self.stages = [stage]
+        self.name = stage.node_id
+        self.inlet = inlet
+        self.outlet = outlet
+
+    async def run(self) -> None:
+        st = self.stages[0]
+        m = st.metrics
+        await self._start_nodes()
+        base_taken = self.inlet.taken
+        base_sent = self.outlet.sent
+        try:
+            await st.node.run(self.inlet, self.outlet)
+            taken = self.inlet.taken - base_taken
+            m.received += taken
+            m.delivered += taken
+        except asyncio.CancelledError:
+            taken = self.inlet.taken - base_taken
+            m.received += taken
+            m.delivered += max(0, taken - 1)
+            if taken:
+                fate = self._drop_fate()
+                setattr(m, fate, getattr(m, fate) + 1)
+            raise
+        except Exception as exc:
+            taken = self.inlet.taken - base_taken
+            m.received += taken
+            m.delivered += max(0, taken - 1)
+            m.aborted += 1 if taken else 0
+            m.record_error(exc)
+            from streamlab.errors import NodeError
+
+            raise NodeError(st.node_id, f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            m.frames_out += self.outlet.sent - base_sent
+            self.outlet.close()
+            await self._stop_nodes()
+
+
+def uses_custom_run(stage: ResilientNode) -> bool:
+    """True if the node overrides ``run`` (the runtime then hands it the channels)."""
+    from streamlab.node import overrides_run
+
+    return overrides_run(stage.node)
