@@ -1,11 +1,46 @@
 """The built-in node library. Importing it registers every built-in node type.
 
-One module per family: ``generators`` (sources), ``basic`` (per-frame transforms).
-Nodes here use only StreamLab's public API, as a third-party node package would.
+One module per family:
+
+* ``generators``: signal sources (sine, square, noise, chirp, ...)
+* ``basic``: per-frame transforms (Gain, Passthrough)
+* ``filters``, ``resample``, ``spectral``, ``features``: DSP (scipy, optional extra ``dsp``)
+* ``channels``: selecting, renaming, combining channels and merging streams
+* ``io``, ``record``: files, recording and replay
+* ``lsl``: Lab Streaming Layer (optional extra ``lsl``); ``plot``: PNG plots (extra ``plot``)
+* ``fault``: FaultInjector for chaos tests
+
+Nodes here use only StreamLab's public API, as a third-party node package would. Modules
+that need an optional dependency import it when a node is created, not at import time, so
+every type is listed (and documented) even where the extra is not installed.
 """
 
-from streamlab.nodes import basic, generators
-from streamlab.nodes.basic import Gain, Passthrough
-from streamlab.nodes.generators import SineGenerator
+from streamlab.nodes import (
+    basic,
+    channels,
+    fault,
+    features,
+    filters,
+    generators,
+    io,
+    lsl,
+    plot,
+    record,
+    resample,
+    spectral,
+)
 
-__all__ = ["Gain", "Passthrough", "SineGenerator", "basic", "generators"]
+__all__ = [
+    "basic",
+    "channels",
+    "fault",
+    "features",
+    "filters",
+    "generators",
+    "io",
+    "lsl",
+    "plot",
+    "record",
+    "resample",
+    "spectral",
+]
