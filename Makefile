@@ -1,0 +1,47 @@
+# StreamLab developer commands. Every target creates (and reuses) the virtual environment at .venv.
+#   make demo          run the flagship example pipeline (writes out/demo/)
+#   make test          run the whole test suite (installs the Prometheus server if it can)
+#   make reliability   the full reliability suite, report in reliability-report.json
+#   make bench         the benchmark suite, table on stdout and benchmarks/results/latest.json
+#   make lint          ruff
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: venv demo test test-fast reliability bench lint clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+venv: $(STAMP)
+
+demo: venv
+	@mkdir -p out/demo
+	$(PY) -m streamlab run examples/sine_gain.json --triggers 50 --output out/demo/output.jsonl --summary out/demo/summary.json
+	@echo "outputs: out/demo/output.jsonl  summary: out/demo/summary.json"
+
+test: venv
+	@bash scripts/system-deps.sh
+	$(PY) -m pytest
+
+test-fast: venv
+	$(PY) -m pytest -x -m "not integration and not slow"
+
+reliability: venv
+	$(PY) -X dev scripts/reliability.py --out reliability-report.json
+
+bench: venv
+	@mkdir -p benchmarks/results
+	$(PY) -m benchmarks.run --out benchmarks/results/latest.json
+
+lint: venv
+	$(PY) -m ruff check src tests benchmarks scripts
+
+clean:
+	rm -rf $(VENV) out build *.egg-info
