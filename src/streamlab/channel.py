@@ -97,7 +97,7 @@ class Channel:
         self._closed = False
         self._receiver_closed = False
         self.peak_depth = 0
-        self.sent = 0          # frames accepted into the queue
+        self.sent = 0          # frames accepted into the queue (evicted ones excluded)
         self.received = 0      # frames taken by the receiver
         self.dropped = 0       # frames dropped by the overflow policy
         self.discarded = 0     # frames thrown away because the receiver was gone
@@ -124,6 +124,7 @@ class Channel:
             if self.overflow == "drop_newest":
                 return True
             q.popleft()
+            self.sent -= 1  # the evicted frame is counted as dropped instead
         q.append(frame)
         self.sent += 1
         n = len(q)

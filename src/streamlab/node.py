@@ -28,7 +28,7 @@ import inspect
 import logging
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Union
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -51,7 +51,7 @@ __all__ = [
     "is_async_process",
 ]
 
-ProcessResult = Union[DataFrame, None, Sequence[DataFrame]]
+ProcessResult = DataFrame | None | Sequence[DataFrame]
 
 
 class NodeConfig(BaseModel):

@@ -17,7 +17,7 @@ the document (ids, types, cycles) and validates each node's ``config`` against i
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
@@ -95,7 +95,7 @@ class UseDefaultSpec(_PolicyBase):
 
 
 ErrorPolicySpec = Annotated[
-    Union[PropagateSpec, SkipFrameSpec, UseDefaultSpec], Field(discriminator="policy")
+    PropagateSpec | SkipFrameSpec | UseDefaultSpec, Field(discriminator="policy")
 ]
 
 
@@ -152,7 +152,7 @@ class CircuitBreakerSpec(_RestartBase):
 
 
 RestartSpec = Annotated[
-    Union[NeverSpec, ImmediateSpec, ExponentialSpec, CircuitBreakerSpec],
+    NeverSpec | ImmediateSpec | ExponentialSpec | CircuitBreakerSpec,
     Field(discriminator="strategy"),
 ]
 

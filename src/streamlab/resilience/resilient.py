@@ -24,6 +24,7 @@ restart. Escalation (max_attempts exhausted, or more than ``max_restarts`` resta
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import random
 import time
@@ -93,6 +94,8 @@ class ResilientNode:
         self.dead_letters: list[DataFrame] = []
         self._collect_dead = collect_dead_letters
         self.last_error: BaseException | None = None
+        #: Fate of a frame whose processing is cancelled (the runtime says which).
+        self.cancel_fate: Callable[[], str] = lambda: "dropped_shutdown"
 
     @property
     def node_id(self) -> str:
@@ -141,6 +144,10 @@ class ResilientNode:
             out = await self._process(frame)  # type: ignore[misc]
         except EndOfStream:
             m.received -= 1
+            raise
+        except asyncio.CancelledError:
+            fate = self.cancel_fate()
+            setattr(m, fate, getattr(m, fate) + 1)
             raise
         except Exception as exc:
             return self._failed(frame, exc, t0, ticket)

@@ -161,6 +161,8 @@ class AsyncPipeline:
                                              metrics=metrics)
         for ctx in self.built.contexts.values():
             ctx.stop_requested = self._stop_requested
+        for res in self.built.nodes.values():
+            res.cancel_fate = self._cancel_fate
         self.metrics: dict[str, NodeMetrics] = {k: r.metrics for k, r in self.built.nodes.items()}
         self._tasks: list[asyncio.Task[None]] = []
         self._executors: list[ThreadPoolExecutor] = []
@@ -271,6 +273,9 @@ class AsyncPipeline:
     def _is_aborting(self) -> bool:
         return self._aborting
 
+    def _cancel_fate(self) -> str:
+        return "aborted" if self._aborting else "dropped_shutdown"
+
     # -- lifecycle --------------------------------------------------------------------------
     @property
     def state(self) -> str:
@@ -307,7 +312,7 @@ class AsyncPipeline:
     def _fail(self, node_id: str | None, exc: BaseException) -> None:
         if self._failure is None:
             self._failure = (node_id, exc)
-            log.error("pipeline %r: node %r failed: %s", self.name, node_id, exc)
+            log.debug("pipeline %r: node %r failed: %s", self.name, node_id, exc)
         self._aborting = True
         self._stop_requested.set()
         current = asyncio.current_task()

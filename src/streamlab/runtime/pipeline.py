@@ -12,6 +12,7 @@ the simplest way to test a graph, or to run one inside code that owns its own lo
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -49,6 +50,7 @@ class Pipeline:
         self._closed = False
         self._next_trigger = 0
         self.exhausted: set[str] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @classmethod
     def from_config(cls, config: PipelineSpec | Mapping[str, Any] | str | os.PathLike[str],
@@ -117,18 +119,30 @@ class Pipeline:
         return results
 
     def process_sync(self, trigger: DataFrame | None = None) -> dict[str, list[DataFrame]]:
-        """:meth:`process` for graphs of plain (sync) nodes, callable without an event loop.
+        """:meth:`process` for code without an event loop (scripts, tests, notebooks' cells).
 
-        Raises PipelineError if a node really needs to wait (use ``await process()`` then).
+        Runs on a private event loop, closed by :meth:`close_sync`. Inside a running loop, use
+        ``await pipeline.process()`` instead (PipelineError says so).
         """
-        coro = self.process(trigger)
         try:
-            coro.send(None)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-        coro.close()
-        raise PipelineError(
-            f"pipeline {self.name!r}: a node awaited something; use 'await pipeline.process()'")
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            raise PipelineError(
+                f"pipeline {self.name!r}: an event loop is running here; use 'await pipeline.process()'")
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+        return self._loop.run_until_complete(self.process(trigger))
+
+    def close_sync(self) -> None:
+        """:meth:`close` without an event loop."""
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+        try:
+            self._loop.run_until_complete(self.close())
+        finally:
+            self._loop.close()
 
     async def close(self) -> None:
         """Call every node's ``on_stop``."""
