@@ -40,8 +40,26 @@ class _Runner:
     def __init__(self, aborting: Callable[[], bool]) -> None:
         self._aborting = aborting
 
-    def _drop_fate(self) -> str:
+    def _drop_fate(self, exc: BaseException | None = None) -> str:
+        """Fate of frames in hand when ``exc`` ends the loop (a node's own error: aborted)."""
+        if exc is not None and not isinstance(exc, asyncio.CancelledError):
+            return "aborted"
         return "aborted" if self._aborting() else "dropped_shutdown"
+
+    def _lost_in_chain(self, k: int, unseen: int, outputs: list[DataFrame],
+                       exc: BaseException) -> None:
+        """Count frames in hand inside a chain when ``exc`` interrupts stage ``k``.
+
+        ``unseen`` frames had not reached stage k yet; ``outputs`` of stage k had not reached
+        stage k+1 (inside the chain: no channel holds them). Each gets one fate.
+        """
+        fate = self._drop_fate(exc)
+        for m, n in ((self.stages[k].metrics, unseen),
+                     (self.stages[k + 1].metrics if k + 1 < len(self.stages) else None,
+                      len(outputs))):
+            if m is not None and n:
+                m.received += n
+                setattr(m, fate, getattr(m, fate) + n)
 
     async def _start_nodes(self) -> None:
         for st in self.stages:
@@ -117,13 +135,13 @@ class ChainRunner(_Runner):
             sending = False
             try:
                 while i < n:
+                    if single is not None and not slow and single.pending_restart:
+                        await single.restart()  # before taking the frame: a cancel leaves it in rest
                     frame = batch[i]
                     i += 1
                     if slow:
                         outs = await self._feed_slow(frame)
                     elif single is not None:
-                        if single.pending_restart:
-                            await single.restart()
                         out = single.process(frame)
                         if out is None:
                             continue
@@ -144,8 +162,8 @@ class ChainRunner(_Runner):
                             if not outlet.try_send(o):
                                 await outlet.send(o)
                         sending = False
-            except asyncio.CancelledError:
-                fate = self._drop_fate()
+            except BaseException as exc:  # cancelled, or a node error: count what is in hand
+                fate = self._drop_fate(exc)
                 rest = n - i
                 if rest:
                     head_m.received += rest
@@ -158,18 +176,24 @@ class ChainRunner(_Runner):
     async def _feed(self, frame: DataFrame) -> list[DataFrame]:
         """Pass one frame through a fused chain of sync nodes."""
         frames: list[DataFrame] = [frame]
-        for st in self.stages:
-            if st.pending_restart:
-                await st.restart()
+        for k, st in enumerate(self.stages):
             nxt: list[DataFrame] = []
-            for f in frames:
-                out = st.process(f)
-                if out is None:
-                    continue
-                if type(out) is _DataFrame:
-                    nxt.append(out)
-                else:
-                    nxt.extend(out)
+            j = 0
+            try:
+                if st.pending_restart:
+                    await st.restart()
+                for f in frames:
+                    j += 1
+                    out = st.process(f)
+                    if out is None:
+                        continue
+                    if type(out) is _DataFrame:
+                        nxt.append(out)
+                    else:
+                        nxt.extend(out)
+            except BaseException as exc:
+                self._lost_in_chain(k, len(frames) - j, nxt, exc)
+                raise
             st.metrics.frames_out += len(nxt)
             if not nxt:
                 return nxt
@@ -181,27 +205,33 @@ class ChainRunner(_Runner):
         frames: list[DataFrame] = [frame]
         loop = asyncio.get_running_loop()
         for k, st in enumerate(self.stages):
-            if st.pending_restart:
-                await st.restart()
             nxt: list[DataFrame] = []
-            for f in frames:
-                if self.executor is not None and not st.is_async:
-                    out = await loop.run_in_executor(self.executor, st.process, f)
-                elif st.is_async:
-                    out = await st.process_async(f)
-                else:
-                    out = st.process(f)
-                if st.dead_letters:
-                    dead, st.dead_letters = st.dead_letters, []
-                    outlet = self.dead_outlets.get(k)
-                    if outlet is not None:
-                        await outlet.send_all(dead)
-                if out is None:
-                    continue
-                if type(out) is _DataFrame:
-                    nxt.append(out)
-                else:
-                    nxt.extend(out)
+            j = 0
+            try:
+                if st.pending_restart:
+                    await st.restart()
+                for f in frames:
+                    j += 1
+                    if self.executor is not None and not st.is_async:
+                        out = await loop.run_in_executor(self.executor, st.process, f)
+                    elif st.is_async:
+                        out = await st.process_async(f)
+                    else:
+                        out = st.process(f)
+                    if st.dead_letters:
+                        dead, st.dead_letters = st.dead_letters, []
+                        outlet = self.dead_outlets.get(k)
+                        if outlet is not None:
+                            await outlet.send_all(dead)
+                    if out is None:
+                        continue
+                    if type(out) is _DataFrame:
+                        nxt.append(out)
+                    else:
+                        nxt.extend(out)
+            except BaseException as exc:
+                self._lost_in_chain(k, len(frames) - j, nxt, exc)
+                raise
             st.metrics.frames_out += len(nxt)
             if not nxt:
                 return nxt
