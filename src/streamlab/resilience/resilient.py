@@ -197,6 +197,12 @@ class ResilientNode:
         if not self.policy.handles(exc):
             m.aborted += 1
             raise NodeError(self.node_id, f"{type(exc).__name__}: {exc}") from exc
+        if self.strategy.restarts:
+            try:
+                self._schedule_restart(now, exc)
+            except NodeError:
+                m.aborted += 1  # escalation: this frame ends the run
+                raise
         if self._collect_dead:
             self.dead_letters.append(frame.with_metadata(
                 error_type=type(exc).__name__, error_message=str(exc)[:500],
@@ -207,8 +213,6 @@ class ResilientNode:
         else:
             m.skipped += 1
             out = None
-        if self.strategy.restarts:
-            self._schedule_restart(now, exc)
         return out
 
     def _substitute(self, frame: DataFrame) -> DataFrame:
@@ -226,7 +230,13 @@ class ResilientNode:
         return DataFrame._make(frame.timestamp, frame.sequence_id, payload, frame.metadata)
 
     def _schedule_restart(self, now: float, exc: Exception) -> None:
+        """Plan a restart after ``exc``; NodeError if the strategy gives up (escalation).
+
+        A failure while a restart is already pending uses no extra attempt.
+        """
         s = self.strategy
+        if self.pending_restart:
+            return
         if self._last_failure is not None and now - self._last_failure >= s.healthy_after_s:
             self.attempts = 0
         self._last_failure = now
