@@ -180,9 +180,9 @@ class ChainRunner(_Runner):
             nxt: list[DataFrame] = []
             j = 0
             try:
-                if st.pending_restart:
-                    await st.restart()
                 for f in frames:
+                    if st.pending_restart:  # every frame after a failure meets a fresh instance
+                        await st.restart()
                     j += 1
                     out = st.process(f)
                     if out is None:
@@ -208,9 +208,9 @@ class ChainRunner(_Runner):
             nxt: list[DataFrame] = []
             j = 0
             try:
-                if st.pending_restart:
-                    await st.restart()
                 for f in frames:
+                    if st.pending_restart:  # every frame after a failure meets a fresh instance
+                        await st.restart()
                     j += 1
                     if self.executor is not None and not st.is_async:
                         out = await loop.run_in_executor(self.executor, st.process, f)
