@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from streamlab.buffers import BufferPool
 from streamlab.clock import SYSTEM_CLOCK, Clock
 from streamlab.errors import EndOfStream
 from streamlab.frame import DataFrame
@@ -95,6 +96,8 @@ class NodeContext:
     outputs: tuple[str, ...] = ()
     #: Id of the upstream node whose frame is being processed (fan-in nodes read this).
     current_input: str | None = None
+    #: The pipeline's BufferPool, for nodes that produce large arrays of a recurring shape.
+    buffers: BufferPool = field(default_factory=BufferPool)
 
     @property
     def stopping(self) -> bool:

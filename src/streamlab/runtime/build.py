@@ -9,6 +9,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from streamlab.buffers import BufferPool
 from streamlab.clock import Clock
 from streamlab.config.model import PipelineSpec
 from streamlab.errors import ConfigError, ConfigProblem, NodeError
@@ -60,13 +61,14 @@ def build_graph(
 
     nodes: dict[str, ResilientNode] = {}
     contexts: dict[str, NodeContext] = {}
+    buffers = BufferPool()  # one per pipeline instance, shared by its nodes
     for i, n in enumerate(spec.nodes):
         cls: type[ProcessingNode] = spec.node_type(n.id)
         cfg = spec.node_config(n.id)
         ctx = NodeContext(
             node_id=n.id, pipeline=pipeline_name, clock=clock,
             logger=logging.getLogger(f"streamlab.node.{n.id}"),
-            inputs=graph.inputs[n.id], outputs=graph.outputs[n.id],
+            inputs=graph.inputs[n.id], outputs=graph.outputs[n.id], buffers=buffers,
         )
         contexts[n.id] = ctx
         policy_spec = n.error_policy or settings.error_policy
