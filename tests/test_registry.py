@@ -20,7 +20,7 @@ def test_builtins_registered_under_class_names():
 def test_unknown_type_suggests_close_matches():
     with pytest.raises(UnknownNodeTypeError) as info:
         get_node_type("SineGenrator", path="$.nodes[0].type")
-    assert info.value.suggestions == ["SineGenerator"]
+    assert info.value.suggestions[0] == "SineGenerator"
     assert str(info.value).startswith("invalid config: $.nodes[0].type: unknown node type 'SineGenrator'")
 
 
