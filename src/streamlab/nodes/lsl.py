@@ -1,5 +1,336 @@
-"""Lab Streaming Layer inlet and outlet (optional extra 'lsl')."""
+"""Lab Streaming Layer: ``LSLInlet`` (source) and ``LSLOutlet`` (sink), optional extra ``lsl``.
+
+pylsl is imported when a node is created, never at import time; without it, creating a node
+raises the ``missing_extra`` error (``pip install 'streamlab[lsl]'``).
+
+**Not blocking the event loop.** Resolving a stream and opening an inlet block, so LSLInlet does
+both in a worker thread (``asyncio.to_thread``) in ``on_start``. Data is pulled with
+``pull_chunk(timeout=0.0)``, which returns at once with whatever has arrived; when nothing
+has, the node sleeps ``poll_interval`` on the pipeline clock and tries again, checking for a
+stop request and ``idle_timeout`` in between.
+
+**Timestamps.** LSL stamps samples with ``local_clock()`` seconds (a monotonic clock of the
+sending machine; with ``clocksync`` the inlet adds the sender-to-receiver ``time_correction``,
+so stamps are on this machine's ``local_clock``). In ``on_start`` the node reads the pipeline
+clock and ``local_clock()`` back to back and keeps ``offset_us = clock.time_us() -
+local_clock() * 1e6``; a frame's timestamp is then ``round(first_sample_lsl_time * 1e6 +
+offset_us)`` µs since the epoch. The raw LSL time of the first sample is kept in
+``metadata["lsl_timestamp"]`` and, with ``timestamp_channel``, every sample's LSL time is
+emitted as an extra channel (for irregular-rate streams). LSLOutlet maps the other way:
+the last sample of a frame is pushed with ``(frame.timestamp - offset_us) / 1e6 + (n - 1) /
+sample_rate`` (``timestamps="frame"``), or stamped at push time (``"now"``).
+
+**Closing.** ``on_stop`` closes the inlet's stream / destroys the outlet. Close an inlet before
+the outlet it reads from to avoid liblsl's (harmless) "transmission broke off" log line.
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+import asyncio
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from streamlab.errors import BackendError, EndOfStream, missing_extra
+from streamlab.frame import DataFrame, Payload
+from streamlab.node import NodeConfig, ProcessingNode, SourceConfig, SourceNode
+from streamlab.registry import register_node
+
+__all__ = ["LSLInlet", "LSLOutlet", "import_pylsl", "stream_predicate"]
+
+
+def import_pylsl() -> Any:
+    """The pylsl module, or the missing-extra error."""
+    try:
+        import pylsl
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise missing_extra("pylsl", "lsl") from exc
+    except RuntimeError as exc:  # pragma: no cover - pylsl without a usable liblsl
+        raise BackendError(f"pylsl is installed but liblsl could not be loaded: {exc}") from exc
+    return pylsl
+
+
+def _quote(value: str) -> str:
+    if "'" not in value:
+        return f"'{value}'"
+    if '"' not in value:
+        return f'"{value}"'
+    raise ValueError(f"cannot match a value holding both quote characters: {value!r}")
+
+
+def stream_predicate(name: str | None, type: str | None, source_id: str | None) -> str:
+    """The XPath predicate LSL resolves with, e.g. ``name='EEG' and type='EEG'``."""
+    parts = [f"{key}={_quote(v)}" for key, v in
+             (("name", name), ("type", type), ("source_id", source_id)) if v is not None]
+    return " and ".join(parts)
+
+
+def _offset_us(node: ProcessingNode, pylsl: Any) -> float:
+    """Pipeline clock (µs since the epoch) minus LSL local_clock (µs)."""
+    return node.context.clock.time_us() - pylsl.local_clock() * 1e6
+
+
+class LSLInletConfig(SourceConfig):
+    """Settings of LSLInlet."""
+
+    mode: Literal["triggered", "free"] = Field(
+        "free", description="'free' (default): emit chunks as they arrive; 'triggered': each "
+        "trigger emits what has arrived (nothing if nothing has).")
+    name: str | None = Field(None, min_length=1, description="Stream name to resolve.")
+    type: str | None = Field(None, min_length=1, description="Stream type to resolve (EEG, ...).")
+    source_id: str | None = Field(None, min_length=1, description="Stream source_id to resolve.")
+    resolve_timeout: float = Field(5.0, gt=0, le=3600,
+                                   description="Seconds to wait for the stream to be found.")
+    max_samples: int = Field(1024, ge=1, le=1_000_000,
+                             description="Most samples per frame (one pull_chunk).")
+    poll_interval: float = Field(0.005, gt=0, le=10,
+                                 description="Seconds to sleep when no data has arrived.")
+    idle_timeout: float | None = Field(
+        None, gt=0, description="End the stream (EndOfStream) after this many seconds without "
+        "data; default: wait until the pipeline stops.")
+    channels: list[str] | None = Field(
+        None, min_length=1, description="Channel names; default: the stream's channel labels "
+        "(desc/channels/channel/label) if complete and unique, else ch0, ch1, ...")
+    timestamp_channel: str | None = Field(
+        None, min_length=1, description="If set, add a channel of this name holding each "
+        "sample's LSL timestamp (seconds, local_clock).")
+    clocksync: bool = Field(True, description="Apply LSL clock synchronisation "
+                            "(time_correction) to timestamps; adds ~0.6 s before the first data.")
+    dejitter: bool = Field(False, description="Smooth timestamps with LSL's dejitter filter.")
+    max_buflen: int = Field(360, ge=1, description="Seconds of data the inlet buffers.")
+    recover: bool = Field(True, description="Reconnect when the stream is lost; if false, a "
+                          "lost stream ends this source.")
+
+    @model_validator(mode="after")
+    def _check(self) -> LSLInletConfig:
+        if self.name is None and self.type is None and self.source_id is None:
+            raise ValueError("give at least one of name, type or source_id to find the stream")
+        for v in (self.name, self.type, self.source_id):
+            if v is not None:
+                _quote(v)
+        if self.channels is not None and len(set(self.channels)) != len(self.channels):
+            raise ValueError(f"channel names must be unique, got {self.channels}")
+        return self
+
+
+@register_node
+class LSLInlet(SourceNode):
+    """Receive an LSL stream (resolved by name, type or source_id) as frames of its chunks.
+
+    ``on_start`` resolves the stream (``resolve_timeout``; BackendError naming the query if it
+    is not found) and opens it, in a worker thread. Each frame holds the samples that arrived
+    since the last one (at most ``max_samples``), converted to float64, with the metadata
+    ``sample_rate`` (the nominal rate, if regular) and ``lsl_timestamp``.
+
+    >>> LSLInlet.Config(name="EEG").resolve_timeout
+    5.0
+    >>> stream_predicate("EEG", None, "dev-1")
+    "name='EEG' and source_id='dev-1'"
+    """
+
+    Config = LSLInletConfig
+
+    def on_create(self, config: LSLInletConfig) -> None:  # type: ignore[override]
+        self.config = config
+        self._lsl = import_pylsl()
+        from pylsl.util import LostError  # not re-exported by pylsl 1.18
+
+        self._lost_error: type[Exception] = LostError
+        self._inlet: Any = None
+        self._seq = 0
+        self._names: tuple[str, ...] = ()
+        self._meta: dict[str, str] = {}
+        self._offset_us = 0.0
+        self.stream_info: Any = None
+        self.samples_received = 0
+
+    async def on_start(self) -> None:
+        await asyncio.to_thread(self._connect)
+        self._offset_us = _offset_us(self, self._lsl)
+
+    def _connect(self) -> None:
+        lsl, cfg = self._lsl, self.config
+        query = stream_predicate(cfg.name, cfg.type, cfg.source_id)
+        found = lsl.resolve_bypred(query, 1, cfg.resolve_timeout)
+        if not found:
+            raise BackendError(f"LSLInlet {self.node_id!r}: no LSL stream matching {query} "
+                               f"found within {cfg.resolve_timeout} s")
+        info = found[0]
+        if info.channel_format() == lsl.cf_string:
+            raise BackendError(f"LSLInlet {self.node_id!r}: stream {info.name()!r} carries "
+                               "strings; only numeric streams are supported")
+        flags = (lsl.proc_clocksync if cfg.clocksync else 0) | (
+            lsl.proc_dejitter if cfg.dejitter else 0)
+        inlet = lsl.StreamInlet(info, max_buflen=cfg.max_buflen, recover=cfg.recover,
+                                processing_flags=flags)
+        try:
+            inlet.open_stream(cfg.resolve_timeout)
+            full = inlet.info(cfg.resolve_timeout)
+            self._names = self._channel_names(full)
+        except Exception:
+            inlet.close_stream()
+            raise
+        self._inlet = inlet
+        self.stream_info = full
+        rate = full.nominal_srate()
+        self._meta = {"sample_rate": repr(float(rate))} if rate > 0 else {}
+
+    def _channel_names(self, info: Any) -> tuple[str, ...]:
+        n = info.channel_count()
+        cfg = self.config
+        if cfg.channels is not None:
+            if len(cfg.channels) != n:
+                raise BackendError(f"LSLInlet {self.node_id!r}: stream {info.name()!r} has {n} "
+                                   f"channels but {len(cfg.channels)} names are configured")
+            names = list(cfg.channels)
+        else:
+            labels = info.get_channel_labels() or []
+            ok = len(labels) == n and all(labels) and len(set(labels)) == n
+            names = list(labels) if ok else [f"ch{i}" for i in range(n)]
+        if cfg.timestamp_channel is not None:
+            if cfg.timestamp_channel in names:
+                raise BackendError(f"LSLInlet {self.node_id!r}: timestamp_channel "
+                                   f"{cfg.timestamp_channel!r} is also a channel name")
+            names.append(cfg.timestamp_channel)
+        return tuple(names)
+
+    def _pull(self) -> tuple[np.ndarray, np.ndarray] | None:
+        try:
+            samples, stamps = self._inlet.pull_chunk(
+                timeout=0.0, max_samples=self.config.max_samples, as_numpy=True)
+        except self._lost_error as exc:
+            self.context.logger.info("LSLInlet %r: stream lost (%s); ending", self.node_id, exc)
+            raise EndOfStream from exc
+        if len(stamps) == 0:
+            return None
+        return samples, stamps
+
+    async def process(self, frame: DataFrame | None) -> DataFrame | None:  # type: ignore[override]
+        if self._inlet is None:
+            raise BackendError(f"LSLInlet {self.node_id!r}: not connected (on_start did not run "
+                               "or the node was stopped)")
+        clock, cfg = self.context.clock, self.config
+        idle_since = clock.monotonic()
+        while (got := self._pull()) is None:
+            if frame is not None:
+                return None
+            if self.context.stopping:
+                raise EndOfStream
+            if cfg.idle_timeout is not None and clock.monotonic() - idle_since >= cfg.idle_timeout:
+                raise EndOfStream
+            await clock.sleep(cfg.poll_interval)
+        samples, stamps = got
+        block = np.asarray(samples, dtype=np.float64).T
+        if cfg.timestamp_channel is not None:
+            block = np.vstack([block, np.asarray(stamps, dtype=np.float64)[None, :]])
+        first = float(stamps[0])
+        meta = dict(self._meta, lsl_timestamp=repr(first))
+        out = DataFrame(round(first * 1e6 + self._offset_us), self._seq,
+                        Payload.from_block(self._names, np.ascontiguousarray(block)), meta)
+        self._seq += 1
+        self.samples_received += len(stamps)
+        return out
+
+    def on_stop(self) -> None:
+        if self._inlet is not None:
+            self._inlet.close_stream()
+            self._inlet = None
+
+    def __repr__(self) -> str:
+        return (f"<LSLInlet id={self.node_id!r} connected={self._inlet is not None} "
+                f"frames={self._seq} samples={self.samples_received}>")
+
+
+_FORMATS = Literal["double64", "float32", "int32", "int16"]
+
+
+class LSLOutletConfig(NodeConfig):
+    """Settings of LSLOutlet."""
+
+    name: str = Field(..., min_length=1, description="Stream name to publish.")
+    type: str = Field("", description="Stream type (EEG, Audio, ...).")
+    source_id: str | None = Field(None, description="Unique source id (lets inlets recover "
+                                  "after a restart); default: streamlab-<pipeline>-<node id>.")
+    channel_format: _FORMATS = Field("double64", description="Sample type on the wire "
+                                     "(double64 is lossless for StreamLab's float64).")
+    sample_rate: float | None = Field(None, ge=0, description="Nominal rate in Hz (default: "
+                                      "metadata['sample_rate']; 0 = irregular).")
+    chunk_size: int = Field(0, ge=0, description="Samples per network chunk (0: as pushed).")
+    max_buffered: int = Field(360, ge=1, description="Seconds of data buffered for slow inlets.")
+    wait_for_consumers: float = Field(
+        0.0, ge=0, le=3600, description="Before the first push, wait up to this many seconds "
+        "for an inlet to connect (data pushed before anyone listens is lost).")
+    timestamps: Literal["frame", "now"] = Field(
+        "frame", description="'frame': map frame timestamps to LSL time; 'now': stamp at push.")
+    passthrough: bool = Field(False, description="Also emit every frame unchanged.")
+
+
+@register_node
+class LSLOutlet(ProcessingNode):
+    """Publish frames as an LSL stream (push_chunk of samples x channels, labels in desc).
+
+    The outlet is created at the first frame, which fixes the channels (their names become
+    ``desc/channels/channel/label``), the nominal rate and the stream's layout; a later frame
+    with other channels raises ValueError. ``on_stop`` destroys the outlet.
+
+    >>> LSLOutlet.Config(name="filtered").channel_format
+    'double64'
+    """
+
+    Config = LSLOutletConfig
+
+    def on_create(self, config: LSLOutletConfig) -> None:  # type: ignore[override]
+        self.config = config
+        self._lsl = import_pylsl()
+        self.outlet: Any = None
+        self._names: tuple[str, ...] = ()
+        self._rate = 0.0
+        self._offset_us = 0.0
+        self.samples_pushed = 0
+
+    async def _open(self, frame: DataFrame) -> None:
+        lsl, cfg = self._lsl, self.config
+        rate = cfg.sample_rate
+        if rate is None:
+            rate = float(frame.metadata.get("sample_rate", "0"))
+        self._rate = float(rate)
+        self._names = frame.channels
+        source_id = cfg.source_id or f"streamlab-{self.context.pipeline}-{self.node_id}"
+        info = lsl.StreamInfo(cfg.name, cfg.type, len(self._names), self._rate,
+                              cfg.channel_format, source_id)
+        info.set_channel_labels(list(self._names))
+        self.outlet = lsl.StreamOutlet(info, cfg.chunk_size, cfg.max_buffered)
+        self._offset_us = _offset_us(self, lsl)
+        clock = self.context.clock
+        deadline = clock.monotonic() + cfg.wait_for_consumers
+        while not self.outlet.have_consumers() and clock.monotonic() < deadline:
+            await clock.sleep(0.01)
+
+    async def process(self, frame: DataFrame) -> DataFrame | None:
+        if self.outlet is None:
+            await self._open(frame)
+        elif frame.channels != self._names:
+            raise ValueError(f"LSLOutlet {self.node_id!r}: frame {frame.sequence_id} has "
+                             f"channels {list(frame.channels)}, but the stream was created "
+                             f"with {list(self._names)}")
+        n = frame.n_samples
+        if n:
+            self.outlet.push_chunk(np.ascontiguousarray(frame.block().T), self._stamp(frame, n))
+            self.samples_pushed += n
+        return frame if self.config.passthrough else None
+
+    def _stamp(self, frame: DataFrame, n: int) -> float | list[float]:
+        if self.config.timestamps == "now":
+            return 0.0
+        first = (frame.timestamp - self._offset_us) / 1e6
+        if self._rate > 0:
+            return first + (n - 1) / self._rate
+        return [first] * n  # irregular stream: every sample gets the frame's time
+
+    def on_stop(self) -> None:
+        self.outlet = None  # pylsl destroys the outlet when its last reference goes
+
+    def __repr__(self) -> str:
+        return (f"<LSLOutlet id={self.node_id!r} name={self.config.name!r} "
+                f"open={self.outlet is not None} samples={self.samples_pushed}>")
