@@ -83,7 +83,11 @@ def build_graph(
                 "(Propagate stops the pipeline on the first error)"))
 
         def factory(cls: type[ProcessingNode] = cls, cfg: Any = cfg, ctx: NodeContext = ctx,
-                    node_id: str = n.id) -> ProcessingNode:
+                    node_id: str = n.id, executor: str = n.executor) -> ProcessingNode:
+            if executor == "process":
+                from streamlab.runtime.executor import ProcessNode
+
+                return ProcessNode(cls, cfg, ctx)
             try:
                 return cls.create(cfg, ctx)
             except Exception as exc:
