@@ -49,6 +49,8 @@ def add_parser(sub: Any) -> None:
                    help="after Ctrl-C or at the end, force the stop after this long")
     p.add_argument("--debug", action="store_true", help="check frame accounting at the end")
     p.add_argument("--quiet", "-q", action="store_true", help="no summary on stderr")
+    p.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto",
+                   help="event loop: uvloop when installed (auto, the default), or asyncio's")
     _load_optional_features()
     for add in ARGUMENTS:
         add(p)
@@ -69,10 +71,24 @@ def cmd(args: argparse.Namespace) -> int:
     if spec is None:
         return 2
     try:
-        return asyncio.run(_run(args, spec))
+        with asyncio.Runner(loop_factory=_loop_factory(args.loop)) as runner:
+            return runner.run(_run(args, spec))
     except KeyboardInterrupt:  # a signal arrived before our handlers were installed
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's loop if asked for or (auto) installed; None means asyncio's default."""
+    if choice == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if choice == "uvloop":
+            raise SystemExit("error: --loop uvloop needs uvloop: pip install 'streamlab[fast]'") from None
+        return None
+    return uvloop.new_event_loop  # type: ignore[no-any-return]
 
 
 async def _run(args: argparse.Namespace, spec: Any) -> int:
