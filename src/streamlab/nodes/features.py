@@ -1,5 +1,457 @@
-"""Features and events (RMS, envelope, z-score, thresholds, peaks, rates)."""
+"""Features and events: RMS, Envelope, ZScore, ThresholdCrossing, PeakDetector, RateEstimator.
+
+Event frames (ThresholdCrossing and PeakDetector with ``output="events"``, the input of
+RateEstimator) hold, per input channel, a channel of the same name whose samples are the event
+times in µs since the epoch (as float64; fractional µs kept), possibly none. They carry
+``metadata["events"] = "timestamp_us"`` and no ``"sample_rate"`` (the signal's rate moves to
+``"signal_sample_rate"``). One event frame is emitted per input frame, empty or not, so
+downstream timing stays continuous.
+
+Running nodes (RMS with a window, Envelope ``"rectify"``, ZScore, the detectors) carry their
+state across frames: their output does not depend on how the input is cut into frames (tested
+with hypothesis). Per-frame reductions (RMS without a window) emit one sample per channel with
+``metadata["sample_rate"]`` = input rate / ``window_hop`` (from Window) or / frame length.
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+import math
+from collections import deque
+from types import MappingProxyType
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from streamlab.errors import NodeError
+from streamlab.frame import DataFrame
+from streamlab.node import NodeConfig, ProcessingNode
+from streamlab.nodes.filters import (
+    BaStream,
+    FilterConfig,
+    SosStream,
+    StreamingFilter,
+    check_cutoffs,
+    frame_sample_rate,
+    scipy_signal,
+)
+from streamlab.registry import register_node
+
+__all__ = ["RMS", "Envelope", "ZScore", "ThresholdCrossing", "PeakDetector", "RateEstimator"]
+
+_EVENTS = "timestamp_us"
+
+
+def _block(node: ProcessingNode, frame: DataFrame) -> np.ndarray:
+    try:
+        return frame.block()
+    except ValueError as exc:
+        raise NodeError(node.context.node_id, f"{type(node).__name__}: {exc}") from None
+
+
+@register_node
+class RMS(StreamingFilter):
+    """Root mean square per channel: one value per frame, or a running value over ``window`` samples.
+
+    Without ``window``: ``sqrt(mean(x**2))`` of each frame (one sample per channel). With
+    ``window``: ``sqrt(lfilter(ones(window)/window, 1, x**2))`` over the whole stream (zeros
+    before the start), one output sample per input sample.
+
+    >>> from streamlab.testing import run_node, make_frame
+    >>> run_node(RMS, {}, [make_frame(x=[3.0, -3.0, 3.0, -3.0])])[0].payload["x"].tolist()
+    [3.0]
+    """
+
+    class Config(NodeConfig):
+        window: int | None = Field(None, ge=1, le=10_000_000,
+                                   description="Running window in samples (None: one value per frame).")
+
+    def on_create(self, config: Any) -> None:
+        self.config = config
+        self.signal = scipy_signal()
+        self._names = None
+        self._prime = False
+        self._meta: tuple[Any, Any] | None = None
+        if config.window is not None:
+            self._b = np.full(config.window, 1.0 / config.window)
+
+    def _check_rate(self, frame: DataFrame) -> None:
+        return None
+
+    def make_stream(self, n_channels: int) -> Any:
+        return _SquareMeanRoot(BaStream(self._b, np.ones(1), n_channels, self.signal))
+
+    def process(self, frame: DataFrame) -> DataFrame:
+        if self.config.window is not None:
+            return super().process(frame)
+        x = _block(self, frame)
+        if x.shape[1] == 0:
+            raise NodeError(self.context.node_id, "RMS: frame has no samples")
+        rms = np.sqrt(np.einsum("ij,ij->i", x, x) / x.shape[1])[:, None]
+        if self._meta is None or self._meta[0] is not frame.metadata:
+            self._meta = (frame.metadata, _reduced_meta(frame))
+        return DataFrame(frame.timestamp, frame.sequence_id, frame.with_block(rms).payload,
+                         self._meta[1])
+
+
+def _reduced_meta(frame: DataFrame) -> Any:
+    """Metadata of a one-sample-per-frame output: sample_rate = rate / hop (or / frame length)."""
+    meta = dict(frame.metadata)
+    if "sample_rate" in meta:
+        hop = float(meta.get("window_hop", frame.n_samples))
+        meta["sample_rate"] = repr(float(meta["sample_rate"]) / hop)
+    return MappingProxyType(meta)
+
+
+class _SquareMeanRoot:
+    def __init__(self, mean: BaStream) -> None:
+        self.mean = mean
+
+    def block(self, x: np.ndarray) -> np.ndarray:
+        return np.sqrt(np.maximum(self.mean.block(x * x), 0.0))
+
+    def row(self, i: int, x: np.ndarray) -> np.ndarray:
+        return np.sqrt(np.maximum(self.mean.row(i, x * x), 0.0))
+
+
+@register_node
+class Envelope(StreamingFilter):
+    """Amplitude envelope: rectify + Butterworth lowpass (streaming), or |hilbert| per frame.
+
+    ``"rectify"``: ``sosfilt(butter(order, cutoff, fs=fs, output="sos"), abs(x))`` over the whole
+    stream. ``"hilbert"``: ``abs(scipy.signal.hilbert(x))`` of each frame separately (no state;
+    edge effects at every frame boundary: use it on windows).
+
+    >>> from streamlab.testing import run_node, make_frame
+    >>> import numpy as np
+    >>> x = np.sin(2 * np.pi * 50 * np.arange(1000) / 1000)
+    >>> out = run_node(Envelope, {"method": "hilbert"}, [make_frame(x=x)])
+    >>> round(float(out[0].payload["x"][500]), 6)
+    1.0
+    """
+
+    class Config(FilterConfig):
+        method: Literal["rectify", "hilbert"] = Field("rectify", description="See the description.")
+        cutoff: float = Field(5.0, gt=0, description="Lowpass cutoff in Hz (rectify).")
+        order: int = Field(2, ge=1, le=16, description="Butterworth order (rectify).")
+
+        @model_validator(mode="after")
+        def _nyquist(self) -> Envelope.Config:
+            if self.sample_rate is not None:
+                check_cutoffs([self.cutoff], self.sample_rate)
+            return self
+
+    def design(self, fs: float) -> None:
+        check_cutoffs([self.config.cutoff], fs)
+        self.sos = self.signal.butter(self.config.order, self.config.cutoff, fs=fs, output="sos")
+
+    def make_stream(self, n_channels: int) -> Any:
+        return _Rectified(SosStream(self.sos, n_channels, self.signal))
+
+    def process(self, frame: DataFrame) -> DataFrame:
+        if self.config.method == "rectify":
+            return super().process(frame)
+        x = _block(self, frame)
+        if x.shape[1] == 0:
+            return frame
+        return frame.with_block(np.abs(self.signal.hilbert(x, axis=-1)))
+
+
+class _Rectified:
+    def __init__(self, lowpass: SosStream) -> None:
+        self.lowpass = lowpass
+
+    def block(self, x: np.ndarray) -> np.ndarray:
+        return self.lowpass.block(np.abs(x))
+
+    def row(self, i: int, x: np.ndarray) -> np.ndarray:
+        return self.lowpass.row(i, np.abs(x))
+
+
+@register_node
+class ZScore(ProcessingNode):
+    """Running z-score with exponentially weighted mean and variance, per channel.
+
+    With ``d[n] = x[n] - m[n-1]``: ``m[n] = m[n-1] + a*d[n]``, ``v[n] = (1-a)*(v[n-1] + a*d[n]**2)``,
+    output ``(x[n] - m[n]) / sqrt(v[n])`` (0 where v is 0). ``m[-1]`` is the channel's first
+    sample and ``v[-1] = 0``, so the first output is 0 and early outputs are large while the
+    variance builds up. ``a = alpha``, or ``1 - exp(-1 / (time_constant * sample_rate))``.
+
+    >>> from streamlab.testing import run_node, make_frame
+    >>> out = run_node(ZScore, {"alpha": 0.5}, [make_frame(x=[1.0, 1.0, 3.0])])
+    >>> [round(v, 6) for v in out[0].payload["x"].tolist()]
+    [0.0, 0.0, 1.0]
+    """
+
+    class Config(NodeConfig):
+        alpha: float | None = Field(None, gt=0, le=1, description="Smoothing factor per sample.")
+        time_constant: float | None = Field(None, gt=0, description="Seconds (instead of alpha).")
+        sample_rate: float | None = Field(None, gt=0, le=1e9,
+                                          description="Hz, for time_constant; default: metadata.")
+
+        @model_validator(mode="after")
+        def _one(self) -> ZScore.Config:
+            if (self.alpha is None) == (self.time_constant is None):
+                raise ValueError("give exactly one of alpha or time_constant")
+            return self
+
+    def on_create(self, config: Any) -> None:
+        self.config = config
+        self._lfilter = scipy_signal().lfilter
+        self._a: float | None = config.alpha
+        self._m: np.ndarray | None = None
+        self._v: np.ndarray | None = None
+
+    def process(self, frame: DataFrame) -> DataFrame:
+        x = _block(self, frame)
+        if x.shape[1] == 0:
+            return frame
+        if self._a is None:
+            fs = frame_sample_rate(self, frame, self.config.sample_rate)
+            self._a = 1.0 - math.exp(-1.0 / (self.config.time_constant * fs))
+        a = self._a
+        if self._m is None:
+            self._m, self._v = x[:, 0].copy(), np.zeros(x.shape[0])
+        elif len(self._m) != x.shape[0]:
+            raise NodeError(self.context.node_id, "ZScore: number of channels changed mid-stream")
+        den = np.array([1.0, a - 1.0])
+        m, _ = self._lfilter([a], den, x, axis=-1, zi=((1 - a) * self._m)[:, None])
+        prev = np.concatenate([self._m[:, None], m[:, :-1]], axis=1)
+        d = x - prev
+        v, _ = self._lfilter([(1 - a) * a], den, d * d, axis=-1, zi=((1 - a) * self._v)[:, None])
+        self._m, self._v = m[:, -1].copy(), v[:, -1].copy()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = np.where(v > 0, (x - m) / np.sqrt(np.where(v > 0, v, 1.0)), 0.0)
+        return frame.with_block(z)
+
+
+class _EventNode(ProcessingNode):
+    """Shared by detectors: sample rate, carried samples, event-frame layout."""
+
+    def on_create(self, config: Any) -> None:
+        self.config = config
+        self._n = 0  # global index of the next input sample
+        self._names: tuple[str, ...] | None = None
+        self._meta: tuple[Any, Any] | None = None
+
+    def begin(self, frame: DataFrame) -> tuple[np.ndarray, float]:
+        fs = frame_sample_rate(self, frame, self.config.sample_rate)
+        x = _block(self, frame)
+        if self._names is None:
+            self._names = frame.channels
+            self.setup(len(self._names), fs)
+        elif frame.channels != self._names:
+            raise NodeError(self.context.node_id, f"{type(self).__name__}: channels changed "
+                            f"mid-stream from {list(self._names)} to {list(frame.channels)}")
+        return x, fs
+
+    def setup(self, n_channels: int, fs: float) -> None:
+        raise NotImplementedError
+
+    def events_frame(self, frame: DataFrame, times: list[list[float]]) -> DataFrame:
+        if self._meta is None or self._meta[0] is not frame.metadata:
+            meta = {k: v for k, v in frame.metadata.items() if k != "sample_rate"}
+            if "sample_rate" in frame.metadata:
+                meta["signal_sample_rate"] = frame.metadata["sample_rate"]
+            meta["events"] = _EVENTS
+            self._meta = (frame.metadata, MappingProxyType(meta))
+        payload = {n: np.array(t, dtype=float) for n, t in zip(self._names or (), times)}
+        return DataFrame(frame.timestamp, frame.sequence_id, payload, self._meta[1])
+
+
+@register_node
+class ThresholdCrossing(_EventNode):
+    """Threshold crossings with hysteresis and a refractory period, across frame boundaries.
+
+    Rising: ``x[n-1] < threshold <= x[n]``; falling: ``x[n-1] > threshold >= x[n]``. With
+    ``hysteresis`` h, a rising crossing counts only if the signal went below ``threshold - h``
+    since the previous counted rising crossing (falling: above ``threshold + h``). Then any
+    crossing less than ``refractory`` seconds after the previous accepted event is ignored.
+    ``output="events"``: event frames (module docs); ``"mask"``: the input's shape with 1.0 at
+    event samples and 0.0 elsewhere.
+
+    >>> from streamlab.testing import run_node, make_frame
+    >>> meta = {"sample_rate": "1000.0"}
+    >>> out = run_node(ThresholdCrossing, {"threshold": 0.5, "output": "mask"},
+    ...                [make_frame(x=[0.0, 1.0, 0.0], metadata=meta),
+    ...                 make_frame(x=[1.0, 1.0], metadata=meta)])
+    >>> [f.payload["x"].tolist() for f in out]
+    [[0.0, 1.0, 0.0], [1.0, 0.0]]
+    """
+
+    class Config(NodeConfig):
+        threshold: float = Field(..., description="Level crossed.")
+        direction: Literal["rising", "falling", "both"] = Field("rising", description="Which crossings.")
+        hysteresis: float = Field(0.0, ge=0, description="Re-arm distance from the threshold.")
+        refractory: float = Field(0.0, ge=0, description="Seconds after an event during which none counts.")
+        output: Literal["events", "mask"] = Field("events", description="Event frames or a 0/1 mask.")
+        sample_rate: float | None = Field(None, gt=0, le=1e9, description="Hz; default: metadata.")
+
+    def setup(self, n_channels: int, fs: float) -> None:
+        self._last = np.full(n_channels, np.nan)
+        self._armed = {d: [True] * n_channels for d in ("rising", "falling")}
+        self._last_event = [-(1 << 62)] * n_channels
+        self._refractory = round(self.config.refractory * fs)
+
+    def _crossings(self, i: int, ext: np.ndarray, sign: float, armed_key: str) -> list[int]:
+        c = self.config
+        y, thr = sign * ext, sign * c.threshold
+        cand = np.flatnonzero((y[:-1] < thr) & (y[1:] >= thr)) + 1
+        if c.hysteresis == 0:
+            return cand.tolist()
+        below = np.concatenate([[0], np.cumsum(y < thr - c.hysteresis)])  # below[k]: count in y[:k]
+        armed, last, out = self._armed[armed_key][i], 0, []
+        for k in cand.tolist():
+            armed = armed or below[k] > below[last]
+            if armed:
+                out.append(k)
+                armed, last = False, k
+        self._armed[armed_key][i] = armed or bool(below[-1] > below[last])
+        return out
+
+    def process(self, frame: DataFrame) -> DataFrame:
+        x, fs = self.begin(frame)
+        c = self.config
+        base = self._n - 1  # global index of ext[0]
+        mask = np.zeros_like(x) if c.output == "mask" else None
+        times: list[list[float]] = []
+        for i in range(x.shape[0]):
+            ext = np.concatenate([self._last[i:i + 1], x[i]])
+            found: list[int] = []
+            if c.direction in ("rising", "both"):
+                found += self._crossings(i, ext, 1.0, "rising")
+            if c.direction in ("falling", "both"):
+                found += self._crossings(i, ext, -1.0, "falling")
+            kept = []
+            for k in sorted(found):
+                g = base + k
+                if g - self._last_event[i] >= self._refractory:
+                    kept.append(k - 1)
+                    self._last_event[i] = g
+            if mask is not None:
+                mask[i, kept] = 1.0
+            times.append([frame.timestamp + k * 1e6 / fs for k in kept])
+        if x.shape[1]:
+            self._last = x[:, -1].copy()
+        self._n += x.shape[1]
+        if mask is not None:
+            return frame.with_block(mask)
+        return self.events_frame(frame, times)
+
+
+@register_node
+class PeakDetector(_EventNode):
+    """Local maxima above ``height`` with a refractory period, across frame boundaries.
+
+    A peak is a sample with ``x[n-1] < x[n] >= x[n+1]`` and ``x[n] >= height`` (decided when
+    ``x[n+1]`` arrives). Within ``refractory`` seconds the larger peak wins: a candidate is
+    held until ``refractory`` seconds of signal have passed without a larger one, then emitted;
+    peaks less than ``refractory`` after an emitted peak are ignored. So an event is reported
+    up to ``refractory`` seconds (plus one sample) after its peak, with the peak's own time.
+    Output: event frames (module docs).
+
+    >>> from streamlab.testing import run_node, make_frame
+    >>> meta = {"sample_rate": "10.0"}
+    >>> frames = [make_frame(x=[0, 1, 0, 2, 0, 0, 0, 0, 0, 0.0], metadata=meta, timestamp=0),
+    ...           make_frame(x=[0, 0, 0, 3, 0, 0, 0, 0, 0, 0.0], metadata=meta, timestamp=1_000_000)]
+    >>> out = run_node(PeakDetector, {"height": 0.5, "refractory": 0.3}, frames)
+    >>> [f.payload["x"].tolist() for f in out]   # the peak at 0.1 s loses to the larger one at 0.3 s
+    [[300000.0], [1300000.0]]
+    """
+
+    class Config(NodeConfig):
+        height: float = Field(0.0, description="Minimum peak value.")
+        refractory: float = Field(0.0, ge=0, description="Seconds: minimum distance between peaks.")
+        sample_rate: float | None = Field(None, gt=0, le=1e9, description="Hz; default: metadata.")
+
+    def setup(self, n_channels: int, fs: float) -> None:
+        self._tail = np.zeros((n_channels, 0))  # last two samples (fewer at the start)
+        self._pending: list[tuple[int, float, float] | None] = [None] * n_channels
+        self._last_event = [-(1 << 62)] * n_channels
+        self._r = max(1, round(self.config.refractory * fs))
+
+    def process(self, frame: DataFrame) -> DataFrame:
+        x, fs = self.begin(frame)
+        ext = np.concatenate([self._tail, x], axis=1)
+        base = self._n - self._tail.shape[1]  # global index of ext[:, 0]
+        mid = ext[:, 1:-1]
+        cand = (mid > ext[:, :-2]) & (mid >= ext[:, 2:]) & (mid >= self.config.height)
+        last_evaluated = base + ext.shape[1] - 2
+        rows, cols = np.nonzero(cand)
+        times: list[list[float]] = [[] for _ in range(x.shape[0])]
+        r = self._r
+
+        def stamp(g: int) -> float:
+            return frame.timestamp + (g - self._n) * 1e6 / fs
+
+        for i, k in zip(rows.tolist(), cols.tolist()):
+            g, v = base + 1 + k, float(mid[i, k])
+            p = self._pending[i]
+            if p is not None and g - p[0] >= r:
+                times[i].append(p[2])
+                self._last_event[i] = p[0]
+                p = self._pending[i] = None
+            if g - self._last_event[i] < r:
+                continue
+            if p is None or v > p[1]:
+                self._pending[i] = (g, v, stamp(g))
+        for i, p in enumerate(self._pending):
+            if p is not None and last_evaluated - p[0] >= r:
+                times[i].append(p[2])
+                self._last_event[i] = p[0]
+                self._pending[i] = None
+        self._tail = ext[:, -2:]
+        self._n += x.shape[1]
+        return self.events_frame(frame, times)
+
+
+@register_node
+class RateEstimator(ProcessingNode):
+    """Event rate from event frames: 60 / mean interval of the last N events (beats per minute).
+
+    Input: event frames (times in µs, see the module docs). Output per input frame: one sample
+    per channel (same names) with the rate from the last ``intervals`` intervals (mean or
+    median), NaN until two events have been seen; the estimate holds between events.
+    ``metadata["unit"]`` is ``"bpm"`` or ``"Hz"``.
+
+    >>> from streamlab.testing import run_node, make_frame
+    >>> ev = {"events": "timestamp_us"}
+    >>> out = run_node(RateEstimator, {}, [make_frame(x=[0.0, 500_000.0], metadata=ev),
+    ...                                    make_frame(x=[1_000_000.0], metadata=ev)])
+    >>> [f.payload["x"].tolist() for f in out]
+    [[120.0], [120.0]]
+    """
+
+    class Config(NodeConfig):
+        intervals: int = Field(8, ge=1, le=10_000, description="Intervals averaged.")
+        average: Literal["mean", "median"] = Field("mean", description="How intervals are averaged.")
+        unit: Literal["bpm", "Hz"] = Field("bpm", description="Events per minute or per second.")
+
+    def on_create(self, config: Any) -> None:
+        self.config = config
+        self._times: dict[str, deque[float]] = {}
+        self._scale = 60e6 if config.unit == "bpm" else 1e6
+        self._meta: tuple[Any, Any] | None = None
+
+    def process(self, frame: DataFrame) -> DataFrame:
+        if frame.metadata.get("events") != _EVENTS:
+            raise NodeError(self.context.node_id, "RateEstimator needs event frames "
+                            "(metadata['events'] == 'timestamp_us', e.g. from PeakDetector), got "
+                            f"metadata {dict(frame.metadata)}")
+        rates = {}
+        for name, times in frame.payload.items():
+            q = self._times.get(name)
+            if q is None:
+                q = self._times[name] = deque(maxlen=self.config.intervals + 1)
+            q.extend(times.tolist())
+            if len(q) < 2:
+                rates[name] = [math.nan]
+                continue
+            d = np.diff(np.fromiter(q, float, len(q)))
+            mean = float(np.median(d)) if self.config.average == "median" else float(d.mean())
+            rates[name] = [self._scale / mean if mean > 0 else math.nan]
+        if self._meta is None or self._meta[0] is not frame.metadata:
+            meta = {k: v for k, v in frame.metadata.items() if k != "events"}
+            meta["unit"] = self.config.unit
+            self._meta = (frame.metadata, MappingProxyType(meta))
+        return DataFrame(frame.timestamp, frame.sequence_id, rates, self._meta[1])
