@@ -97,3 +97,14 @@ def test_dict_round_trip_and_equality():
     assert DataFrame.from_dict(d) == f
     assert f != f.with_channels(x=[0.5, -1.5])
     assert "seq=8" in repr(f)
+
+
+def test_with_block_takes_the_block_without_copying():
+    f = DataFrame.from_block(["a", "b"], np.zeros((2, 3)))
+    fresh = f.block() * 2
+    g = f.with_block(fresh)
+    assert g.block() is fresh and not fresh.flags.writeable
+    with pytest.raises(FrameError, match="2 rows for 3 channel names"):
+        f.with_block(np.zeros((2, 3)), names=["x", "y", "z"])
+    with pytest.raises(FrameError, match="duplicate channel names"):
+        f.with_block(np.zeros((2, 3)), names=["x", "x"])

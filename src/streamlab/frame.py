@@ -41,6 +41,21 @@ def readonly(array: np.ndarray) -> np.ndarray:
     return array
 
 
+_checked_names: dict[tuple[str, ...], None] = {}
+
+
+def _check_names(names: tuple[str, ...]) -> None:
+    """Unique str channel names; remembered (up to 1024 tuples) so steady streams skip it."""
+    for n in names:
+        if not isinstance(n, str):
+            raise FrameError(f"channel names must be str, got {type(n).__name__} {n!r}")
+    if len(set(names)) != len(names):
+        raise FrameError(f"block: duplicate channel names in {list(names)}")
+    if len(_checked_names) >= 1024:
+        _checked_names.clear()
+    _checked_names[names] = None
+
+
 def _channel(name: object, value: Any) -> np.ndarray:
     if not isinstance(name, str):
         raise FrameError(f"channel names must be str, got {type(name).__name__} {name!r}")
@@ -85,12 +100,13 @@ class Payload(Mapping[str, np.ndarray]):
 
         ``block`` is made read-only (a view if it was writeable); it is not copied.
         """
-        names = tuple(names)
-        if not isinstance(block, np.ndarray) or block.ndim != 2:
-            raise FrameError(
-                f"block: expected a 2-D array (channels x samples), got "
-                f"{getattr(block, 'shape', type(block).__name__)}"
-            )
+        names = names if type(names) is tuple else tuple(names)
+        if type(block) is not np.ndarray or block.ndim != 2:
+            if not isinstance(block, np.ndarray) or block.ndim != 2:
+                raise FrameError(
+                    f"block: expected a 2-D array (channels x samples), got "
+                    f"{getattr(block, 'shape', type(block).__name__)}"
+                )
         if block.dtype != _F64:
             if block.dtype.kind != "f":
                 raise FrameError(f"block: expected float64 samples, got dtype {block.dtype}")
@@ -99,11 +115,8 @@ class Payload(Mapping[str, np.ndarray]):
             raise FrameError(
                 f"block: {block.shape[0]} rows for {len(names)} channel names {list(names)}"
             )
-        if len(set(names)) != len(names):
-            raise FrameError(f"block: duplicate channel names in {list(names)}")
-        for n in names:
-            if not isinstance(n, str):
-                raise FrameError(f"channel names must be str, got {type(n).__name__} {n!r}")
+        if names not in _checked_names:
+            _check_names(names)
         return cls._of_block(names, readonly(block))
 
     @classmethod
@@ -283,10 +296,17 @@ class DataFrame:
         return DataFrame._make(self.timestamp, self.sequence_id, payload, self.metadata)
 
     def with_block(self, block: np.ndarray, names: Iterable[str] | None = None) -> DataFrame:
-        """A new frame whose channels are the rows of ``block`` (names default to this frame's)."""
+        """A new frame whose channels are the rows of ``block`` (names default to this frame's).
+
+        The frame takes ``block`` without copying and makes it read-only in place: pass a
+        fresh result (``frame.block() * 2``), not an array you will write to again.
+        """
         names = self.payload.names if names is None else tuple(names)
-        if block.dtype == _F64 and block.ndim == 2 and block.shape[0] == len(names):
-            payload = Payload._of_block(names, readonly(block))  # type: ignore[arg-type]
+        if (type(block) is np.ndarray and block.dtype == _F64 and block.ndim == 2
+                and block.shape[0] == len(names) and (names is self.payload.names
+                                                       or names in _checked_names)):
+            block.flags.writeable = False
+            payload = Payload._of_block(names, block)  # type: ignore[arg-type]
         else:
             payload = Payload.from_block(names, block)
         return DataFrame._make(self.timestamp, self.sequence_id, payload, self.metadata)
