@@ -166,6 +166,31 @@ class Channel:
         finally:
             self.blocked_seconds += _perf() - start
 
+    async def wait_writable(self) -> None:
+        """Wait until a send would not block: room, a leaky policy, or the receiver gone.
+
+        Counted in ``blocked_seconds``. Cancelling it sends nothing.
+        """
+        loop = asyncio.get_running_loop()
+        start = _perf()
+        try:
+            while (self.overflow == "block" and not self._receiver_closed and not self._closed
+                   and len(self._q) >= self.capacity):
+                fut = loop.create_future()
+                self._putters.append(fut)
+                try:
+                    await fut
+                finally:
+                    try:
+                        self._putters.remove(fut)
+                    except ValueError:
+                        pass
+        except asyncio.CancelledError:
+            self._wake_putter()
+            raise
+        finally:
+            self.blocked_seconds += _perf() - start
+
     def _wake_putter(self) -> None:
         for fut in self._putters:
             if not fut.done():
@@ -404,11 +429,22 @@ class Outlet:
         self.sent = 0
 
     async def send(self, frame: DataFrame) -> None:
-        """Send ``frame`` to every output channel, waiting on full ones."""
-        for ch in self.channels:
-            if not ch.try_send(frame):
-                await ch.send(frame)
-        self.sent += 1
+        """Send ``frame`` to every output channel, waiting on full ones.
+
+        All or nothing: with several outputs it waits until every blocking one has room,
+        so a cancelled send leaves the frame in no channel (never in some branches only).
+        """
+        chans = self.channels
+        if len(chans) == 1:
+            if not chans[0].try_send(frame):
+                await chans[0].send(frame)
+            self.sent += 1
+            return
+        while not self.try_send(frame):
+            for ch in chans:
+                if ch.overflow == "block" and len(ch._q) >= ch.capacity and not ch._receiver_closed:
+                    await ch.wait_writable()
+                    break
 
     def try_send(self, frame: DataFrame) -> bool:
         """Send only if no output channel would block (all or nothing)."""
