@@ -133,6 +133,7 @@ class ChainRunner(_Runner):
             i = 0
             n = len(batch)
             sending = False
+            unsent = 0  # outputs of the current frame not yet in the outlet
             try:
                 while i < n:
                     if single is not None and not slow and single.pending_restart:
@@ -148,7 +149,7 @@ class ChainRunner(_Runner):
                         if type(out) is _DataFrame:
                             single.metrics.frames_out += 1
                             if not outlet.try_send(out):
-                                sending = True
+                                sending, unsent = True, 1
                                 await outlet.send(out)
                                 sending = False
                             continue
@@ -157,10 +158,11 @@ class ChainRunner(_Runner):
                     else:
                         outs = await self._feed(frame)
                     if outs:
-                        sending = True
+                        sending, unsent = True, len(outs)
                         for o in outs:
                             if not outlet.try_send(o):
                                 await outlet.send(o)
+                            unsent -= 1
                         sending = False
             except BaseException as exc:  # cancelled, or a node error: count what is in hand
                 fate = self._drop_fate(exc)
@@ -169,6 +171,7 @@ class ChainRunner(_Runner):
                     head_m.received += rest
                     setattr(head_m, fate, getattr(head_m, fate) + rest)
                 if sending:  # the current frame's outputs did not all leave
+                    tail_m.frames_out -= unsent
                     tail_m.delivered -= 1
                     setattr(tail_m, fate, getattr(tail_m, fate) + 1)
                 raise
