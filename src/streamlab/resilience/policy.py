@@ -22,6 +22,7 @@ Restart strategies: :class:`Never`, :class:`Immediate`, :class:`Exponential` and
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -99,9 +100,11 @@ def backoff_delay(attempt: int, base: float, cap: float, jitter: float = 0.0,
     """Delay before restart ``attempt`` (1-based): ``min(cap, base * 2**(attempt-1) * j)``."""
     if attempt < 1:
         raise ValueError(f"attempt must be >= 1, got {attempt}")
-    delay = base * 2.0 ** (attempt - 1)
+    delay = base * 2.0 ** min(attempt - 1, 1000)  # 2.0 ** 1024 would raise OverflowError
     if jitter:
         delay *= (rng or random).uniform(1.0 - jitter, 1.0 + jitter)
+    if not math.isfinite(delay):
+        return cap
     return min(cap, delay)
 
 
