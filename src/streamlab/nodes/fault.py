@@ -8,8 +8,9 @@ Which frames fail (exactly one of):
 
 * ``"every": k``: the k-th, 2k-th, ... frame this instance receives (counting from 1);
 * ``"at": [sequence ids]``: frames whose ``sequence_id`` is listed;
-* ``"probability": p`` with ``"seed"``: each frame fails with probability ``p``, drawn from
-  ``random.Random(seed)`` (the same seed gives the same failures).
+* ``"probability": p`` with ``"seed"``: each frame fails with probability ``p``. The draw is
+  a hash of the seed and the frame's ``sequence_id`` and ``timestamp``, so the same frames
+  fail in every run and after restarts (a restarted instance does not replay its failures).
 
 What a failure is (``"mode"``):
 
@@ -19,13 +20,12 @@ What a failure is (``"mode"``):
 * ``"hang"``: wait until cancelled (a forced stop or a failure elsewhere).
 
 Counters live on the instance: ``received`` and ``injected``. A restart strategy builds a
-fresh instance, so counters (and the ``every`` count and the random stream) start again.
+fresh instance, so the counters and the ``every`` count start again.
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -35,6 +35,17 @@ from streamlab.node import NodeConfig, ProcessingNode
 from streamlab.registry import register_node
 
 __all__ = ["FaultInjector", "FaultInjected"]
+
+
+_MASK = (1 << 64) - 1
+
+
+def _mix(x: int) -> int:
+    """splitmix64's finaliser: a well-spread 64-bit hash of an int."""
+    x = (x + 0x9E3779B97F4A7C15) & _MASK
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK
+    return x ^ (x >> 31)
 
 
 class FaultInjected(RuntimeError):
@@ -68,7 +79,7 @@ class FaultInjector(ProcessingNode):
             None, max_length=100_000, description="Fail frames with these sequence ids.")
         probability: float | None = Field(
             None, ge=0.0, le=1.0, description="Fail each frame with this probability.")
-        seed: int = Field(0, description="Seed of the random draws (probability mode).")
+        seed: int = Field(0, ge=0, le=2**63, description="Seed of the random draws (probability mode).")
         mode: Literal["raise", "delay", "hang"] = Field(
             "raise", description="'raise' a FaultInjected error, 'delay' the frame by delay_ms, "
             "or 'hang' until cancelled.")
@@ -91,8 +102,9 @@ class FaultInjector(ProcessingNode):
         self.injected = 0
         self._every = config.every or 0
         self._at = frozenset(config.at) if config.at is not None else None
-        self._p = config.probability
-        self._rng = random.Random(config.seed)
+        # probability p as a threshold on a 53-bit hash (p=1 always fails, p=0 never)
+        self._threshold = int(config.probability * 2**53) if config.probability is not None else 0
+        self._seed = (config.seed * 0x9E3779B97F4A7C15) & _MASK
         if config.mode != "raise":
             # An instance attribute shadows the sync method: the runtime sees an async process.
             self.process = self._process_async  # type: ignore[method-assign]
@@ -105,7 +117,8 @@ class FaultInjector(ProcessingNode):
         elif self._at is not None:
             hit = frame.sequence_id in self._at
         else:
-            hit = self._rng.random() < self._p  # type: ignore[operator]
+            hit = _mix(self._seed ^ _mix(frame.sequence_id ^ _mix(frame.timestamp))) >> 11 \
+                < self._threshold
         if hit:
             self.injected += 1
         return hit
