@@ -112,7 +112,7 @@ class _Resampler(ProcessingNode):
         self._meta_cache: tuple[Any, Any] | None = None
 
     def start(self, fs: float, n_channels: int) -> Any:
-        """Design for input rate ``fs``; return the stream object. Sets ``self.ratio``."""
+        """Design for input rate ``fs``; return the stream object. Sets ``self.ratio`` (up, down)."""
         raise NotImplementedError
 
     def emit(self, x: np.ndarray) -> tuple[np.ndarray, float]:
@@ -125,7 +125,7 @@ class _Resampler(ProcessingNode):
         if self._fs is None:
             self._fs, self._names = fs, names
             self._stream = self.start(fs, len(names))
-            self._fs_out = fs * self.ratio
+            self._fs_out = fs * self.ratio[0] / self.ratio[1]
             self._rate_text = repr(float(self._fs_out))
         elif fs != self._fs or names != self._names:
             what = (f"sample_rate {self._fs} -> {fs}" if fs != self._fs
@@ -174,7 +174,7 @@ class Decimate(_Resampler):
 
     def start(self, fs: float, n_channels: int) -> Any:
         c = self.config
-        self.ratio = 1.0 / c.q
+        self.ratio = (1, c.q)
         if c.ftype == "iir":
             sos = self.signal.cheby1(8 if c.n is None else c.n, 0.05, 0.8 / c.q, output="sos")
             return SosStream(sos, n_channels, self.signal)
@@ -244,7 +244,7 @@ class Resample(_Resampler):
         else:
             g = math.gcd(c.up, c.down)
             up, down = c.up // g, c.down // g
-        self.up, self.down, self.ratio = up, down, up / down
+        self.up, self.down, self.ratio = up, down, (up, down)
         window = c.window if isinstance(c.window, str) else tuple(c.window)
         h, self._delay = resample_poly_filter(up, down, window, c.half_len)
         return UpFirDnStream(h, up, down, n_channels, self.signal)
