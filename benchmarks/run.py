@@ -1,0 +1,229 @@
+"""Run the benchmark suite, print the table of ratios and write the results as JSON.
+
+Usage::
+
+    python -m benchmarks.run                 # the whole suite (a few minutes on 2 cores)
+    python -m benchmarks.run --quick         # small sizes, one repetition: a smoke run
+    python -m benchmarks.run --uvloop        # the same on uvloop's event loop
+    python -m benchmarks.run --only W1,W4 --repeat 5 --out results.json
+    python -m benchmarks.run --extras        # also fusion off / dict payload variants
+
+Ratios are StreamLab / baseline: above 1 StreamLab is faster for frames/s; for latency,
+below 1 StreamLab is quicker. See benchmarks/README.md for each workload and target.
+The exit status is 0 even when targets fail (the table says which): a benchmark measures,
+it does not gate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from typing import Any
+
+if __package__ in (None, ""):  # ``python benchmarks/run.py``
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks.suite import DEEP_HOPS, FULL, QUICK, run_suite  # noqa: E402
+
+__all__ = ["main", "build_table", "format_table", "environment"]
+
+COLUMNS = ("workload", "variant", "metric", "streamlab", "plain", "loop", "SL/plain",
+           "SL/loop", "target", "result")
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b not in (None, 0) else None
+
+
+def _hop_us(fps: float | None, base_fps: float | None) -> float | None:
+    if not fps or not base_fps:
+        return None
+    return (1 / fps - 1 / base_fps) * 1e6 / DEEP_HOPS
+
+
+def _verdict(ok: bool | None) -> str:
+    return "" if ok is None else ("PASS" if ok else "FAIL")
+
+
+def _fps_target(key: str, sl: float | None, plain: float | None, loop: float | None,
+                extra: dict[str, Any]) -> tuple[str, bool | None]:
+    r_plain, r_loop = _ratio(sl, plain), _ratio(sl, loop)
+    if key in ("W1", "W5"):
+        return ">= 1.5x plain", None if r_plain is None else r_plain >= 1.5
+    if key == "W3":
+        copies = extra.get("copies")
+        ok = None if r_plain is None else (r_plain >= 1.5 and copies == 0)
+        return ">= 1.5x plain, 0 copies", ok
+    if key == "W2":
+        hop = extra.get("hop_us")
+        ok = None if r_plain is None or hop is None else (r_plain >= 4 and hop < 0.5)
+        return ">= 4x plain, <0.5us/hop", ok
+    if key == "W4":
+        return ">= 1.4x loop", None if r_loop is None else r_loop >= 1.4
+    return "", None
+
+
+def build_table(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows of the table (plain dicts, also written to the JSON)."""
+    rows: list[dict[str, Any]] = []
+    cases = results.get("cases", {})
+    copies = results.get("copies", {}).get("copies")
+    base = cases.get("W2base", {}).get("impls", {})
+
+    def row(key: str, variant: str, metric: str, sl: Any, plain: Any, loop: Any,
+            target: str = "", ok: bool | None = None, ratios: bool = True) -> None:
+        rows.append({"workload": key, "variant": variant, "metric": metric, "streamlab": sl,
+                     "plain": plain, "loop": loop,
+                     "SL/plain": _ratio(sl, plain) if ratios else None,
+                     "SL/loop": _ratio(sl, loop) if ratios else None,
+                     "target": target, "result": _verdict(ok)})
+
+    for key, case in cases.items():
+        impls = case["impls"]
+        plain, loop = impls.get("plain", {}), impls.get("loop", {})
+        for variant in case["variants"]:
+            if variant in case["errors"]:
+                row(key, variant, "error: " + case["errors"][variant], None, None, None)
+                continue
+            sl = impls.get(variant, {})
+            extra: dict[str, Any] = {"copies": copies}
+            if key == "W2":
+                extra["hop_us"] = _hop_us(sl.get("fps"), base.get("free source", {}).get("fps"))
+            target, ok = _fps_target(key, sl.get("fps"), plain.get("fps"), loop.get("fps"), extra)
+            if key == "W1p":
+                target, ok = "", None
+            row(key, variant, "frames/s", sl.get("fps"), plain.get("fps"), loop.get("fps"),
+                target, ok)
+            if key == "W2":
+                row(key, variant, "us/hop", extra["hop_us"],
+                    _hop_us(plain.get("fps"), base.get("plain", {}).get("fps")),
+                    _hop_us(loop.get("fps"), base.get("loop", {}).get("fps")))
+            if sl.get("p50_us") is not None:
+                t, good = "", None
+                if key == "W1p":
+                    r = _ratio(sl["p50_us"], loop.get("p50_us"))
+                    t, good = "<= 1.5x loop", None if r is None else r <= 1.5
+                row(key, variant, "p50 latency us", sl["p50_us"], plain.get("p50_us"),
+                    loop.get("p50_us"), t, good)
+                row(key, variant, "p99 latency us", sl.get("p99_us"), plain.get("p99_us"),
+                    loop.get("p99_us"))
+            if key == "W4":
+                row(key, variant, "CPU cores used", sl.get("cpu_cores"), plain.get("cpu_cores"),
+                    loop.get("cpu_cores"), "2 cores (>= 1.5)",
+                    None if sl.get("cpu_cores") is None else sl["cpu_cores"] >= 1.5, ratios=False)
+    if "copies" in results:
+        c = results["copies"]
+        rows.append({"workload": "W3", "variant": "4 pass-through branches",
+                     "metric": f"payload copies / {c['checked']} frames", "streamlab": c["copies"],
+                     "plain": None, "loop": None, "SL/plain": None, "SL/loop": None,
+                     "target": "0", "result": _verdict(c["copies"] == 0)})
+    for impl, mem in results.get("memory", {}).items():
+        mib = 1024 * 1024
+        rows.append({
+            "workload": "Memory",
+            "variant": f"{impl}: {mem['live_frames']:.1f} frames live (bound {mem['bound_frames']})",
+            "metric": "peak RSS MiB",
+            "streamlab": mem["peak_rss"] / mib, "plain": None, "loop": None,
+            "SL/plain": None, "SL/loop": None,
+            "target": f"<= {mem['bound_rss'] / mib:.0f} MiB",
+            "result": _verdict(mem["within_bound"]),
+        })
+        if impl == "plain":  # the plain program's figures go in its own row's first column
+            rows[-1]["plain"], rows[-1]["streamlab"] = rows[-1]["streamlab"], None
+    return rows
+
+
+def _cell(value: Any, metric: str, column: str) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return value
+    if column.startswith("SL/"):
+        return f"{value:.2f}x"
+    if metric == "frames/s":
+        return f"{value:,.0f}"
+    if isinstance(value, int):
+        return str(value)
+    return f"{value:,.2f}" if abs(value) < 100 else f"{value:,.0f}"
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """The rows as an aligned text table."""
+    cells = [list(COLUMNS)] + [[_cell(r[c], r["metric"], c) for c in COLUMNS] for r in rows]
+    for line in cells[1:]:
+        line[2] = line[2][:48]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(COLUMNS))]
+    out = []
+    for k, line in enumerate(cells):
+        out.append("  ".join(v.ljust(w) if i < 3 or i >= 8 else v.rjust(w)
+                             for i, (v, w) in enumerate(zip(line, widths, strict=True))).rstrip())
+        if k == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+def environment(use_uvloop: bool) -> dict[str, Any]:
+    """What the figures were measured on."""
+    import numpy
+    import psutil
+    import scipy
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, timeout=10,
+                                cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
+    except OSError:
+        commit = ""
+    return {
+        "python": platform.python_version(), "platform": platform.platform(),
+        "cpus": psutil.cpu_count(), "numpy": numpy.__version__, "scipy": scipy.__version__,
+        "event_loop": "uvloop" if use_uvloop else "asyncio",
+        "openblas_env": {k: v for k, v in os.environ.items() if k.startswith("OPENBLAS")},
+        "git_commit": commit, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+        "command": " ".join(["python -m benchmarks.run", *sys.argv[1:]]),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="small sizes, one repetition")
+    p.add_argument("--repeat", type=int, default=None, help="repetitions (default 3; quick 1)")
+    p.add_argument("--uvloop", action="store_true", help="run on uvloop's event loop")
+    p.add_argument("--extras", action="store_true", help="also fusion-off / dict-payload variants")
+    p.add_argument("--only", default="", help="comma-separated workloads: W1,W1p,W2,W3,W4,W5,"
+                                              "Pool,Memory")
+    p.add_argument("--out", default="", help="write the results as JSON to this file")
+    p.add_argument("--scale", type=float, default=1.0, help="multiply every size by this")
+    args = p.parse_args(argv)
+    sizes = dict(QUICK if args.quick else FULL)
+    sizes = {k: max(2, int(v * args.scale)) for k, v in sizes.items()}
+    repeat = args.repeat or (1 if args.quick else 3)
+    only = {s.strip() for s in args.only.split(",") if s.strip()} or None
+    env = environment(args.uvloop)
+    t0 = time.perf_counter()
+    results = run_suite(sizes, repeat=repeat, uvloop=args.uvloop, extras=args.extras, only=only,
+                        log=lambda s: print(s, file=sys.stderr, flush=True))
+    elapsed = time.perf_counter() - t0
+    rows = build_table(results)
+    env["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    print(f"\nStreamLab benchmark ({env['event_loop']}, {env['cpus']} CPUs, repeat {repeat}, "
+          f"median; suite took {elapsed:.0f} s; load average {env['load_average_at_start'][0]}"
+          f" -> {env['load_average_at_end'][0]})")
+    print(f"command: {env['command']}")
+    print(format_table(rows))
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as fh:
+            json.dump({"environment": env, "sizes": sizes, "repeat": repeat,
+                       "seconds": elapsed, "table": rows, "results": results}, fh, indent=1)
+        print(f"results written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
