@@ -289,3 +289,32 @@ def test_streamlab_run_ends_with_complete_files(tmp_path):
     assert len(ours) == 12 and ours[0]["node"] == "gain"
     # JsonlSink (passthrough, terminal) writes the same lines as --output does for its input
     assert [dict(x, node="jsonl") for x in ours] == cli
+
+
+def test_audio_filter_example_runs_as_documented(tmp_path):
+    """examples/make_audio.py then `streamlab run examples/audio_filter.json` (paths are
+    relative to the working directory, so the example runs here in tmp_path)."""
+    from scipy.signal import butter, sosfilt
+
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
+    for args in (["examples/make_audio.py"], ["examples/make_audio.py"]):  # idempotent
+        r = subprocess.run([sys.executable, str(REPO / args[0])], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+    r = subprocess.run([sys.executable, "-m", "streamlab", "run",
+                        str(REPO / "examples/audio_filter.json"), "-q"], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    audio = tmp_path / "out" / "audio"
+    x, rate = sf.read(audio / "tone_noise.wav")
+    y, rate_out = sf.read(audio / "tone_filtered.wav")
+    assert rate == rate_out == 16000 and y.shape == x.shape == (48000, 2)
+    if "IIRFilter" in node_types():
+        reference = sosfilt(butter(6, 1000.0, fs=16000.0, output="sos"), x, axis=0)
+        assert np.max(np.abs(y - reference)) <= 1 / 32768  # PCM_16 rounding only
+    spec_in, spec_out = (np.abs(np.fft.rfft(s[:, 0])) for s in (x, y))
+    bin_of = lambda hz: round(hz * len(x) / rate)  # noqa: E731
+    assert spec_out[bin_of(3000)] < 1e-3 * spec_in[bin_of(3000)]  # the whistle is gone
+    assert spec_out[bin_of(440)] > 0.9 * spec_in[bin_of(440)]  # the tone stays
+    for png in ("input.png", "filtered.png"):
+        assert (audio / png).stat().st_size > 20_000

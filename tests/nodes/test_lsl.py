@@ -153,3 +153,23 @@ def test_config_needs_a_query():
         AsyncPipeline({"name": "t", "nodes": [{"id": "l", "type": "LSLInlet", "config": {}}]})
     assert stream_predicate("a'b", None, "x") == "name=\"a'b\" and source_id='x'"
     assert LSLInlet.description().startswith("Receive an LSL stream")
+
+
+def test_lsl_loopback_example_runs(tmp_path):
+    """examples/lsl_loopback.py: device -> pipeline -> consumer, in a fresh process."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, PYTHONPATH=str(repo / "src"))
+    r = subprocess.run([sys.executable, str(repo / "examples" / "lsl_loopback.py"),
+                        "--seconds", "1.0"], cwd=tmp_path, env=env, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "device sent 250 samples x 8 channels; consumer received 250" in r.stdout
+    from streamlab.nodes.record import iter_recording
+
+    frames = list(iter_recording(tmp_path / "out" / "lsl" / "filtered.slrec"))
+    assert sum(f.n_samples for f in frames) == 250
+    assert frames[0].channels == ("Fp1", "Fp2", "C3", "C4", "P3", "P4", "O1", "O2")
+    assert (tmp_path / "out" / "lsl" / "filtered.png").stat().st_size > 20_000
