@@ -394,7 +394,8 @@ class AsyncPipeline:
     async def _force(self, tasks: Iterable[asyncio.Task[None]]) -> None:
         tasks = list(tasks)
         by_task = {t: r for t, r in zip(self._tasks, self._runners)}
-        self._forced = [by_task[t].name for t in tasks if t in by_task]
+        # node ids, not task names: a fused chain's task is named "a+b+c"
+        self._forced = [st.node_id for t in tasks if t in by_task for st in by_task[t].stages]
         log.warning("pipeline %r: forcing %s", self.name, ", ".join(self._forced))
         for t in tasks:
             t.cancel()
