@@ -52,6 +52,7 @@ from streamlab.runtime.runner import ChainRunner, CustomRunRunner, FreeSourceRun
 __all__ = ["AsyncPipeline", "RunReport", "PipelineStatistics", "OutputMode"]
 
 log = logging.getLogger("streamlab.runtime")
+_FORCE_GRACE_S = 0.4  # how long a forced stop keeps cancelling tasks that swallow cancellation
 OutputMode = Literal["collect", "stream", "discard"]
 
 
@@ -401,7 +402,19 @@ class AsyncPipeline:
             t.cancel()
         for ch in self._all_channels():
             ch.close_receiver()
-        await asyncio.wait(tasks)
+        # A node may swallow a cancellation: cancel again until its task ends, for at most
+        # _FORCE_GRACE_S, so stop(timeout) returns within timeout + 0.5 s whatever nodes do.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _FORCE_GRACE_S
+        pending = set(tasks)
+        while pending:
+            _, pending = await asyncio.wait(pending, timeout=0.02)
+            if pending and loop.time() >= deadline:
+                log.error("pipeline %r: tasks ignore cancellation and are left running: %s",
+                          self.name, ", ".join(t.get_name() for t in pending))
+                break
+            for t in pending:
+                t.cancel()
 
     async def abort(self) -> RunReport:
         """Stop at once: cancel every task; everything in flight is counted dropped."""
