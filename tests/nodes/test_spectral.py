@@ -99,10 +99,16 @@ def test_welch_equals_scipy(cfg):
     assert float(out.metadata["frequency_resolution"]) == pytest.approx(freqs[1])
 
 
-def test_band_power_equals_binned_welch_psd():
+@pytest.mark.parametrize("method, window, nperseg", [
+    ("welch", "hann", 200), ("welch", "hamming", 77), ("welch", "hann", 1000),
+    ("periodogram", "hann", 256), ("periodogram", "boxcar", 256)])
+def test_band_power_equals_binned_scipy_psd(method, window, nperseg):
     f = chunked(X, [400])[0]
-    out = run_node(BandPower, {"nperseg": 200}, [f])[0]
-    freqs, psd = ss.welch(X[:, :400], FS, nperseg=200, axis=-1)
+    out = run_node(BandPower, {"nperseg": nperseg, "method": method, "window": window}, [f])[0]
+    if method == "welch":
+        freqs, psd = ss.welch(X[:, :400], FS, window=window, nperseg=min(nperseg, 400), axis=-1)
+    else:
+        freqs, psd = ss.periodogram(X[:, :400], FS, window=window, axis=-1)
     df = freqs[1] - freqs[0]
     assert out.channels == tuple(f"{c}_{b}" for c in "ab" for b in spectral.DEFAULT_BANDS)
     for ci, c in enumerate("ab"):

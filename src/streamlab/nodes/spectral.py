@@ -290,8 +290,10 @@ class WelchPSD(_Blocks):
 class BandPower(_Blocks):
     """Power in named frequency bands per channel (delta, theta, alpha, beta, gamma by default).
 
-    Per frame: PSD by ``scipy.signal.welch`` (``nperseg`` capped at the frame length; or
-    ``method="periodogram"``), then band power = sum of PSD bins with ``low <= f < high`` times
+    Per frame: PSD equal to ``scipy.signal.welch(x, fs, window, nperseg, axis=-1)`` (``nperseg``
+    capped at the frame length; constant detrend, 50 % overlap, mean) or to
+    ``scipy.signal.periodogram(x, fs, window, detrend="constant")``, computed in a few numpy
+    calls on the block; then band power = sum of PSD bins with ``low <= f < high`` times
     the bin width. ``relative`` divides by the power in ``[lowest low, highest high)``. Output
     channels ``"<channel>_<band>"``, one sample each (see the module docs); a band with no bins
     at the frame's resolution is a NodeError.
@@ -328,6 +330,7 @@ class BandPower(_Blocks):
     def on_create(self, config: Any) -> None:
         super().on_create(config)
         self._plan: tuple[Any, ...] | None = None
+        self._win: tuple[Any, ...] | None = None
         bands = config.bands
         self._span = (min(lo for lo, _ in bands.values()), max(hi for _, hi in bands.values()))
 
@@ -343,6 +346,27 @@ class BandPower(_Blocks):
             rows.append(m)
         return np.array(rows, dtype=float).T  # bins x (span?, bands)
 
+    def _psd(self, x: np.ndarray, fs: float, nperseg: int) -> tuple[np.ndarray, np.ndarray]:
+        """``scipy.signal.welch(x, fs, window, nperseg, axis=-1)`` (periodogram when nperseg = n),
+        in a few numpy calls: constant detrend, mean over segments overlapping by nperseg // 2."""
+        key = (nperseg, fs)
+        if self._win is None or self._win[0] != key:
+            w = self.signal.get_window(_window_arg(self.config.window), nperseg)
+            scale = np.full(nperseg // 2 + 1, 1.0 / (fs * (w * w).sum()))
+            scale[1:(None if nperseg % 2 else -1)] *= 2
+            self._win = (key, w, scale, np.fft.rfftfreq(nperseg, 1.0 / fs))
+        _, w, scale, freqs = self._win
+        step = nperseg - (nperseg // 2 if self.config.method == "welch" else 0)
+        if x.shape[1] == nperseg:  # one segment: skip the strided view and the mean over segments
+            seg = x - x.mean(axis=-1, keepdims=True)
+            spec = np.fft.rfft(seg * w, axis=-1)
+            return freqs, (spec.real ** 2 + spec.imag ** 2) * scale
+        segs = np.lib.stride_tricks.sliding_window_view(x, nperseg, axis=-1)[:, ::step]
+        segs = segs - segs.mean(axis=-1, keepdims=True)
+        spec = np.fft.rfft(segs * w, axis=-1)
+        psd = (spec.real ** 2 + spec.imag ** 2).mean(axis=1) * scale
+        return freqs, psd
+
     def process(self, frame: DataFrame) -> DataFrame:
         c = self.config
         fs = frame_sample_rate(self, frame, c.sample_rate)
@@ -350,11 +374,7 @@ class BandPower(_Blocks):
         n = x.shape[1]
         if n == 0:
             raise NodeError(self.context.node_id, "BandPower: frame has no samples")
-        window = _window_arg(c.window)
-        if c.method == "welch":
-            freqs, psd = self.signal.welch(x, fs, window=window, nperseg=min(c.nperseg, n), axis=-1)
-        else:
-            freqs, psd = self.signal.periodogram(x, fs, window=window, axis=-1)
+        freqs, psd = self._psd(x, fs, min(c.nperseg, n) if c.method == "welch" else n)
         key = (n, fs, frame.channels, frame.metadata)
         if self._plan is None or self._plan[0] != key:
             names = [f"{ch}_{b}" for ch in frame.channels for b in c.bands]
