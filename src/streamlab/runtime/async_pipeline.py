@@ -39,7 +39,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from streamlab.channel import Channel, ChannelStatistics, Inlet, Outlet
+from streamlab.channel import Channel, ChannelClosed, ChannelStatistics, Inlet, Outlet
 from streamlab.clock import SYSTEM_CLOCK, Clock
 from streamlab.config import PipelineSpec, load_config
 from streamlab.errors import EndOfStream, NodeError, PipelineError, PipelineStopped
@@ -341,16 +341,25 @@ class AsyncPipeline:
         """Send one trigger frame to every triggered source; waits if a source is behind.
 
         Without ``frame``, an empty frame stamped with the clock's time and the next trigger
-        sequence id is sent. Returns the frame sent.
+        sequence id is sent. Returns the frame sent. If a stop closes the triggers while this
+        waits, raises PipelineStopped (the frame did not enter).
         """
         self._check_running()
         if frame is None:
             frame = DataFrame._make(self.clock.time_us(), self._next_trigger,
                                     DataFrame().payload, DataFrame().metadata)
-        self._next_trigger += 1
-        for ch in self.trigger_channels.values():
-            if not ch.closed:
-                await ch.send(frame)
+        accepted = 0
+        try:
+            for ch in self.trigger_channels.values():
+                if not ch.closed:
+                    await ch.send(frame)
+                    accepted += 1
+        except ChannelClosed:
+            raise PipelineStopped(
+                f"pipeline {self.name!r} stopped while a trigger was waiting") from None
+        finally:
+            if accepted or not self.trigger_channels:
+                self._next_trigger += 1
         return frame
 
     def request_stop(self) -> None:
