@@ -7,6 +7,7 @@ Usage::
     python -m benchmarks.run --uvloop        # the same on uvloop's event loop
     python -m benchmarks.run --only W1,W4 --repeat 5 --out results.json
     python -m benchmarks.run --extras        # also fusion off / dict payload variants
+    python -m benchmarks.run --table-from results.json --stat best   # re-print a saved run
 
 Ratios are StreamLab / baseline: above 1 StreamLab is faster for frames/s; for latency,
 below 1 StreamLab is quicker. See benchmarks/README.md for each workload and target.
@@ -68,12 +69,19 @@ def _fps_target(key: str, sl: float | None, plain: float | None, loop: float | N
     return "", None
 
 
-def build_table(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """Rows of the table (plain dicts, also written to the JSON)."""
+def _pick(impls: dict[str, Any], stat: str) -> dict[str, Any]:
+    """Per implementation, the median figures or (``stat="best"``) the best run's."""
+    if stat == "best":
+        return {k: {**v, **v.get("best", {})} for k, v in impls.items()}
+    return impls
+
+
+def build_table(results: dict[str, Any], stat: str = "median") -> list[dict[str, Any]]:
+    """Rows of the table (plain dicts, also written to the JSON); ``stat``: median or best."""
     rows: list[dict[str, Any]] = []
     cases = results.get("cases", {})
     copies = results.get("copies", {}).get("copies")
-    base = cases.get("W2base", {}).get("impls", {})
+    base = _pick(cases.get("W2base", {}).get("impls", {}), stat)
 
     def row(key: str, variant: str, metric: str, sl: Any, plain: Any, loop: Any,
             target: str = "", ok: bool | None = None, ratios: bool = True) -> None:
@@ -84,7 +92,7 @@ def build_table(results: dict[str, Any]) -> list[dict[str, Any]]:
                      "target": target, "result": _verdict(ok)})
 
     for key, case in cases.items():
-        impls = case["impls"]
+        impls = _pick(case["impls"], stat)
         plain, loop = impls.get("plain", {}), impls.get("loop", {})
         for variant in case["variants"]:
             if variant in case["errors"]:
@@ -200,7 +208,18 @@ def main(argv: list[str] | None = None) -> int:
                                               "Pool,Memory")
     p.add_argument("--out", default="", help="write the results as JSON to this file")
     p.add_argument("--scale", type=float, default=1.0, help="multiply every size by this")
+    p.add_argument("--stat", choices=["median", "best"], default="median",
+                   help="table figures: median of the repetitions, or the best run")
+    p.add_argument("--table-from", default="", metavar="JSON",
+                   help="print the table of a saved run (with --stat) instead of running")
     args = p.parse_args(argv)
+    if args.table_from:
+        with open(args.table_from, encoding="utf-8") as fh:
+            saved = json.load(fh)
+        print(f"{saved['environment']['command']} ({saved['environment']['event_loop']}, "
+              f"repeat {saved['repeat']}, {args.stat})")
+        print(format_table(build_table(saved["results"], args.stat)))
+        return 0
     sizes = dict(QUICK if args.quick else FULL)
     sizes = {k: max(2, int(v * args.scale)) for k, v in sizes.items()}
     repeat = args.repeat or (1 if args.quick else 3)
@@ -210,16 +229,16 @@ def main(argv: list[str] | None = None) -> int:
     results = run_suite(sizes, repeat=repeat, uvloop=args.uvloop, extras=args.extras, only=only,
                         log=lambda s: print(s, file=sys.stderr, flush=True))
     elapsed = time.perf_counter() - t0
-    rows = build_table(results)
+    rows = build_table(results, args.stat)
     env["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     print(f"\nStreamLab benchmark ({env['event_loop']}, {env['cpus']} CPUs, repeat {repeat}, "
-          f"median; suite took {elapsed:.0f} s; load average {env['load_average_at_start'][0]}"
+          f"{args.stat}; suite took {elapsed:.0f} s; load average {env['load_average_at_start'][0]}"
           f" -> {env['load_average_at_end'][0]})")
     print(f"command: {env['command']}")
     print(format_table(rows))
     if args.out:
         with open(args.out, "w", encoding="utf-8") as fh:
-            json.dump({"environment": env, "sizes": sizes, "repeat": repeat,
+            json.dump({"environment": env, "sizes": sizes, "repeat": repeat, "stat": args.stat,
                        "seconds": elapsed, "table": rows, "results": results}, fh, indent=1)
         print(f"results written to {args.out}")
     return 0

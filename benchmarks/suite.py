@@ -98,10 +98,19 @@ def median_of(ms: list[Measurement], attr: str) -> float | None:
     return float(statistics.median(vals)) if vals else None
 
 
+def best_of(ms: list[Measurement], attr: str) -> float | None:
+    """The best run's value: highest frames/s or CPU use, lowest latency."""
+    vals = [getattr(m, attr) for m in ms if getattr(m, attr) is not None]
+    if not vals:
+        return None
+    return float(min(vals) if attr.endswith("_us") else max(vals))
+
+
 def _summary(ms: list[Measurement]) -> dict[str, Any]:
+    attrs = ("fps", "p50_us", "p99_us", "cpu_cores")
     return {
-        "fps": median_of(ms, "fps"), "p50_us": median_of(ms, "p50_us"),
-        "p99_us": median_of(ms, "p99_us"), "cpu_cores": median_of(ms, "cpu_cores"),
+        **{a: median_of(ms, a) for a in attrs},
+        "best": {a: best_of(ms, a) for a in attrs},
         "per_core": ms[len(ms) // 2].per_core if ms else [],
         "runs": [m.to_dict() for m in ms],
     }

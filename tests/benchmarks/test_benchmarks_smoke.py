@@ -110,6 +110,10 @@ def test_quick_suite_runs_end_to_end_and_fanout_shares_payloads():
     for key in ("W1", "W1p", "W2", "W3", "W4", "W5", "Pool", "Memory"):
         assert any(r["workload"] == key for r in rows), key
     assert "us/hop" in text and "SL/plain" in text
+    best = {(r["workload"], r["variant"], r["metric"]): r for r in bench_run.build_table(res, "best")}
+    for r in rows:
+        if r["metric"] == "frames/s" and r["streamlab"] is not None:
+            assert best[(r["workload"], r["variant"], r["metric"])]["streamlab"] >= r["streamlab"]
     assert logs
 
 
@@ -122,6 +126,9 @@ def test_cli_writes_json_and_prints_the_table(tmp_path, capsys):
     assert set(data["results"]["cases"]) == {"W1", "W5"}
     assert data["environment"]["event_loop"] == "asyncio"
     assert any(r["workload"] == "W5" and r["target"] for r in data["table"])
+    capsys.readouterr()
+    assert bench_run.main(["--table-from", str(out), "--stat", "best"]) == 0
+    assert "W5" in capsys.readouterr().out
 
 
 def test_bench_nodes_leave_the_registry_clean():
