@@ -226,6 +226,8 @@ class AsyncPipeline:
         for chain in chains:
             head, tail = chain[0], chain[-1]
             stages = [b.nodes[n] for n in chain]
+            for n in chain[1:]:  # a fused node has exactly one input
+                b.contexts[n].current_input = b.contexts[n].inputs[0]
             ins = [a for a in g.inputs[head]]
             in_chans = [self.channels[(a, head)] for a in ins]
             if not ins:
@@ -431,7 +433,13 @@ class AsyncPipeline:
 
     async def run(self, triggers: int = 1, frames: Iterable[DataFrame] | None = None,
                   timeout: float | None = None) -> RunReport:
-        """Start, send ``triggers`` trigger frames (or the given ``frames``), stop gracefully."""
+        """Start, send ``triggers`` trigger frames (or the given ``frames``), then finish.
+
+        After the last trigger the triggers close, and the run waits until every source has
+        ended (free-running sources at the end of their data or ``max_frames``) and every frame
+        in flight has reached the sinks. With ``timeout`` (seconds) what is still running then
+        is forced, and its frames are counted as dropped.
+        """
         await self.start()
         try:
             if frames is not None:
@@ -441,11 +449,21 @@ class AsyncPipeline:
                 for _ in range(triggers):
                     await self.trigger()
         except PipelineError:
-            pass  # the failure is raised by stop() below, with its cause
+            pass  # the failure is raised by _finish() below, with its cause
         except BaseException:
             await self.stop(timeout=0)
             raise
-        return await self.stop(timeout)
+        self.close_triggers()
+        pending = [t for t in self._tasks if not t.done()]
+        if pending:
+            try:
+                _, still = await asyncio.wait(pending, timeout=timeout)
+            except BaseException:
+                await self.stop(timeout=0)
+                raise
+            if still:
+                await self._force(still)
+        return self._finish("completed")
 
     async def __aenter__(self) -> AsyncPipeline:
         await self.start()
