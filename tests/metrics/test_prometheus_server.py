@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -19,6 +20,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,6 +32,7 @@ from streamlab.metrics.prometheus import MetricsExporter
 pytestmark = pytest.mark.integration
 
 PROMETHEUS = shutil.which("prometheus")
+DASHBOARD = Path(__file__).parents[2] / "examples" / "monitoring" / "grafana-dashboard.json"
 
 CONFIG = {
     "name": "scraped",
@@ -97,6 +100,15 @@ class Server:
         return err.decode(errors="replace")[-2000:]
 
 
+def dashboard_queries() -> list[str]:
+    """The example Grafana dashboard's queries, with its variables filled in."""
+    panels = json.loads(DASHBOARD.read_text())["panels"]
+    exprs = [t["expr"] for p in panels for t in p["targets"]]
+    subst = {"$__rate_interval": "1m", "$pipeline": ".*", "$node": ".*"}
+    return [re.sub(r"\$__rate_interval|\$pipeline|\$node", lambda m: subst[m.group()], e)
+            for e in exprs]
+
+
 @pytest.mark.skipif(PROMETHEUS is None, reason="prometheus binary not found: run "
                     "scripts/system-deps.sh (installs the Debian package 'prometheus')")
 @pytest.mark.timeout(90)
@@ -142,6 +154,10 @@ def test_real_prometheus_scrapes_a_running_pipeline(tmp_path):
             assert got
             assert server.query('streamlab_node_latency_seconds_count{node="gain"}') == processed
             assert server.query('streamlab_edge_capacity{from="sine",to="gain"}') == 16
+            for expr in dashboard_queries():  # the example dashboard's PromQL is valid
+                data = json.loads(server.get("/api/v1/query?" + urllib.parse.urlencode(
+                    {"query": expr})))
+                assert data["status"] == "success", (expr, data)
         finally:
             stop.set()
             thread.join(timeout=15)
