@@ -351,11 +351,15 @@ def _check_graph(
         if n > LIMITS.max_fanout:
             problems.append(ConfigProblem("$.connections",
                                           f"node {node_id!r} has {n} outputs; the limit is {LIMITS.max_fanout}"))
-    cycle = find_cycle([n.id for _, n in nodes], edges)
+    # dead-letter edges carry frames too: a cycle through them never ends either
+    dead = {(n.id, n.dead_letter): i for i, n in nodes
+            if n.dead_letter is not None and n.dead_letter in ids and n.dead_letter != n.id}
+    cycle = find_cycle([n.id for _, n in nodes], edges + [e for e in dead if e not in seen])
     if cycle:
-        first = seen[(cycle[0], cycle[1])]
-        problems.append(ConfigProblem(f"$.connections[{first}]",
-                                      "cycle: " + " -> ".join(cycle)))
+        first = (cycle[0], cycle[1])
+        where = (f"$.connections[{seen[first]}]" if first in seen
+                 else f"$.nodes[{dead[first]}].dead_letter")
+        problems.append(ConfigProblem(where, "cycle: " + " -> ".join(cycle)))
     return ids
 
 
