@@ -23,8 +23,8 @@ venv: $(STAMP)
 
 demo: venv
 	@mkdir -p out/demo
-	$(PY) -m streamlab run examples/sine_gain.json --triggers 50 --output out/demo/output.jsonl --summary out/demo/summary.json
-	@echo "outputs: out/demo/output.jsonl  summary: out/demo/summary.json"
+	$(PY) -m streamlab run examples/eeg_monitor.json --summary out/demo/summary.json
+	@echo "plots: out/demo/raw.png out/demo/filtered.png  band powers: out/demo/band_power.jsonl  report: out/demo/summary.json"
 
 test: venv
 	@bash scripts/system-deps.sh
