@@ -99,8 +99,14 @@ def test_rich_table_and_progress():
     assert "10/20 triggers (50%)" in text
     for word in ("rate/s", "p99", "queue", "drops", "src", "slow", "sink", "TestSlow", "0/4"):
         assert word in text
+    assert "missed" in text  # the slow node misses its deadline on every frame
     console.print(monitor.table())
     assert "Passthrough" in console.export_text()
+    narrow = Console(file=io.StringIO(), width=100, record=True, color_system=None)
+    narrow.print(monitor.renderable(compact=True))
+    text = narrow.export_text()
+    assert "TestSlow" not in text and "blocked" not in text and "…" not in text
+    assert all(w in text for w in ("rate/s", "p99", "queue", "missed", "slow"))
 
 
 def test_format_seconds():

@@ -99,9 +99,10 @@ class _LiveView:
                   "printing plain lines", file=sys.stderr)
             return
         console = Console(stderr=True)
+        self.console = console
         if console.is_terminal:
             self.live = Live(console=console, auto_refresh=False, transient=False,
-                             redirect_stderr=False, redirect_stdout=False)
+                             redirect_stderr=True, redirect_stdout=True)
 
     @property
     def is_live(self) -> bool:
@@ -116,19 +117,20 @@ class _LiveView:
         if self.live is None:
             print(self.monitor.format_line(report), file=sys.stderr, flush=True)
             return
-        prog = progress_of(self.pipe, self.triggers)
-        view = self.monitor.renderable(report, prog[:2] if prog else None,
-                                       prog[2] if prog else "triggers")
-        self.live.update(view, refresh=True)
+        self.live.update(self._view(report), refresh=True)
 
     def finish(self, final: Any) -> None:
         """Show the final report in place of the live table, and stop."""
         if self.live is None:
             return
-        prog = progress_of(self.pipe, self.triggers)
-        self.live.update(self.monitor.renderable(final, prog[:2] if prog else None,
-                                                 prog[2] if prog else "triggers"), refresh=True)
+        self.live.update(self._view(final), refresh=True)
         self.live.stop()
+
+    def _view(self, report: Any) -> Any:
+        prog = progress_of(self.pipe, self.triggers)
+        return self.monitor.renderable(report, prog[:2] if prog else None,
+                                       prog[2] if prog else "triggers",
+                                       compact=self.console.width < 130)
 
 
 async def _tick_loop(view: _LiveView | None, monitor: PipelineMonitor, interval: float,
@@ -144,7 +146,10 @@ async def _tick_loop(view: _LiveView | None, monitor: PipelineMonitor, interval:
             if view is None:
                 monitor.update()
             for msg in monitor.deadline_messages():
-                log.warning("%s", msg)
+                if view is not None and view.is_live:  # printed above the live table
+                    view.console.print(f"[yellow]WARNING[/] {msg}", highlight=False)
+                else:
+                    log.warning("%s", msg)
             next_deadline_log = loop.time() + deadline_every
 
 

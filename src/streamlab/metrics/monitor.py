@@ -251,43 +251,67 @@ class PipelineMonitor:
         return "\n".join(lines)
 
     # -- rich -----------------------------------------------------------------------------
-    def table(self, report: MonitorReport | None = None) -> Any:
-        """A ``rich.table.Table`` of the report (one section per pipeline)."""
+    #: Columns of the rich table; the ones marked False are left out when ``compact``.
+    _RICH_COLUMNS = (("node", True), ("type", False), ("rate/s", True), ("p50", True),
+                     ("p99", True), ("max", False), ("errors", True), ("missed", False),
+                     ("queue", True),
+                     ("peak", False), ("drops", True), ("blocked", False), ("e2e p99", True),
+                     ("fates", True))
+
+    def table(self, report: MonitorReport | None = None, *, compact: bool = False) -> Any:
+        """A ``rich.table.Table`` of the report (one section per pipeline).
+
+        ``compact`` leaves out type, max, peak and blocked (for terminals under ~120 columns).
+        """
         try:
+            from rich import box
             from rich.table import Table
         except ImportError as exc:
             raise missing_extra("rich", "ui") from exc
         report = report or self._last or self.update()
-        t = Table(expand=False, header_style="bold")
-        t.add_column("node", no_wrap=True)
-        t.add_column("type", style="dim", no_wrap=True)
-        for col in ("rate/s", "p50", "p99", "max", "errors", "queue", "peak", "drops", "blocked",
-                    "e2e p99"):
-            t.add_column(col, justify="right", no_wrap=True)
-        t.add_column("fates")
+        missed = any(r.deadline_misses for r in report.rows)
+        cols = [c for c, essential in self._RICH_COLUMNS
+                if essential or not compact or (c == "missed" and missed)]
+        t = Table(expand=False, header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
+        for c in cols:
+            if c in ("node", "type"):
+                t.add_column(c, no_wrap=True, style="dim" if c == "type" else None)
+            elif c == "fates":
+                t.add_column(c, overflow="fold", min_width=8)
+            else:
+                t.add_column(c, justify="right", no_wrap=True)
+        multi = len(report.pipelines) > 1
         for name, info in report.pipelines.items():
-            rows = [r for r in report.rows if r.pipeline == name]
-            if len(report.pipelines) > 1:
-                t.add_row(f"[bold]{name}[/] {info['state']}", end_section=False)
-            for r in rows:
-                err_style = "red" if r.errors else ""
-                q_style = "yellow" if r.queue_capacity and r.queue_depth >= r.queue_capacity else ""
-                t.add_row(
-                    r.node, r.node_type, f"{r.rate_hz:,.1f}", format_seconds(r.p50_s),
-                    format_seconds(r.p99_s), format_seconds(r.max_s),
-                    f"[{err_style}]{r.errors}[/]" if err_style else str(r.errors),
-                    f"[{q_style}]{_queue(r)}[/]" if q_style else _queue(r),
-                    str(r.queue_peak), f"[red]{r.dropped}[/]" if r.dropped else "0",
-                    format_seconds(r.blocked_s),
-                    _e2e_cell(r),
-                    " ".join(f"{k}={v}" for k, v in r.fates.items() if k != "delivered")
-                    or ("ok" if r.fates else ""),
-                )
-            t.add_section()
+            if multi:
+                t.add_row(f"[bold]{name}[/] {info['state']}")
+            for r in (r for r in report.rows if r.pipeline == name):
+                cells = self._rich_cells(r)
+                t.add_row(*(cells[c] for c in cols))
+            if multi:
+                t.add_section()
         return t
 
+    @staticmethod
+    def _rich_cells(r: NodeRow) -> dict[str, str]:
+        full = r.queue_capacity and r.queue_depth >= r.queue_capacity
+        fates = " ".join(f"{k}={v}" for k, v in r.fates.items()
+                         if k not in ("delivered", "dropped_overflow"))
+        errors = f"[red]{r.errors}[/]" if r.errors else "0"
+        missed = f"[yellow]{r.deadline_misses}[/]" if r.deadline_misses else "0"
+        return {
+            "node": r.node, "type": r.node_type,
+            "rate/s": f"{r.rate_hz:,.0f}" if r.rate_hz >= 100 else f"{r.rate_hz:.1f}",
+            "p50": format_seconds(r.p50_s), "p99": format_seconds(r.p99_s),
+            "max": format_seconds(r.max_s), "errors": errors, "missed": missed,
+            "queue": f"[yellow]{_queue(r)}[/]" if full else _queue(r),
+            "peak": str(r.queue_peak), "drops": f"[red]{r.dropped}[/]" if r.dropped else "0",
+            "blocked": format_seconds(r.blocked_s), "e2e p99": _e2e_cell(r),
+            "fates": fates or ("ok" if r.fates else ""),
+        }
+
     def renderable(self, report: MonitorReport | None = None,
-                   progress: tuple[int, int] | None = None, unit: str = "triggers") -> Any:
+                   progress: tuple[int, int] | None = None, unit: str = "triggers",
+                   *, compact: bool = False) -> Any:
         """The live view: a header line, a progress bar when ``(done, total)`` is known, the table."""
         try:
             from rich.console import Group
@@ -308,4 +332,4 @@ class PipelineMonitor:
                          f"{done}/{total} {unit} ({100 * done / total:.0f}%)")
         else:
             head.add_row(f"[bold]{states}[/] {report.elapsed_s:6.1f}s", "", "")
-        return Group(head, self.table(report))
+        return Group(head, self.table(report, compact=compact))
