@@ -79,7 +79,7 @@ def _graceful(seed: int) -> None:
     assert dropped == 0
 
 
-def _forced(seed: int) -> None:
+def _forced(seed: int) -> dict[str, float]:
     rng = random.Random(seed)
     instant, timeout = rng.uniform(0.0, 0.03), rng.choice([0.0, 0.01, 0.05])
     pipe, report, sent, took = run_guarded(lambda: stop_at(instant, timeout, 0.001))
@@ -96,6 +96,7 @@ def _forced(seed: int) -> None:
     # every frame sent is either at the sink (twice) or counted dropped somewhere on its way
     assert 2 * sent == len(pipe.results["sink"]) + sum(
         f["dropped_shutdown"] * (2 if n == "src" else 1) for n, f in report.fates().items())
+    return {"overrun_s": took - timeout, "dropped": dropped, "forced": report.state == "forced"}
 
 
 @pytest.mark.parametrize("seed", range(10))
