@@ -144,7 +144,26 @@ def _run_case(case: Case, n: int, repeat: int, uvloop: bool, extras: bool,
         "key": case.key, "title": case.title, "frames": n, "target": case.target,
         "variants": list(variants), "errors": errors,
         "impls": {k: _summary(v) for k, v in runs.items() if v},
+        "paired": {k: paired_ratios(runs[k], runs["plain"], runs["loop"])
+                   for k in variants if runs[k]},
     }
+
+
+def paired_ratios(sl: list[Measurement], plain: list[Measurement],
+                  loop: list[Measurement]) -> dict[str, dict[str, float | None]]:
+    """Median over repetitions of StreamLab / baseline, each pair from the same repetition.
+
+    Runs of one repetition are close in time, so a change in the machine's load between
+    repetitions cancels out of these ratios (it does not cancel out of ratios of medians).
+    """
+    out: dict[str, dict[str, float | None]] = {}
+    for name, ref in (("plain", plain), ("loop", loop)):
+        out[name] = {}
+        for attr in ("fps", "p50_us", "p99_us"):
+            ratios = [getattr(a, attr) / getattr(b, attr) for a, b in zip(sl, ref, strict=False)
+                      if getattr(a, attr) is not None and getattr(b, attr)]
+            out[name][attr] = float(statistics.median(ratios)) if ratios else None
+    return out
 
 
 def _run_pool(n_each: int, repeat: int, uvloop: bool, log: Callable[[str], None]) -> dict[str, Any]:
@@ -157,7 +176,9 @@ def _run_pool(n_each: int, repeat: int, uvloop: bool, log: Callable[[str], None]
             f"{k} {v[-1].fps:,.0f}/s" for k, v in runs.items()))
     return {"key": "Pool", "title": "8 instances of W1 (8 x 256), 4 at a time", "frames": n_each,
             "target": "", "variants": ["PipelinePool"], "errors": {},
-            "impls": {k: _summary(v) for k, v in runs.items()}}
+            "impls": {k: _summary(v) for k, v in runs.items()},
+            "paired": {"PipelinePool": paired_ratios(runs["PipelinePool"], runs["plain"],
+                                                     runs["loop"])}}
 
 
 def check_fanout_copies(n: int, uvloop: bool = False) -> dict[str, Any]:
