@@ -151,3 +151,17 @@ def test_merge_adds_everything():
     assert a.latency.count == 2 and a.error_types == {"ValueError": 3}
     assert a.end_to_end_deadline_misses == 1
     a.check_accounting()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.integers(min_value=0, max_value=2**64 - 1),
+                 st.integers(min_value=0, max_value=64).map(lambda k: 2**k - 1),
+                 st.integers(min_value=0, max_value=63).map(lambda k: 2**k)))
+def test_fast_record_uses_the_reference_bucket(ns):
+    for h in (Histogram(), BudgetHistogram(10)):
+        h.record(ns)
+        (idx,) = [i for i, c in enumerate(h.counts) if c]
+        assert idx == _bucket(ns)
+        lo, hi = _bounds(idx)
+        assert lo <= ns < hi
+        assert h.count == 1 and h.total_ns == ns and h.max_ns == ns
