@@ -6,8 +6,9 @@ import asyncio
 
 import pytest
 
+from streamlab.errors import EndOfStream
 from streamlab.frame import DataFrame
-from streamlab.node import NodeConfig, ProcessingNode
+from streamlab.node import NodeConfig, ProcessingNode, SourceConfig, SourceNode
 from streamlab.registry import register_node, unregister_node
 
 
@@ -34,13 +35,40 @@ class _Boom(ProcessingNode):
         return frame
 
 
+class _Countdown(SourceNode):
+    """Test source: emits ``count`` frames (triggered or free), then EndOfStream."""
+
+    class Config(SourceConfig):
+        count: int = 3
+
+    def on_create(self, config):
+        self.config = config
+        self.left = config.count
+
+    def process(self, frame):
+        if self.left == 0:
+            raise EndOfStream
+        self.left -= 1
+        return DataFrame(0, self.config.count - self.left - 1, {"x": [float(self.left)]})
+
+
+class _AsyncCountdown(_Countdown):
+    """Test source: like TestCountdown with an async process."""
+
+    async def process(self, frame):
+        await asyncio.sleep(0)
+        return _Countdown.process(self, frame)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def test_nodes():
-    register_node(_Slow, name="TestSlow")
-    register_node(_Boom, name="TestBoom")
+    names = {"TestSlow": _Slow, "TestBoom": _Boom, "TestCountdown": _Countdown,
+             "TestAsyncCountdown": _AsyncCountdown}
+    for name, cls in names.items():
+        register_node(cls, name=name)
     yield
-    unregister_node("TestSlow")
-    unregister_node("TestBoom")
+    for name in names:
+        unregister_node(name)
 
 
 def run(coro):

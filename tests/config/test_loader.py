@@ -160,3 +160,12 @@ def test_schema_includes_node_configs():
             "then": {"properties": {"config": {"$ref": "#/$defs/config.Gain"}}}} in rules
     assert "SineGenerator" in defs["NodeSpec"]["properties"]["type"]["enum"]
     json.dumps(schema)  # serialisable
+
+
+def test_capacities_must_be_integers_not_booleans():
+    found = problems(base(pipeline_config={"channel_capacity": True},
+                          connections=[{"from": "src", "to": "g", "capacity": 2.5}]))
+    assert any(p.startswith("$.pipeline_config.channel_capacity: Input should be a valid integer")
+               for p in found), found
+    assert any(p.startswith("$.connections[0].capacity: Input should be a valid integer")
+               for p in found), found

@@ -259,3 +259,41 @@ def test_context_manager_stops_gracefully():
 
     pipe = run(go())
     assert len(pipe.results["g"]) == 2 and pipe.state == "completed"
+
+
+@pytest.mark.parametrize("mode", ["triggered", "free"])
+@pytest.mark.parametrize("source", ["TestCountdown", "TestAsyncCountdown"])
+def test_sources_end_with_end_of_stream(source, mode):
+    cfg = {"nodes": [{"id": "src", "type": source, "config": {"count": 3, "mode": mode}},
+                     {"id": "g", "type": "Gain", "config": {"gain": 2}}],
+           "connections": [{"from": "src", "to": "g"}]}
+
+    async def go():
+        pipe = AsyncPipeline(cfg, debug=True)
+        report = await pipe.run(triggers=5)
+        return pipe, report
+
+    pipe, report = run(go())
+    assert [f.payload["x"][0] for f in pipe.results["g"]] == [4.0, 2.0, 0.0]
+    assert report.state == "completed"
+    src = report.fates()["src"]
+    if mode == "free":  # a free source has no input frames: nothing received
+        assert src["received"] == 0 and report.nodes["src"].frames_out == 3
+    else:  # 3 triggers used; the 2 left over are counted, not lost silently
+        assert src["received"] == 5 and src["delivered"] == 3 and src["dropped_shutdown"] == 2
+
+
+def test_free_source_heads_a_fused_chain():
+    cfg = {"nodes": [{"id": "src", "type": "TestCountdown", "config": {"count": 50, "mode": "free"}},
+                     {"id": "a", "type": "Gain", "config": {"gain": 2}},
+                     {"id": "b", "type": "Passthrough"}],
+           "connections": [{"from": "src", "to": "a"}, {"from": "a", "to": "b"}]}
+
+    async def go():
+        pipe = AsyncPipeline(cfg, debug=True)
+        await pipe.run(triggers=0)
+        return pipe
+
+    pipe = run(go())
+    assert pipe.chains == [["src", "a", "b"]]
+    assert [f.sequence_id for f in pipe.results["b"]] == list(range(50))

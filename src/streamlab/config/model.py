@@ -180,14 +180,14 @@ class ConnectionSpec(_Strict):
 
     from_: _ID = Field(alias="from")
     to: _ID
-    capacity: int | None = Field(None, ge=1, le=LIMITS.max_capacity)
+    capacity: int | None = Field(None, ge=1, le=LIMITS.max_capacity, strict=True)
     overflow: Literal["block", "drop_oldest", "drop_newest"] = "block"
 
 
 class PipelineSettings(_Strict):
     """Pipeline-wide settings (``pipeline_config``)."""
 
-    channel_capacity: int = Field(16, ge=1, le=LIMITS.max_capacity)
+    channel_capacity: int = Field(16, ge=1, le=LIMITS.max_capacity, strict=True)
     error_policy: ErrorPolicySpec | None = None
     restart: RestartSpec | None = None
     deadline_ms: float | None = Field(None, gt=0, description="End-to-end latency budget.")

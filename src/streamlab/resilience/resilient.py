@@ -179,6 +179,19 @@ class ResilientNode:
         self.metrics.latency.record(_perf_ns() - t0)
         return out
 
+    async def produce_async(self) -> Any:
+        """:meth:`produce` for sources whose ``process`` is async (devices, network)."""
+        t0 = _perf_ns()
+        try:
+            out = await self._process(None)  # type: ignore[misc]
+        except EndOfStream:
+            raise
+        except Exception as exc:
+            self.metrics.received += 1
+            return self._failed(DataFrame(), exc, t0, None)
+        self.metrics.latency.record(_perf_ns() - t0)
+        return out
+
     # -- failure paths ----------------------------------------------------------------------
     def _rejected(self, frame: DataFrame) -> Any:
         self.metrics.rejected += 1

@@ -196,7 +196,6 @@ class AsyncPipeline:
             spec.executor == "inline"
             and not st.is_async
             and not uses_custom_run(st)
-            and not (isinstance(st.node, SourceNode) and st.node.free_running())
             and node_id not in self.built.dead_letter_edges
         )
 
@@ -221,7 +220,9 @@ class AsyncPipeline:
             overflow = conn.overflow if conn is not None else "block"
             self.channels[(a, c)] = Channel(cap, overflow=overflow, name=f"{a}->{c}")
         for src in g.sources:
-            self.trigger_channels[src] = Channel(self._capacity, name=f"trigger->{src}")
+            node = b.nodes[src].node
+            if not (isinstance(node, SourceNode) and node.free_running()):
+                self.trigger_channels[src] = Channel(self._capacity, name=f"trigger->{src}")
 
         for chain in chains:
             head, tail = chain[0], chain[-1]
@@ -230,9 +231,9 @@ class AsyncPipeline:
                 b.contexts[n].current_input = b.contexts[n].inputs[0]
             ins = [a for a in g.inputs[head]]
             in_chans = [self.channels[(a, head)] for a in ins]
-            if not ins:
-                in_chans = [self.trigger_channels[head]]
-                ins = ["trigger"]
+            if not ins:  # a source: triggers in (a free-running source takes none)
+                in_chans = [self.trigger_channels[head]] if head in self.trigger_channels else []
+                ins = ["trigger"] if in_chans else []
             inlet = Inlet(in_chans, ins)
             dl = b.dead_letter_edges.get(tail)
             outs = [c for c in g.outputs[tail] if c != dl]
@@ -246,10 +247,10 @@ class AsyncPipeline:
                 if target:
                     dead_outlets[k] = Outlet([self.channels[(n, target)]], [target])
             st = stages[0]
-            if len(chain) == 1 and isinstance(st.node, SourceNode) and st.node.free_running():
+            if isinstance(st.node, SourceNode) and st.node.free_running():
                 runner: Any = FreeSourceRunner(
-                    st, outlet, aborting=self._is_aborting, stop_requested=self._stop_requested,
-                    dead_outlet=dead_outlets.get(0))
+                    stages, outlet, aborting=self._is_aborting,
+                    stop_requested=self._stop_requested, dead_outlet=dead_outlets.get(0))
             elif len(chain) == 1 and uses_custom_run(st):
                 runner = CustomRunRunner(st, inlet, outlet, aborting=self._is_aborting)
             else:
@@ -381,8 +382,13 @@ class AsyncPipeline:
         """Wait until every task has ended on its own; the report, or PipelineError."""
         if self._state == "created":
             raise PipelineStopped(f"pipeline {self.name!r} was never started")
-        if self._tasks:
-            await asyncio.wait(self._tasks)
+        pending = {t for t in self._tasks if not t.done()}
+        while pending:
+            _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            if pending and self._failure is not None:
+                # _fail() cancelled the rest; a node that swallows cancellation must not hang us.
+                await self._cancel_bounded(pending)
+                break
         return self._finish("completed")
 
     async def stop(self, timeout: float | None = None) -> RunReport:
@@ -413,8 +419,17 @@ class AsyncPipeline:
             t.cancel()
         for ch in self._all_channels():
             ch.close_receiver()
-        # A node may swallow a cancellation: cancel again until its task ends, for at most
-        # _FORCE_GRACE_S, so stop(timeout) returns within timeout + 0.5 s whatever nodes do.
+        await self._cancel_bounded(tasks)
+
+    async def _cancel_bounded(self, tasks: Iterable[asyncio.Task[None]]) -> None:
+        """Cancel ``tasks`` and wait for them, re-cancelling, for at most _FORCE_GRACE_S.
+
+        A node may swallow a cancellation: stop(timeout) still returns within timeout + 0.5 s,
+        and a failed run still ends, whatever nodes do.
+        """
+        tasks = list(tasks)
+        for t in tasks:
+            t.cancel()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + _FORCE_GRACE_S
         pending = set(tasks)

@@ -33,6 +33,13 @@ __all__ = ["ChainRunner", "FreeSourceRunner", "CustomRunRunner", "uses_custom_ru
 _DataFrame = DataFrame
 
 
+class _Resume(Exception):
+    """Internal: a chain pass met a stage with a restart to await; resume it asynchronously."""
+
+    def __init__(self, k: int, frames: list[DataFrame], done: list[DataFrame]) -> None:
+        self.k, self.frames, self.done = k, frames, done
+
+
 class _Runner:
     name: str
     stages: list[ResilientNode]
@@ -60,6 +67,81 @@ class _Runner:
             if m is not None and n:
                 m.received += n
                 setattr(m, fate, getattr(m, fate) + n)
+
+    def _pass(self, k0: int, frames: list[DataFrame]) -> list[DataFrame]:
+        """Frames through stages[k0:] of a chain of sync nodes, without awaiting.
+
+        Raises :class:`_Resume` when a stage has a restart to await first (rare: after a
+        failure); :meth:`_pass_async` then continues from there.
+        """
+        stages = self.stages
+        for k in range(k0, len(stages)):
+            st = stages[k]
+            nxt: list[DataFrame] = []
+            j = 0
+            try:
+                for f in frames:
+                    if st.pending_restart:  # every frame after a failure meets a fresh instance
+                        raise _Resume(k, frames[j:], nxt)
+                    j += 1
+                    out = st.process(f)
+                    if out is None:
+                        continue
+                    if type(out) is _DataFrame:
+                        nxt.append(out)
+                    else:
+                        nxt.extend(out)
+            except _Resume:
+                raise
+            except BaseException as exc:
+                self._lost_in_chain(k, len(frames) - j, nxt, exc)
+                raise
+            st.metrics.frames_out += len(nxt)
+            if not nxt:
+                return nxt
+            frames = nxt
+        return frames
+
+    async def _pass_async(self, r: _Resume) -> list[DataFrame]:
+        """Continue a chain pass interrupted by :class:`_Resume`, awaiting restarts."""
+        while True:
+            st = self.stages[r.k]
+            try:
+                await st.restart()
+            except BaseException as exc:
+                self._lost_in_chain(r.k, len(r.frames), r.done, exc)
+                raise
+            # Finish stage k for the frames it had not seen, then go on with the rest.
+            done = r.done
+            try:
+                rest = self._pass_one(r.k, r.frames, done)
+                return self._pass(r.k + 1, rest) if rest and r.k + 1 < len(self.stages) else rest
+            except _Resume as again:
+                r = again
+
+    def _pass_one(self, k: int, frames: list[DataFrame], nxt: list[DataFrame]) -> list[DataFrame]:
+        """Stage k alone, appending to ``nxt``; raises _Resume like :meth:`_pass`."""
+        st = self.stages[k]
+        j = 0
+        try:
+            for f in frames:
+                if st.pending_restart:
+                    raise _Resume(k, frames[j:], nxt)
+                j += 1
+                out = st.process(f)
+                if out is None:
+                    continue
+                if type(out) is _DataFrame:
+                    nxt.append(out)
+                else:
+                    nxt.extend(out)
+        except _Resume:
+            raise
+        except BaseException as exc:
+            self._lost_in_chain(k, len(frames) - j, nxt, exc)
+            raise
+        st.metrics.frames_out += len(nxt)
+        return nxt
 
     async def _start_nodes(self) -> None:
         for st in self.stages:
@@ -156,7 +238,10 @@ class ChainRunner(_Runner):
                         outs = list(out)
                         single.metrics.frames_out += len(outs)
                     else:
-                        outs = await self._feed(frame)
+                        try:
+                            outs = self._pass(0, [frame])
+                        except _Resume as r:
+                            outs = await self._pass_async(r)
                     if outs:
                         sending, unsent = True, len(outs)
                         for o in outs:
@@ -164,6 +249,17 @@ class ChainRunner(_Runner):
                                 await outlet.send(o)
                             unsent -= 1
                         sending = False
+            except EndOfStream:
+                # The node has no more to give (a triggered source at the end of its data):
+                # frames it had taken but not used (the one that met the end included) and any
+                # still coming are counted dropped.
+                rest = n - i + 1
+                if rest:
+                    head_m.received += rest
+                    head_m.dropped_shutdown += rest
+                for ch in inlet.channels:
+                    ch.close_receiver()
+                return
             except BaseException as exc:  # cancelled, or a node error: count what is in hand
                 fate = self._drop_fate(exc)
                 rest = n - i
@@ -175,33 +271,6 @@ class ChainRunner(_Runner):
                     tail_m.delivered -= 1
                     setattr(tail_m, fate, getattr(tail_m, fate) + 1)
                 raise
-
-    async def _feed(self, frame: DataFrame) -> list[DataFrame]:
-        """Pass one frame through a fused chain of sync nodes."""
-        frames: list[DataFrame] = [frame]
-        for k, st in enumerate(self.stages):
-            nxt: list[DataFrame] = []
-            j = 0
-            try:
-                for f in frames:
-                    if st.pending_restart:  # every frame after a failure meets a fresh instance
-                        await st.restart()
-                    j += 1
-                    out = st.process(f)
-                    if out is None:
-                        continue
-                    if type(out) is _DataFrame:
-                        nxt.append(out)
-                    else:
-                        nxt.extend(out)
-            except BaseException as exc:
-                self._lost_in_chain(k, len(frames) - j, nxt, exc)
-                raise
-            st.metrics.frames_out += len(nxt)
-            if not nxt:
-                return nxt
-            frames = nxt
-        return frames
 
     async def _feed_slow(self, frame: DataFrame) -> list[DataFrame]:
         """The general path: async nodes, thread executor, dead letters."""
@@ -243,11 +312,15 @@ class ChainRunner(_Runner):
 
 
 class FreeSourceRunner(_Runner):
-    """One task: a source that produces on its own until exhausted, limited or stopped."""
+    """One task: a source that produces on its own, and the nodes fused after it.
+
+    Runs until the source raises EndOfStream, reaches ``max_frames``, or a graceful stop is
+    requested; with ``realtime`` frames are paced on the clock by the source's frame period.
+    """
 
     def __init__(
         self,
-        stage: ResilientNode,
+        stages: list[ResilientNode],
         outlet: Any,
         *,
         aborting: Callable[[], bool],
@@ -255,8 +328,8 @@ class FreeSourceRunner(_Runner):
         dead_outlet: Outlet | None = None,
     ) -> None:
         super().__init__(aborting)
-        self.stages = [stage]
-        self.name = stage.node_id
+        self.stages = stages
+        self.name = "+".join(st.node_id for st in stages)
         self.outlet = outlet
         self.stop_requested = stop_requested
         self.dead_outlet = dead_outlet
@@ -284,17 +357,18 @@ class FreeSourceRunner(_Runner):
         since_yield = 0
         outlet = self.outlet
         stop = self.stop_requested
+        chained = len(self.stages) > 1
+        tail_m = self.stages[-1].metrics
         while not stop.is_set() and (limit is None or produced < limit):
             if st.pending_restart:
                 await st.restart()
-                node = st.node
             if period:
                 wait = start + produced * period - clock.monotonic()
                 if wait > 0:
                     await clock.sleep(wait)
                     since_yield = 0
             try:
-                out = await st.process_async(None) if st.is_async else st.produce()  # type: ignore[arg-type]
+                out = await st.produce_async() if st.is_async else st.produce()
             except EndOfStream:
                 return
             produced += 1
@@ -305,10 +379,25 @@ class FreeSourceRunner(_Runner):
                 continue
             outs = [out] if type(out) is _DataFrame else list(out)
             st.metrics.frames_out += len(outs)
-            for o in outs:
-                if not outlet.try_send(o):
-                    await outlet.send(o)
-                    since_yield = 0
+            if chained:
+                try:
+                    outs = self._pass(1, outs)
+                except _Resume as r:
+                    outs = await self._pass_async(r)
+            unsent = len(outs)
+            try:
+                for o in outs:
+                    if not outlet.try_send(o):
+                        await outlet.send(o)
+                        since_yield = 0
+                    unsent -= 1
+            except BaseException as exc:
+                if chained and unsent:  # the tail's outputs for this frame did not all leave
+                    fate = self._drop_fate(exc)
+                    tail_m.frames_out -= unsent
+                    tail_m.delivered -= 1
+                    setattr(tail_m, fate, getattr(tail_m, fate) + 1)
+                raise
             since_yield += 1
             if since_yield >= 32:  # never starve the loop when downstream keeps up
                 since_yield = 0
