@@ -24,7 +24,9 @@ interleaving of its inputs as gaps.
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Any
 
 __all__ = ["FATES", "Histogram", "BudgetHistogram", "NodeMetrics", "NodeMetricsSnapshot",
@@ -66,6 +68,12 @@ def _bounds(idx: int) -> tuple[int, int]:
     return (_SUB + m) << shift, (_SUB + m + 1) << shift
 
 
+#: Per bucket: lowest value, highest value (inclusive) and midpoint, in ns (read side only).
+_LOW = tuple(_bounds(i)[0] for i in range(_NBUCKETS))
+_HIGH = tuple(_bounds(i)[1] - 1 for i in range(_NBUCKETS))
+_MID = tuple((lo + hi) / 2 for lo, hi in zip(_LOW, _HIGH))
+
+
 class Histogram:
     """A log-linear histogram of durations in ns (about 6% resolution), with exact max/sum.
 
@@ -100,17 +108,21 @@ class Histogram:
 
     def quantile(self, q: float) -> float:
         """The q-quantile in seconds (0.0 when empty)."""
-        count = self.count
+        return self.quantiles((q,))[0]
+
+    def quantiles(self, qs: tuple[float, ...]) -> list[float]:
+        """Several quantiles in seconds from one consistent copy of the buckets."""
+        cum = list(accumulate(self.counts))
+        count = cum[-1]
         if count == 0:
-            return 0.0
-        rank = max(1, int(q * count + 0.999999))
-        seen = 0
-        for i, c in enumerate(self.counts):
-            seen += c
-            if seen >= rank:
-                lo, hi = _bounds(i)
-                return min((lo + hi - 1) / 2, self.max_ns) / 1e9
-        return self.max_ns / 1e9
+            return [0.0] * len(qs)
+        top = self.max_ns
+        out = []
+        for q in qs:
+            rank = max(1, int(q * count + 0.999999))
+            i = bisect_left(cum, min(rank, count))
+            out.append(min(_MID[i], top) / 1e9)
+        return out
 
     @property
     def mean(self) -> float:
@@ -119,30 +131,27 @@ class Histogram:
         return self.total_ns / count / 1e9 if count else 0.0
 
     def cumulative(self, bounds_s: list[float]) -> list[int]:
-        """Counts of observations <= each bound (seconds, ascending), for Prometheus ``le`` buckets.
+        """Counts of observations <= each bound (seconds), for Prometheus ``le`` buckets.
 
         A fine bucket counts under a bound when its upper edge is at or below it, so a count
         is never overstated (a value within about 6% below a bound may be counted above it).
         """
-        out: list[int] = []
-        counts = list(self.counts)  # one consistent copy: a scrape may run in another thread
-        i, n, seen = 0, len(counts), 0
+        cum = list(accumulate(self.counts))  # one consistent copy: a scrape may run elsewhere
+        out = []
         for b in bounds_s:
-            limit = b * 1e9
-            while i < n and _bounds(i)[1] - 1 <= limit:
-                seen += counts[i]
-                i += 1
-            out.append(seen)
+            i = bisect_right(_HIGH, b * 1e9)  # buckets 0 .. i-1 lie entirely at or below b
+            out.append(cum[i - 1] if i else 0)
         return out
 
     def count_above(self, threshold_ns: int) -> int:
         """Observations certainly above ``threshold_ns`` (buckets whose lower edge exceeds it)."""
-        return sum(c for i, c in enumerate(self.counts) if c and _bounds(i)[0] > threshold_ns)
+        return sum(self.counts[bisect_right(_LOW, threshold_ns):])
 
     def copy(self) -> Histogram:
         """An independent copy (same class, same counts)."""
         h = Histogram()
-        h.merge(self)
+        h.counts = list(self.counts)
+        h.total_ns, h.max_ns = self.total_ns, self.max_ns
         return h
 
     def merge(self, other: Histogram) -> None:
@@ -155,12 +164,13 @@ class Histogram:
 
     def summary(self) -> dict[str, float]:
         """count, mean, p50, p90, p99 and max (seconds)."""
+        p50, p90, p99 = self.quantiles((0.50, 0.90, 0.99))
         return {
             "count": self.count,
             "mean_s": self.mean,
-            "p50_s": self.quantile(0.50),
-            "p90_s": self.quantile(0.90),
-            "p99_s": self.quantile(0.99),
+            "p50_s": p50,
+            "p90_s": p90,
+            "p99_s": p99,
             "max_s": self.max_ns / 1e9,
         }
 
@@ -192,8 +202,8 @@ class BudgetHistogram(Histogram):
 
     def copy(self) -> BudgetHistogram:
         h = BudgetHistogram(self.budget_ns)
-        h.merge(self)
-        h.over_budget = self.over_budget
+        h.counts = list(self.counts)
+        h.total_ns, h.max_ns, h.over_budget = self.total_ns, self.max_ns, self.over_budget
         return h
 
 
