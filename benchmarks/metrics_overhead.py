@@ -10,7 +10,8 @@ checks rely on), so "metrics off" is measured two ways:
 
 * **observers**: the whole observability layer attached vs not: a MetricsCollector registered,
   a PipelineMonitor updated and a Prometheus exporter scraped over HTTP by a background
-  thread, both every 50 ms (far more often than in real use: an upper bound);
+  thread, both every ``--every`` seconds (default 50 ms: far more often than in real use,
+  an upper bound);
 * **bookkeeping**: the runtime's own timing and latency histogram per ``process()`` call
   (``perf_counter_ns`` twice + ``Histogram.record``) replaced by no-ops, by monkeypatching in
   this process only. The difference is the per-frame cost of the in-runtime NodeMetrics work.
@@ -22,7 +23,7 @@ of this process (less disturbed by other processes on a shared machine), each gi
 Also reported: the per-frame cost of ``NodeMetrics.observe_batch`` (stream health), which the
 runtime does not call yet. Usage::
 
-    python -m benchmarks.metrics_overhead [--frames 3000] [--rounds 40]
+    python -m benchmarks.metrics_overhead [--frames 3000] [--rounds 40] [--every 0.05]
 
 Many short rounds, with the order of the modes rotated, keep each comparison close in time;
 on a shared machine, read the medians.
@@ -44,10 +45,9 @@ from streamlab import AsyncPipeline, DataFrame
 from streamlab.metrics import MetricsCollector, NodeMetrics, PipelineMonitor
 from streamlab.metrics import node_metrics as nm
 
-#: Far more often than Prometheus (1-15 s) or the monitor (0.25 s) would, so that even a short
-#: run sees several of each: the observers' cost measured here is an upper bound.
-SCRAPE_EVERY = 0.05
-MONITOR_EVERY = 0.05
+#: Seconds between scrapes and between monitor updates (``--every``). The default, 50 ms, is
+#: far more often than Prometheus (1-15 s) or the monitor (0.25 s): an upper bound.
+EVERY = [0.05]
 
 STATS = {"observed_runs": 0, "scrapes": 0, "monitor_updates": 0}
 
@@ -86,7 +86,7 @@ def observed(pipe: AsyncPipeline) -> Iterator[Callable[[], Any]]:
 
     with MetricsExporter(collector) as exporter:
         def scrape() -> None:
-            while not stop.wait(SCRAPE_EVERY):
+            while not stop.wait(EVERY[0]):
                 with urllib.request.urlopen(exporter.url, timeout=5) as r:
                     r.read()
                 STATS["scrapes"] += 1
@@ -96,7 +96,7 @@ def observed(pipe: AsyncPipeline) -> Iterator[Callable[[], Any]]:
 
         async def tick() -> None:
             while True:
-                await asyncio.sleep(MONITOR_EVERY)
+                await asyncio.sleep(EVERY[0])
                 monitor.update()
                 STATS["monitor_updates"] += 1
 
@@ -171,7 +171,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=3_000)
     ap.add_argument("--rounds", type=int, default=40)
+    ap.add_argument("--every", type=float, default=0.05, metavar="SECONDS",
+                    help="time between scrapes and between monitor updates (default 0.05)")
     args = ap.parse_args(argv)
+    EVERY[0] = args.every
     out: dict[str, Any] = {}
     for name, cfg, per_frame_calls in (("linear", linear(), 3), ("fan-out", fanout(), 7)):
         runs: dict[str, list[tuple[float, float]]] = {"base": [], "observed": [], "nobook": []}

@@ -44,7 +44,9 @@ CONFIG = {
         {"id": "gain", "type": "Gain", "config": {"gain": 0.5}},
         {"id": "sink", "type": "Passthrough"},
     ],
-    "connections": [{"from": "sine", "to": "gain"}, {"from": "gain", "to": "sink"}],
+    # an explicit capacity keeps sine -> gain a real edge (a fused chain has no queues)
+    "connections": [{"from": "sine", "to": "gain", "capacity": 16},
+                    {"from": "gain", "to": "sink"}],
 }
 
 
