@@ -297,3 +297,24 @@ def test_free_source_heads_a_fused_chain():
     pipe = run(go())
     assert pipe.chains == [["src", "a", "b"]]
     assert [f.sequence_id for f in pipe.results["b"]] == list(range(50))
+
+
+def test_stream_health_and_end_to_end_budget_are_counted():
+    clock = VirtualClock()
+    cfg = {"pipeline_config": {"deadline_ms": 5},
+           "nodes": [{"id": "src", "type": "Passthrough"}, {"id": "sink", "type": "Passthrough"}],
+           "connections": [{"from": "src", "to": "sink"}]}
+    now = clock.time_us()
+    # ids 0 1 2 5 6 (one gap), timestamps going back once; two frames 10 ms old, three fresh
+    frames = [DataFrame(now - 10_000, 0), DataFrame(now - 10_000, 1), DataFrame(now, 2),
+              DataFrame(now - 1, 5), DataFrame(now, 6)]
+
+    async def go():
+        pipe = AsyncPipeline(cfg, clock=clock, fusion=False)
+        return await pipe.run(frames=frames)
+
+    report = run(go())
+    sink = report.nodes["sink"]
+    assert sink.sequence_gaps == 1 and sink.timestamp_regressions == 1
+    assert report.nodes["src"].sequence_gaps == 1
+    assert sink.end_to_end["count"] == 5 and sink.end_to_end_deadline_misses == 2

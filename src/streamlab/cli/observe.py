@@ -14,9 +14,9 @@ one observer to ``OBSERVERS``. The observer registers the pipeline with a
   is a usage error (exit 2) before the pipeline starts.
 * Deadline misses (a node's ``deadline_ms``, the pipeline's end-to-end ``deadline_ms``) are
   logged as warnings at most once per ``--deadline-log-interval`` seconds (default 5; 0: off).
-* At the end the monitor's final report is printed on stderr (unless ``--quiet``), and with
-  ``--summary FILE.json`` the observer writes the run report *plus* ``"monitor"`` (the
-  report's rows) itself, then clears ``args.summary`` so ``run`` does not overwrite the file.
+* At the end the monitor's final report is printed on stderr (unless ``--quiet``) in place
+  of ``run``'s plain fate table, and ``--summary FILE.json`` gets a ``"monitor"`` key (the
+  report's rows) next to the run report (``args.summary_extras``).
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import logging
 import sys
 from collections.abc import AsyncIterator
@@ -192,8 +191,10 @@ async def observe(args: argparse.Namespace, pipe: AsyncPipeline) -> AsyncIterato
         final = monitor.final()
         if view is not None and view.is_live:
             view.finish(final)
+            args.report_printed = True
         elif not args.quiet:
             print(monitor.format_text(final), file=sys.stderr)
+            args.report_printed = True
         if deadline_every > 0:
             for msg in monitor.deadline_messages():
                 log.warning("%s", msg)
@@ -201,17 +202,8 @@ async def observe(args: argparse.Namespace, pipe: AsyncPipeline) -> AsyncIterato
             if completed and args.metrics_linger > 0:
                 await asyncio.sleep(args.metrics_linger)
             exporter.stop()
-    if args.summary and pipe.report is not None:
-        _write_summary(args.summary, pipe, final.to_dict())
-        args.summary = None  # written here, with the monitor's report: run must not overwrite it
-
-
-def _write_summary(path: str, pipe: AsyncPipeline, monitor: dict[str, Any]) -> None:
-    assert pipe.report is not None
-    data = pipe.report.to_dict()
-    data["monitor"] = monitor
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, default=str)
+    # ``run`` adds these to the --summary file, next to the run report.
+    args.summary_extras = {**getattr(args, "summary_extras", {}), "monitor": final.to_dict()}
 
 
 def _register() -> None:

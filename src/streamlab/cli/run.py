@@ -12,6 +12,8 @@ summary of frame fates per node, and exits 0.
 
 Observers (the live monitor, the Prometheus exporter) hook in through :data:`OBSERVERS`:
 each is a callable ``(args, pipeline) -> async context manager`` that runs alongside the run.
+An observer that prints its own final report sets ``args.report_printed`` (the plain fate
+table is then not printed); ``args.summary_extras`` (a dict) is merged into ``--summary``.
 """
 
 from __future__ import annotations
@@ -143,11 +145,12 @@ async def _run(args: argparse.Namespace, spec: Any) -> int:
 
     report = report or pipe.report
     if report is not None:
-        if not args.quiet:
+        if not args.quiet and not getattr(args, "report_printed", False):
             print(format_fates(report), file=sys.stderr)
         if args.summary:
+            data = {**report.to_dict(), **getattr(args, "summary_extras", {})}
             with open(args.summary, "w", encoding="utf-8") as f:
-                json.dump(report.to_dict(), f, indent=2, default=str)
+                json.dump(data, f, indent=2, default=str)
     if failure is not None:
         print(f"error: {failure}", file=sys.stderr)
         return 1

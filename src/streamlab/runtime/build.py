@@ -94,6 +94,8 @@ def build_graph(
                 raise NodeError(node_id, f"on_create failed: {type(exc).__name__}: {exc}") from exc
 
         m = (metrics or {}).get(n.id) or NodeMetrics(n.id, pipeline_name, n.type)
+        if settings.deadline_ms and not graph.outputs[n.id]:  # end-to-end budget, at sinks
+            m.set_end_to_end_budget(settings.deadline_ms / 1000)
         nodes[n.id] = ResilientNode(
             factory, policy=policy, strategy=strategy, metrics=m, clock=clock,
             deadline_s=(n.deadline_ms / 1000) if n.deadline_ms else None,

@@ -207,6 +207,7 @@ class ChainRunner(_Runner):
                 return
             if fan_in:
                 head_ctx.current_input = inlet.last_source
+            head_m.observe_batch(batch, inlet.last_source)  # stream health: gaps, regressions
             if e2e is not None:
                 now = clock_us()
                 for f in batch:
