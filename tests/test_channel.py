@@ -47,11 +47,30 @@ def test_backpressure_blocks_sender_and_capacity_is_exact():
         await asyncio.sleep(0.01)
         assert not blocked.done() and ch.depth == 2
         assert (await ch.receive()).sequence_id == 0
+        # frame 0 is still in the receiver's hand: queued + in hand == capacity, sender waits
+        await asyncio.sleep(0.01)
+        assert not blocked.done() and (ch.depth, ch.in_hand) == (1, 1)
+        first = [f.sequence_id for f in await ch.receive_batch()]  # releases 0, takes 1
         await asyncio.wait_for(blocked, 1)
-        return [f.sequence_id for f in await ch.receive_batch()], ch.peak_depth
+        second = [f.sequence_id for f in await ch.receive_batch()]
+        return first, second, ch.peak_depth
 
-    batch, peak = run(go())
-    assert batch == [1, 9] and peak == 2
+    first, second, peak = run(go())
+    assert (first, second, peak) == ([1], [9], 2)
+
+
+def test_frames_in_hand_count_until_released():
+    ch = Channel(3)
+    for f in frames(3):
+        ch.send_nowait(f)
+    assert len(ch.take_ready()) == 3 and ch.in_hand == 3 and ch.full
+    assert not ch.try_send(DataFrame())
+    ch.release()
+    assert ch.in_hand == 0 and ch.try_send(DataFrame())
+    leaky = Channel(2, overflow="drop_newest")
+    leaky.send_nowait(DataFrame())
+    leaky.take_ready()
+    assert leaky.try_send(DataFrame()) and leaky.depth == 1 and leaky.dropped == 0
 
 
 def test_cancelled_send_leaves_nothing():

@@ -72,6 +72,7 @@ class ChannelStatistics:
     discarded: int
     blocked_seconds: float
     closed: bool
+    in_hand: int = 0
 
 
 class Channel:
@@ -80,7 +81,7 @@ class Channel:
     __slots__ = (
         "name", "capacity", "overflow", "_q", "_getter", "_putters", "_closed",
         "_receiver_closed", "peak_depth", "sent", "received", "dropped", "discarded",
-        "blocked_seconds",
+        "blocked_seconds", "_in_hand",
     )
 
     def __init__(self, capacity: int = 16, *, overflow: Overflow = "block", name: str = "") -> None:
@@ -102,6 +103,9 @@ class Channel:
         self.dropped = 0       # frames dropped by the overflow policy
         self.discarded = 0     # frames thrown away because the receiver was gone
         self.blocked_seconds = 0.0
+        # Frames the receiver took in its last batch and may still be processing: they count
+        # against the capacity until it asks for more, so capacity bounds queued + in hand.
+        self._in_hand = 0
 
     # -- sending --------------------------------------------------------------------------
     def _wake_getter(self) -> None:
@@ -117,9 +121,16 @@ class Channel:
             self.discarded += 1
             return True
         q = self._q
-        if len(q) >= self.capacity:
+        if len(q) + self._in_hand >= self.capacity:
             if self.overflow == "block":
                 return False
+            if len(q) < self.capacity:  # leaky edges bound the queue alone
+                q.append(frame)
+                self.sent += 1
+                if len(q) > self.peak_depth:
+                    self.peak_depth = len(q)
+                self._wake_getter()
+                return True
             self.dropped += 1
             if self.overflow == "drop_newest":
                 return True
@@ -174,8 +185,7 @@ class Channel:
         loop = asyncio.get_running_loop()
         start = _perf()
         try:
-            while (self.overflow == "block" and not self._receiver_closed and not self._closed
-                   and len(self._q) >= self.capacity):
+            while self.full and not self._closed:
                 fut = loop.create_future()
                 self._putters.append(fut)
                 try:
@@ -215,9 +225,11 @@ class Channel:
         if self._q:
             self.received += 1
             frame = self._q.popleft()
+            self._in_hand = 1
             if self._putters:
                 self._after_take()
             return frame
+        self.release()
         if self._closed:
             raise EndOfStream(self.name)
         raise WouldBlock(self.name)
@@ -226,6 +238,7 @@ class Channel:
         """Take every queued frame (up to ``limit``) without waiting; may be empty."""
         q = self._q
         if not q:
+            self.release()
             return []
         if limit is None or limit >= len(q):
             batch = list(q)
@@ -233,9 +246,17 @@ class Channel:
         else:
             batch = [q.popleft() for _ in range(limit)]
         self.received += len(batch)
+        self._in_hand = len(batch)  # the previous batch is done: the receiver is back for more
         if self._putters:
             self._after_take()
         return batch
+
+    def release(self) -> None:
+        """The receiver is done with the frames it took: they no longer count as in hand."""
+        if self._in_hand:
+            self._in_hand = 0
+            if self._putters:
+                self._after_take()
 
     async def _wait_readable(self) -> None:
         fut = asyncio.get_running_loop().create_future()
@@ -289,6 +310,17 @@ class Channel:
         return len(self._q)
 
     @property
+    def in_hand(self) -> int:
+        """Frames taken by the receiver and not yet released (they count against capacity)."""
+        return self._in_hand
+
+    @property
+    def full(self) -> bool:
+        """True if a send would wait (blocking edge, queued + in hand at capacity)."""
+        return (self.overflow == "block" and not self._receiver_closed
+                and len(self._q) + self._in_hand >= self.capacity)
+
+    @property
     def closed(self) -> bool:
         """True once the sender closed the channel."""
         return self._closed
@@ -308,7 +340,7 @@ class Channel:
             name=self.name, capacity=self.capacity, overflow=self.overflow, depth=len(self._q),
             peak_depth=self.peak_depth, sent=self.sent, received=self.received,
             dropped=self.dropped, discarded=self.discarded,
-            blocked_seconds=self.blocked_seconds, closed=self._closed,
+            blocked_seconds=self.blocked_seconds, closed=self._closed, in_hand=self._in_hand,
         )
 
     def __repr__(self) -> str:
@@ -350,6 +382,9 @@ class Inlet:
         chans = self.channels
         n = len(chans)
         all_done = True
+        for ch in chans:  # whatever was taken before is done with
+            if ch._in_hand:
+                ch.release()
         for k in range(n):
             i = (self._rr + k) % n
             ch = chans[i]
@@ -442,7 +477,7 @@ class Outlet:
             return
         while not self.try_send(frame):
             for ch in chans:
-                if ch.overflow == "block" and len(ch._q) >= ch.capacity and not ch._receiver_closed:
+                if ch.full:
                     await ch.wait_writable()
                     break
 
@@ -453,7 +488,7 @@ class Outlet:
             ok = chans[0].try_send(frame)
         else:
             for ch in chans:
-                if ch.overflow == "block" and len(ch._q) >= ch.capacity and not ch._receiver_closed:
+                if ch.full:
                     return False
             for ch in chans:
                 ch.try_send(frame)
