@@ -84,6 +84,8 @@ class ResilientNode:
         seed = getattr(self.strategy, "seed", None)
         self._rng = random.Random(seed)
         self._use_default = isinstance(self.policy, UseDefault)
+        self._per_frame = bool(self.breaker is not None or self.deadline_ns or self._use_default)
+        self.batch_consumed = 0
         self._last_good: DataFrame | None = None
         self.attempts = 0                      # restart attempts since the last healthy period
         self.restart_delays: list[float] = []  # seconds waited before each restart, in order
@@ -129,6 +131,82 @@ class ResilientNode:
         if self._use_default and out is not None:
             self._last_good = out if isinstance(out, DataFrame) else (out[-1] if out else None)
         return out
+
+    def process_batch(self, frames: list[DataFrame], out: list[DataFrame]) -> int:
+        """Process ``frames`` in order (sync nodes), appending their outputs to ``out``.
+
+        The same fates, errors, policies and metrics as :meth:`process` per frame, with one
+        clock read per frame instead of two. Returns how many frames were consumed: fewer than
+        ``len(frames)`` when a failure scheduled a restart (the rest must meet the fresh
+        instance, after :meth:`restart`). On an exception, ``batch_consumed`` says how many
+        frames had been taken, the failing one included.
+        """
+        self.batch_consumed = 0
+        if self._per_frame:  # breaker, deadline or UseDefault: the general per-frame path
+            for i, f in enumerate(frames):
+                self.batch_consumed = i + 1
+                r = self.process(f)
+                if r is not None:
+                    if type(r) is DataFrame:
+                        out.append(r)
+                    else:
+                        out.extend(r)
+                if self.pending_restart:
+                    return i + 1
+            return len(frames)
+        proc = self._process
+        counts = self.metrics.latency.counts
+        total = 0
+        mx = 0
+        done = 0
+        t_prev = _perf_ns()
+        try:
+            for f in frames:
+                r = proc(f)
+                t = _perf_ns()
+                ns = t - t_prev
+                t_prev = t
+                b = ns.bit_length() - 4  # Histogram.record, inlined
+                if b > 0:
+                    counts[(b << 3) + (ns >> b)] += 1
+                else:
+                    counts[ns if ns > 0 else 0] += 1
+                total += ns
+                if ns > mx:
+                    mx = ns
+                done += 1
+                if r is None:
+                    continue
+                if type(r) is DataFrame:
+                    out.append(r)
+                else:
+                    out.extend(r)
+        except EndOfStream:
+            self._tally(done, total, mx)
+            self.batch_consumed = done
+            raise
+        except Exception as exc:
+            self._tally(done, total, mx)
+            self.batch_consumed = done + 1
+            self.metrics.received += 1
+            r = self._failed(frames[done], exc, t_prev, None)
+            if r is not None:
+                out.append(r)
+            taken = done + 1
+            if self.pending_restart or taken == len(frames):
+                return taken
+            return taken + self.process_batch(frames[taken:], out)
+        self._tally(done, total, mx)
+        return done
+
+    def _tally(self, n: int, total_ns: int, max_ns: int) -> None:
+        m = self.metrics
+        m.received += n
+        m.delivered += n
+        h = m.latency
+        h.total_ns += total_ns
+        if max_ns > h.max_ns:
+            h.max_ns = max_ns
 
     async def process_async(self, frame: DataFrame) -> Any:
         """Process one frame under the policy (async nodes)."""

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from streamlab.channel import Inlet, Outlet
+from streamlab.channel import Inlet, Outlet, WouldBlock
 from streamlab.errors import EndOfStream
 from streamlab.frame import DataFrame
 from streamlab.node import SourceNode
@@ -40,9 +41,17 @@ class _Resume(Exception):
         self.k, self.frames, self.done = k, frames, done
 
 
+class _Flush(Exception):
+    """Internal: stage ``k`` failed; its ``outputs`` made before the failure flow on first."""
+
+    def __init__(self, exc: BaseException, k: int, outputs: list[DataFrame]) -> None:
+        self.exc, self.k, self.outputs = exc, k, outputs
+
+
 class _Runner:
     name: str
     stages: list[ResilientNode]
+    ended = False  # a node of the chain raised EndOfStream: the chain stops after this pass
 
     def __init__(self, aborting: Callable[[], bool]) -> None:
         self._aborting = aborting
@@ -69,79 +78,129 @@ class _Runner:
                 setattr(m, fate, getattr(m, fate) + n)
 
     def _pass(self, k0: int, frames: list[DataFrame]) -> list[DataFrame]:
-        """Frames through stages[k0:] of a chain of sync nodes, without awaiting.
+        """Frames through stages[k0:] of a chain of sync nodes, stage by stage, without awaiting.
 
         Raises :class:`_Resume` when a stage has a restart to await first (rare: after a
         failure); :meth:`_pass_async` then continues from there.
         """
         stages = self.stages
         for k in range(k0, len(stages)):
-            st = stages[k]
             nxt: list[DataFrame] = []
-            j = 0
-            try:
-                for f in frames:
-                    if st.pending_restart:  # every frame after a failure meets a fresh instance
-                        raise _Resume(k, frames[j:], nxt)
-                    j += 1
-                    out = st.process(f)
-                    if out is None:
-                        continue
-                    if type(out) is _DataFrame:
-                        nxt.append(out)
-                    else:
-                        nxt.extend(out)
-            except _Resume:
-                raise
-            except BaseException as exc:
-                self._lost_in_chain(k, len(frames) - j, nxt, exc)
-                raise
-            st.metrics.frames_out += len(nxt)
-            if not nxt:
-                return nxt
-            frames = nxt
+            frames = self._stage(k, frames, nxt)
+            if not frames:
+                return frames
         return frames
 
+    def _stage(self, k: int, frames: list[DataFrame], nxt: list[DataFrame]) -> list[DataFrame]:
+        """Stage k over ``frames``, outputs appended to ``nxt`` (returned); may raise _Resume."""
+        st = self.stages[k]
+        if st.pending_restart:  # every frame after a failure meets a fresh instance
+            raise _Resume(k, frames, nxt)
+        try:
+            taken = st.process_batch(frames, nxt)
+        except EndOfStream:
+            # The node has no more to give (e.g. a triggered source at the end of its data):
+            # what it made so far flows on; the frames it did not use, the one that met the
+            # end included, are counted dropped; the runner then ends the chain.
+            unseen = len(frames) - st.batch_consumed
+            st.metrics.received += unseen
+            st.metrics.dropped_shutdown += unseen
+            st.metrics.frames_out += len(nxt)
+            self.ended = True
+            return nxt
+        except Exception as exc:
+            # The frames it had not reached get their fate here; what it made before the
+            # failure flows on (nothing already in flight is lost), then the error propagates.
+            st.metrics.frames_out += len(nxt)
+            self._lost_in_chain(k, len(frames) - st.batch_consumed, [], exc)
+            raise _Flush(exc, k, nxt) from exc
+        if taken < len(frames):
+            raise _Resume(k, frames[taken:], nxt)
+        st.metrics.frames_out += len(nxt)
+        return nxt
+
     async def _pass_async(self, r: _Resume) -> list[DataFrame]:
-        """Continue a chain pass interrupted by :class:`_Resume`, awaiting restarts."""
+        """Continue a chain pass interrupted by :class:`_Resume`, awaiting restarts.
+
+        Outputs made before the failure flow on (through the rest of the chain, then out)
+        before the restart's backoff, so a failure never holds back frames already processed.
+        """
         while True:
-            st = self.stages[r.k]
+            k = r.k
+            if r.done:
+                early, r.done = r.done, []
+                self.stages[k].metrics.frames_out += len(early)
+                if k + 1 < len(self.stages):
+                    early = await self._run_pass(k + 1, early)
+                await self._emit(early)
+            st = self.stages[k]
             try:
                 await st.restart()
             except BaseException as exc:
-                self._lost_in_chain(r.k, len(r.frames), r.done, exc)
+                self._lost_in_chain(k, len(r.frames), [], exc)
                 raise
-            # Finish stage k for the frames it had not seen, then go on with the rest.
-            done = r.done
             try:
-                rest = self._pass_one(r.k, r.frames, done)
-                return self._pass(r.k + 1, rest) if rest and r.k + 1 < len(self.stages) else rest
+                rest = self._stage(k, r.frames, [])
+                if rest and k + 1 < len(self.stages):
+                    return self._pass(k + 1, rest)
+                return rest
             except _Resume as again:
                 r = again
 
-    def _pass_one(self, k: int, frames: list[DataFrame], nxt: list[DataFrame]) -> list[DataFrame]:
-        """Stage k alone, appending to ``nxt``; raises _Resume like :meth:`_pass`."""
-        st = self.stages[k]
-        j = 0
+    async def _resume(self, r: _Resume) -> list[DataFrame]:
+        """:meth:`_pass_async`, with a failure on the way flushed then raised."""
         try:
-            for f in frames:
-                if st.pending_restart:
-                    raise _Resume(k, frames[j:], nxt)
-                j += 1
-                out = st.process(f)
-                if out is None:
-                    continue
-                if type(out) is _DataFrame:
-                    nxt.append(out)
-                else:
-                    nxt.extend(out)
-        except _Resume:
+            return await self._pass_async(r)
+        except _Flush as fl:
+            await self._flush(fl)
+            raise AssertionError("unreachable") from None
+
+    async def _run_pass(self, k: int, frames: list[DataFrame]) -> list[DataFrame]:
+        """:meth:`_pass` with its slow paths: restarts awaited, failures flushed then raised."""
+        try:
+            return self._pass(k, frames)
+        except _Resume as r:
+            return await self._resume(r)
+        except _Flush as fl:
+            await self._flush(fl)
+            raise AssertionError("unreachable") from None
+
+    async def _flush(self, fl: _Flush) -> None:
+        """Send on what a failing stage made before its failure, then raise the failure."""
+        try:
+            outs = fl.outputs
+            if outs and fl.k + 1 < len(self.stages):
+                outs = await self._run_pass(fl.k + 1, outs)
+            if outs:
+                await self._emit(outs)
+        except asyncio.CancelledError:
             raise
+        except Exception:  # noqa: S110 - a second failure while flushing: it is counted by
+            pass  # its own node; the first failure is the one the pipeline reports
+        raise fl.exc
+
+    async def _emit(self, outs: list[DataFrame]) -> None:
+        """Send ``outs`` on the outlet; if cancelled midway, the unsent ones are accounted."""
+        outlet = self.outlet  # type: ignore[attr-defined]
+        unsent = len(outs)
+        try:
+            for o in outs:
+                if not outlet.try_send(o):
+                    await outlet.send(o)
+                unsent -= 1
         except BaseException as exc:
-            self._lost_in_chain(k, len(frames) - j, nxt, exc)
+            if unsent:
+                self._unsent(unsent, self._drop_fate(exc))
             raise
-        st.metrics.frames_out += len(nxt)
-        return nxt
+
+    def _unsent(self, unsent: int, fate: str) -> None:
+        """``unsent`` outputs of the tail never reached the outlet: move the tail's inputs that
+        made them from delivered to ``fate`` (one input per output, at most what it delivered)."""
+        m = self.stages[-1].metrics
+        moved = min(unsent, m.delivered)
+        m.frames_out -= unsent
+        m.delivered -= moved
+        setattr(m, fate, getattr(m, fate) + moved)
 
     async def _start_nodes(self) -> None:
         for st in self.stages:
@@ -180,7 +239,7 @@ class ChainRunner(_Runner):
     async def run(self) -> None:
         await self._start_nodes()
         try:
-            await self._loop()
+            await (self._loop_pipelined() if self._pipelines() else self._loop())
         finally:
             self.outlet.close()
             for o in self.dead_outlets.values():
@@ -189,9 +248,8 @@ class ChainRunner(_Runner):
             await self._stop_nodes()
 
     async def _loop(self) -> None:
-        inlet, outlet = self.inlet, self.outlet
+        inlet = self.inlet
         stages = self.stages
-        single = stages[0] if len(stages) == 1 else None
         slow = self.executor is not None or any(st.is_async for st in stages) or self.dead_outlets
         head_m = stages[0].metrics
         tail_m = stages[-1].metrics
@@ -215,41 +273,29 @@ class ChainRunner(_Runner):
                     e2e.record(lat * 1000 if lat > 0 else 0)
             i = 0
             n = len(batch)
-            sending = False
-            unsent = 0  # outputs of the current frame not yet in the outlet
             try:
+                if not slow:
+                    # The fast path: the whole batch through the chain, stage by stage.
+                    i = n
+                    try:
+                        outs = self._pass(0, batch)
+                    except _Resume as r:
+                        outs = await self._resume(r)
+                    except _Flush as fl:
+                        await self._flush(fl)
+                    if outs:
+                        await self._emit(outs)
+                    if self.ended:
+                        for ch in inlet.channels:
+                            ch.close_receiver()
+                        return
+                    continue
                 while i < n:
-                    if single is not None and not slow and single.pending_restart:
-                        await single.restart()  # before taking the frame: a cancel leaves it in rest
                     frame = batch[i]
                     i += 1
-                    if slow:
-                        outs = await self._feed_slow(frame)
-                    elif single is not None:
-                        out = single.process(frame)
-                        if out is None:
-                            continue
-                        if type(out) is _DataFrame:
-                            single.metrics.frames_out += 1
-                            if not outlet.try_send(out):
-                                sending, unsent = True, 1
-                                await outlet.send(out)
-                                sending = False
-                            continue
-                        outs = list(out)
-                        single.metrics.frames_out += len(outs)
-                    else:
-                        try:
-                            outs = self._pass(0, [frame])
-                        except _Resume as r:
-                            outs = await self._pass_async(r)
+                    outs = await self._feed_slow(frame)
                     if outs:
-                        sending, unsent = True, len(outs)
-                        for o in outs:
-                            if not outlet.try_send(o):
-                                await outlet.send(o)
-                            unsent -= 1
-                        sending = False
+                        await self._emit(outs)
             except EndOfStream:
                 # The node has no more to give (a triggered source at the end of its data):
                 # frames it had taken but not used (the one that met the end included) and any
@@ -267,10 +313,6 @@ class ChainRunner(_Runner):
                 if rest:
                     head_m.received += rest
                     setattr(head_m, fate, getattr(head_m, fate) + rest)
-                if sending:  # the current frame's outputs did not all leave
-                    tail_m.frames_out -= unsent
-                    tail_m.delivered -= 1
-                    setattr(tail_m, fate, getattr(tail_m, fate) + 1)
                 raise
 
     async def _feed_slow(self, frame: DataFrame) -> list[DataFrame]:
@@ -310,6 +352,86 @@ class ChainRunner(_Runner):
                 return nxt
             frames = nxt
         return frames
+
+    def _pipelines(self) -> bool:
+        """True for one node in a process executor: :meth:`_loop_pipelined` runs it."""
+        from streamlab.runtime.executor import ProcessNode
+
+        return (len(self.stages) == 1 and self.executor is None
+                and isinstance(self.stages[0].node, ProcessNode))
+
+    async def _loop_pipelined(self) -> None:
+        """The loop of one process-executor node: two frames in flight.
+
+        Frame k+1 goes to the worker (``ProcessNode.submit``) before the result of frame k is
+        awaited, so the worker computes while this process runs the rest of the pipeline.
+        Results come back one per frame, in order, through the per-frame path
+        (:meth:`_feed_slow`: policy, metrics, restarts, dead letters). Frames taken from the
+        inlet and not yet fed get their fate like the rest of a batch in :meth:`_loop`.
+        Nothing is sent ahead to a node with a circuit breaker (admission is per frame) or
+        with a restart pending (the next frame must meet the fresh instance).
+        """
+        from streamlab.runtime.executor import ProcessNode
+
+        inlet, st = self.inlet, self.stages[0]
+        m = st.metrics
+        ctx = st.node.context
+        e2e = m.end_to_end if self.is_sink else None
+        pending: deque[DataFrame] = deque()
+        ended = False
+        try:
+            while True:
+                if not pending:
+                    if ended:
+                        return
+                    try:
+                        batch = await inlet.receive_batch()
+                    except EndOfStream:
+                        return
+                    self._took(batch, ctx, e2e)
+                    pending.extend(batch)
+                elif len(pending) == 1 and not ended:  # top up without waiting
+                    try:
+                        pending.append(inlet.receive_nowait())
+                        self._took([pending[-1]], ctx, e2e)
+                    except WouldBlock:
+                        pass
+                    except EndOfStream:
+                        ended = True
+                frame = pending.popleft()
+                node = st.node
+                if st.breaker is None and not st.pending_restart and isinstance(node, ProcessNode):
+                    try:
+                        node.submit(frame)
+                        if pending:
+                            node.submit(pending[0])
+                    except Exception:  # noqa: S110 - the same error comes from process() below,
+                        pass  # where the node's policy applies to it
+                outs = await self._feed_slow(frame)
+                if outs:
+                    await self._emit(outs)
+        except EndOfStream:  # the node ended: the frame that met the end and the rest dropped
+            rest = len(pending) + 1
+            m.received += rest
+            m.dropped_shutdown += rest
+            for ch in inlet.channels:
+                ch.close_receiver()
+        except BaseException as exc:  # cancelled, or a node error: count what is in hand
+            if pending:
+                fate = self._drop_fate(exc)
+                m.received += len(pending)
+                setattr(m, fate, getattr(m, fate) + len(pending))
+            raise
+
+    def _took(self, frames: list[DataFrame], ctx: Any, e2e: Any) -> None:
+        """Per frames taken from the inlet: current input, stream health, end-to-end latency."""
+        ctx.current_input = self.inlet.last_source
+        self.stages[0].metrics.observe_batch(frames, self.inlet.last_source)
+        if e2e is not None:
+            now = self._clock_us()
+            for f in frames:
+                lat = now - f.timestamp
+                e2e.record(lat * 1000 if lat > 0 else 0)
 
 
 class FreeSourceRunner(_Runner):
@@ -359,46 +481,50 @@ class FreeSourceRunner(_Runner):
         outlet = self.outlet
         stop = self.stop_requested
         chained = len(self.stages) > 1
-        tail_m = self.stages[-1].metrics
-        while not stop.is_set() and (limit is None or produced < limit):
-            if st.pending_restart:
-                await st.restart()
-            if period:
-                wait = start + produced * period - clock.monotonic()
-                if wait > 0:
-                    await clock.sleep(wait)
-                    since_yield = 0
-            try:
-                out = await st.produce_async() if st.is_async else st.produce()
-            except EndOfStream:
-                return
-            produced += 1
-            if st.dead_letters and self.dead_outlet is not None:
-                dead, st.dead_letters = st.dead_letters, []
-                await self.dead_outlet.send_all(dead)
-            if out is None:
-                continue
-            outs = [out] if type(out) is _DataFrame else list(out)
+        # Unpaced, a source heading a fused chain makes a few frames before passing them on
+        # together: the chain then works stage by stage on a batch, as after a channel.
+        most = 1 if (period or not chained) else 16
+        ended = False
+        while not ended and not stop.is_set() and (limit is None or produced < limit):
+            outs: list[DataFrame] = []
+            for _ in range(most if limit is None else min(most, limit - produced)):
+                if st.pending_restart:
+                    if outs:
+                        break  # what was made before the failure goes first
+                    await st.restart()
+                if period:
+                    wait = start + produced * period - clock.monotonic()
+                    if wait > 0:
+                        await clock.sleep(wait)
+                        since_yield = 0
+                try:
+                    out = await st.produce_async() if st.is_async else st.produce()
+                except EndOfStream:
+                    ended = True
+                    break
+                produced += 1
+                if st.dead_letters and self.dead_outlet is not None:
+                    dead, st.dead_letters = st.dead_letters, []
+                    await self.dead_outlet.send_all(dead)
+                if out is None:
+                    continue
+                if type(out) is _DataFrame:
+                    outs.append(out)
+                else:
+                    outs.extend(out)
             st.metrics.frames_out += len(outs)
-            if chained:
+            if chained and outs:
                 try:
                     outs = self._pass(1, outs)
                 except _Resume as r:
-                    outs = await self._pass_async(r)
-            unsent = len(outs)
-            try:
-                for o in outs:
-                    if not outlet.try_send(o):
-                        await outlet.send(o)
-                        since_yield = 0
-                    unsent -= 1
-            except BaseException as exc:
-                if chained and unsent:  # the tail's outputs for this frame did not all leave
-                    fate = self._drop_fate(exc)
-                    tail_m.frames_out -= unsent
-                    tail_m.delivered -= 1
-                    setattr(tail_m, fate, getattr(tail_m, fate) + 1)
-                raise
+                    outs = await self._resume(r)
+                except _Flush as fl:
+                    await self._flush(fl)
+            if outs and not (len(outs) == 1 and outlet.try_send(outs[0])):
+                await self._emit(outs)
+                since_yield = 0
+            if self.ended:
+                return
             since_yield += 1
             if since_yield >= 32:  # never starve the loop when downstream keeps up
                 since_yield = 0
