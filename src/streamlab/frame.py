@@ -30,6 +30,8 @@ from streamlab.errors import FrameError
 __all__ = ["DataFrame", "Payload", "readonly"]
 
 _F64 = np.dtype(np.float64)
+_new_payload = object.__new__
+_new_frame = object.__new__
 _EMPTY_META: Mapping[str, str] = MappingProxyType({})
 
 
@@ -307,15 +309,28 @@ class DataFrame:
         The frame takes ``block`` without copying and makes it read-only in place: pass a
         fresh result (``frame.block() * 2``), not an array you will write to again.
         """
-        names = self.payload.names if names is None else tuple(names)
-        if (type(block) is np.ndarray and block.dtype is _F64 and block.ndim == 2
-                and block.shape[0] == len(names) and (names is self.payload.names
-                                                       or names in _checked_names)):
+        if names is None:
+            names = self.payload._names
+            trusted = True
+        else:
+            names = tuple(names)
+            trusted = names in _checked_names
+        if (trusted and type(block) is np.ndarray and block.dtype is _F64 and block.ndim == 2
+                and block.shape[0] == len(names)):
             block.setflags(write=False)
-            payload = Payload._of_block(names, block)  # type: ignore[arg-type]
+            payload = _new_payload(Payload)
+            payload._arrays = None
+            payload._names = names
+            payload._block = block
+            payload._index = None
         else:
             payload = Payload.from_block(names, block)
-        return DataFrame._make(self.timestamp, self.sequence_id, payload, self.metadata)
+        f = _new_frame(DataFrame)
+        f.timestamp = self.timestamp
+        f.sequence_id = self.sequence_id
+        f.payload = payload
+        f.metadata = self.metadata
+        return f
 
     def without_channels(self, *names: str) -> DataFrame:
         """A new frame without the named channels (missing names are an error)."""

@@ -203,10 +203,7 @@ class ResilientNode:
         m = self.metrics
         m.received += n
         m.delivered += n
-        h = m.latency
-        h.total_ns += total_ns
-        if max_ns > h.max_ns:
-            h.max_ns = max_ns
+        self._add_latency(total_ns, max_ns)
 
     async def process_async(self, frame: DataFrame) -> Any:
         """Process one frame under the policy (async nodes)."""
@@ -256,6 +253,57 @@ class ResilientNode:
             return self._failed(DataFrame(), exc, t0, None)
         self.metrics.latency.record(_perf_ns() - t0)
         return out
+
+    def produce_batch(self, n: int, out: list[DataFrame]) -> tuple[int, bool]:
+        """Up to ``n`` outputs of a free-running source (sync), appended to ``out``.
+
+        Returns ``(calls made, ended)``; stops early at EndOfStream (``ended``) or when a
+        failure scheduled a restart. Errors go through the policy as in :meth:`produce`.
+        """
+        proc = self._process
+        counts = self.metrics.latency.counts
+        total = mx = 0
+        done = 0
+        t_prev = _perf_ns()
+        try:
+            while done < n:
+                r = proc(None)
+                t = _perf_ns()
+                ns = t - t_prev
+                t_prev = t
+                b = ns.bit_length() - 4  # Histogram.record, inlined
+                if b > 0:
+                    counts[(b << 3) + (ns >> b)] += 1
+                else:
+                    counts[ns if ns > 0 else 0] += 1
+                total += ns
+                if ns > mx:
+                    mx = ns
+                done += 1
+                if r is None:
+                    continue
+                if type(r) is DataFrame:
+                    out.append(r)
+                else:
+                    out.extend(r)
+        except EndOfStream:
+            self._add_latency(total, mx)
+            return done, True
+        except Exception as exc:
+            self._add_latency(total, mx)
+            self.metrics.received += 1  # the failed production attempt is accounted as a frame
+            r = self._failed(DataFrame(), exc, t_prev, None)
+            if r is not None:
+                out.append(r)
+            return done + 1, False
+        self._add_latency(total, mx)
+        return done, False
+
+    def _add_latency(self, total_ns: int, max_ns: int) -> None:
+        h = self.metrics.latency
+        h.total_ns += total_ns
+        if max_ns > h.max_ns:
+            h.max_ns = max_ns
 
     async def produce_async(self) -> Any:
         """:meth:`produce` for sources whose ``process`` is async (devices, network)."""

@@ -52,6 +52,8 @@ from streamlab.runtime.runner import ChainRunner, CustomRunRunner, FreeSourceRun
 __all__ = ["AsyncPipeline", "RunReport", "PipelineStatistics", "OutputMode"]
 
 log = logging.getLogger("streamlab.runtime")
+_NO_PAYLOAD = DataFrame().payload
+_NO_METADATA = DataFrame().metadata
 _FORCE_GRACE_S = 0.4  # how long a forced stop keeps cancelling tasks that swallow cancellation
 OutputMode = Literal["collect", "stream", "discard"]
 
@@ -349,8 +351,8 @@ class AsyncPipeline:
         """
         self._check_running()
         if frame is None:
-            frame = DataFrame._make(self.clock.time_us(), self._next_trigger,
-                                    DataFrame().payload, DataFrame().metadata)
+            frame = DataFrame._make(self.clock.time_us(), self._next_trigger, _NO_PAYLOAD,
+                                    _NO_METADATA)
         accepted = 0
         try:
             for ch in self.trigger_channels.values():
@@ -364,6 +366,22 @@ class AsyncPipeline:
             if accepted or not self.trigger_channels:
                 self._next_trigger += 1
         return frame
+
+    async def _trigger_many(self, count: int) -> None:
+        """``count`` triggers: queued without a coroutine each while the channels have room."""
+        chans = [ch for ch in self.trigger_channels.values() if not ch.closed]
+        clock = self.clock
+        for _ in range(count):
+            if self._failure is not None or self._state != "running":
+                self._check_running()
+            frame = DataFrame._make(clock.time_us(), self._next_trigger, _NO_PAYLOAD,
+                                    _NO_METADATA)
+            if all(not ch.full for ch in chans):
+                for ch in chans:
+                    ch.try_send(frame)
+                self._next_trigger += 1
+            else:
+                await self.trigger(frame)
 
     def request_stop(self) -> None:
         """Begin a graceful stop without waiting: sources stop, frames in flight drain.
@@ -461,8 +479,7 @@ class AsyncPipeline:
                 for f in frames:
                     await self.trigger(f)
             else:
-                for _ in range(triggers):
-                    await self.trigger()
+                await self._trigger_many(triggers)
         except PipelineError:
             pass  # the failure is raised by _finish() below, with its cause
         except BaseException:

@@ -487,7 +487,15 @@ class FreeSourceRunner(_Runner):
         ended = False
         while not ended and not stop.is_set() and (limit is None or produced < limit):
             outs: list[DataFrame] = []
-            for _ in range(most if limit is None else min(most, limit - produced)):
+            want = most if limit is None else min(most, limit - produced)
+            if want > 1 and not st.is_async and not st.pending_restart and not st.dead_letters:
+                made, ended = st.produce_batch(want, outs)  # the fast path: no waiting
+                produced += made
+                want = 0
+                if st.dead_letters and self.dead_outlet is not None:
+                    dead, st.dead_letters = st.dead_letters, []
+                    await self.dead_outlet.send_all(dead)
+            for _ in range(want):
                 if st.pending_restart:
                     if outs:
                         break  # what was made before the failure goes first
