@@ -180,9 +180,21 @@ def streamlab_config(tree: Tree, n: int, probe: str, opts: SLOptions) -> dict[st
 
 
 def _cpu_seconds() -> float:
-    """CPU seconds of this process and of its ended children (worker processes)."""
+    """CPU seconds of this process, of its ended children and of its live children's.
+
+    Worker processes of the process executor are children of multiprocessing's forkserver,
+    which outlives a run: their CPU time appears in the forkserver's ``children_*`` times once
+    they have ended, so live children count with their own and their ended children's time.
+    """
     t = os.times()
-    return t.user + t.system + t.children_user + t.children_system
+    total = t.user + t.system + t.children_user + t.children_system
+    for child in psutil.Process().children():
+        try:
+            c = child.cpu_times()
+        except psutil.Error:  # ended meanwhile: counted in children_* once reaped
+            continue
+        total += c.user + c.system + c.children_user + c.children_system
+    return total
 
 
 def _cpu_start() -> tuple[Any, Any, float]:

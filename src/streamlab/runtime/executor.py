@@ -1,28 +1,47 @@
 """The process executor: run one node in a worker process, frames through shared memory.
 
 ``"executor": "process"`` on a node makes the runtime replace it by a :class:`ProcessNode`
-proxy. The proxy starts a worker process (``spawn``), builds the real node there from the same
-class and config (``on_create``, ``on_start``), and forwards each frame to it:
+proxy. The proxy starts a worker process, builds the real node there from the same class and
+config (``on_create``, ``on_start``), and forwards each frame to it:
 
-* The input block (channels x samples) is copied once into a shared-memory file in
-  ``/dev/shm``; the worker wraps it as a read-only frame without copying.
+* The input block (channels x samples) is copied once into an input slot, a shared-memory
+  region; the worker wraps it as a read-only frame without copying. An input slot is reused
+  only once the worker has answered for its frame *and* no object in the worker still refers
+  to it (a node may keep its input frame as state).
 * The worker copies its output block into an output slot, also shared memory, and the proxy
   wraps that slot as the output frame **without copying**. A slot is reused only after the last
   reader in the main process is gone (the same rule as :class:`~streamlab.buffers.BufferPool`),
   so downstream nodes may hold output frames as long as they like.
-* Frames whose channels differ in length, and list outputs, fall back to pickling.
+* Frames whose channels differ in length, and list outputs, are pickled instead (channel
+  arrays, timestamps and metadata: a copy).
+* Only small tuples go through the pipe (timestamps, slot numbers; metadata and channel names
+  only when they change). The shared-memory files are unlinked as soon as the worker has
+  mapped them, so nothing is left in ``/dev/shm`` even if a process is killed.
 
-Order and state are preserved: the proxy sends one frame at a time and the worker processes
-them in order, keeping the node's state between frames. The node's task waits on the worker
-without blocking the event loop, so the rest of the pipeline runs meanwhile on the main core:
-that is where the parallelism comes from (e.g. a heavy filter in the worker and an FFT on the
-main process work on consecutive frames at the same time).
+**Two frames in flight.** :meth:`ProcessNode.submit` sends a frame to the worker at once;
+:meth:`ProcessNode.process` (the node interface) collects the result of a submitted frame, or
+submits and collects. The runtime's pipelined path (``ChainRunner``) submits frame k+1 before
+awaiting frame k, so the worker never waits for the event loop; results still come back one
+per frame, in order. If frame k fails, the worker *holds*: frames sent after it are not
+processed until the proxy is asked for the next result; it then resumes the worker and sends
+them again, so under ``SkipFrame`` every frame meets the node's state in order, and after a
+restart the frames in flight meet the fresh instance, not the old one.
+
+**Workers.** Processes come from a ``forkserver`` (``spawn`` where there is none) that preloads
+numpy, StreamLab and the node's module (plus ``scipy.signal`` if this process already uses it):
+the first worker of a Python process takes about a second (the server starting, off the event
+loop), later ones a few milliseconds. The forkserver is shared by the whole Python process and
+ends with it. Every worker is stopped by ``on_stop`` (its in-flight frames are finished and
+discarded, then ``on_stop`` runs in the worker); if that does not end it within 5 s, on a forced
+stop, a cancelled start or a failure, it is killed. A worker also exits when the pipe to the
+main process closes, so a dead main process leaves no worker behind.
 
 Errors raised by the node in the worker come back as :class:`RemoteNodeError` subclasses named
-after the original exception type (so ``error_policy.on`` lists still match), and the node's
-error policy applies as usual. If the worker dies, the pending frame fails with
-``WorkerDied``; a restart strategy starts a fresh worker (a restart builds a new proxy).
-The node class must be importable at module level in the worker (it is pickled by reference).
+after the original exception type (so ``error_policy.on`` lists still match), with the remote
+traceback in ``remote_traceback``; the node's error policy applies as usual. If the worker dies,
+the pending frame fails with :class:`WorkerDied` (and so does every later frame); a restart
+strategy builds a fresh proxy with a fresh worker. The node class must be importable at module
+level (it is pickled by reference).
 """
 
 from __future__ import annotations
@@ -34,21 +53,32 @@ import mmap
 import multiprocessing as mp
 import os
 import pickle
+import threading
+import time
 import traceback
 import weakref
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 
-from streamlab.errors import EndOfStream, NodeError, StreamLabError
+from streamlab.errors import EndOfStream, FrameError, NodeError, StreamLabError
 from streamlab.frame import DataFrame, Payload
 from streamlab.node import NodeContext, ProcessingNode
 
-__all__ = ["ProcessNode", "RemoteNodeError", "WorkerDied"]
+__all__ = ["ExecutorStatistics", "ProcessNode", "RemoteNodeError", "WorkerDied"]
 
 _SHM_DIR = "/dev/shm" if os.path.isdir("/dev/shm") else None
 _ids = itertools.count()
+_F64 = np.dtype(np.float64)
+_NO_META: Any = MappingProxyType({})
+_HIGHEST = pickle.HIGHEST_PROTOCOL
+STOP_TIMEOUT_S = 5.0
 
 
 class RemoteNodeError(StreamLabError):
@@ -62,22 +92,23 @@ class WorkerDied(RemoteNodeError):
 _remote_types: dict[str, type[RemoteNodeError]] = {}
 
 
-def _remote_error(type_name: str, message: str) -> RemoteNodeError:
+def _remote_error(type_name: str, message: str, tb: str = "") -> RemoteNodeError:
     cls = _remote_types.get(type_name)
     if cls is None:
         cls = type(type_name, (RemoteNodeError,), {"__module__": __name__})
         _remote_types[type_name] = cls
-    return cls(f"{message}")
+    err = cls(message)
+    err.remote_traceback = tb  # type: ignore[attr-defined]
+    return err
 
 
 class _Region:
     """A shared-memory file mapped into this process."""
 
-    __slots__ = ("path", "size", "map")
+    __slots__ = ("idx", "path", "size", "map", "_views")
 
-    def __init__(self, path: str, size: int, create: bool) -> None:
-        self.path = path
-        self.size = size
+    def __init__(self, idx: int, path: str, size: int, create: bool) -> None:
+        self.idx, self.path, self.size = idx, path, size
         flags = os.O_RDWR | (os.O_CREAT | os.O_EXCL if create else 0)
         fd = os.open(path, flags, 0o600)
         try:
@@ -86,10 +117,21 @@ class _Region:
             self.map = mmap.mmap(fd, size)
         finally:
             os.close(fd)
+        self._views: dict[tuple[int, ...], np.ndarray] = {}
 
     def array(self, shape: tuple[int, ...]) -> np.ndarray:
-        count = int(np.prod(shape)) if shape else 0
-        return np.frombuffer(self.map, dtype=np.float64, count=count).reshape(shape)
+        """A new writeable array over the start of the region."""
+        count = 1
+        for d in shape:
+            count *= d
+        return np.frombuffer(self.map, dtype=_F64, count=count).reshape(shape)
+
+    def view(self, shape: tuple[int, ...]) -> np.ndarray:
+        """A cached writeable array (for the writer's side only: it keeps the region alive)."""
+        v = self._views.get(shape)
+        if v is None:
+            v = self._views[shape] = self.array(shape)
+        return v
 
     def unlink(self) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -99,107 +141,338 @@ class _Region:
 def _new_region(size: int) -> _Region:
     base = _SHM_DIR or os.path.join(os.path.expanduser("~"), ".cache")
     path = os.path.join(base, f"streamlab-{os.getpid()}-{next(_ids)}")
-    return _Region(path, max(size, 8), create=True)
+    return _Region(next(_ids), path, max(size, 8), create=True)
+
+
+def _block_of(frame: DataFrame | None) -> np.ndarray | None:
+    """The frame's float64 block if it has one (free for block payloads), else None."""
+    if frame is None or not frame.payload.names:
+        return None
+    try:
+        block = frame.payload.block()
+    except FrameError:
+        return None
+    return block if block.dtype == _F64 and block.size else None
+
+
+def _pack(frame: DataFrame) -> tuple[Any, ...]:
+    """A frame as picklable parts (its arrays are copied by pickling)."""
+    return (frame.timestamp, frame.sequence_id, dict(frame.metadata),
+            [(n, np.asarray(a)) for n, a in frame.payload.items()])
+
+
+def _unpack(parts: tuple[Any, ...]) -> DataFrame:
+    ts, seq, meta, channels = parts
+    return DataFrame(ts, seq, dict(channels), meta)
 
 
 # -- worker side ----------------------------------------------------------------------------
 def _worker_main(conn: Connection) -> None:  # pragma: no cover - runs in the child process
-    regions: dict[str, _Region] = {}
-    node: ProcessingNode | None = None
-    loop = asyncio.new_event_loop()
+    _Worker(conn).run()
 
-    def call(fn: Any, *args: Any) -> Any:
+
+class _Worker:  # pragma: no cover - runs in the child process
+    """The loop of a worker process: one message in, at most one reply out, in order."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.regions: dict[int, _Region] = {}
+        self.node: ProcessingNode | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.hold = False                       # after an error: skip frames until "resume"
+        self.meta: Any = _NO_META               # last metadata / names received (cache)
+        self.names: tuple[str, ...] = ()
+        self.out_meta: Any = None               # last metadata / names replied (cache)
+        self.out_names: tuple[str, ...] | None = None
+        self.watch: dict[int, weakref.ref[np.ndarray]] = {}  # input slots maybe still referenced
+        self.idle = 0.0                         # seconds waiting for a message
+        self.in_process = 0.0                   # seconds in the node's process()
+
+    def run(self) -> None:
+        recv, send, loads = self.conn.recv_bytes, self.conn.send_bytes, pickle.loads
+        perf = time.perf_counter
+        while True:
+            t0 = perf()
+            try:
+                data = recv()
+            except (EOFError, OSError):
+                return  # the main process is gone
+            t1 = perf()
+            self.idle += t1 - t0
+            msg = loads(data)
+            kind = msg[0]
+            if kind == "map":
+                self.regions[msg[1]] = r = _Region(msg[1], msg[2], msg[3], create=False)
+                r.unlink()  # both sides have it mapped: no file needs to outlive us
+                continue
+            if kind == "unmap":
+                self.regions.pop(msg[1], None)
+                continue
+            if kind == "resume":
+                self.hold = False
+                continue
+            if kind == "call" or kind == "pcall":
+                reply = self.call(msg)
+            elif kind == "init":
+                reply = self.init(msg)
+            else:  # "stop"
+                reply = self.stop()
+            send(pickle.dumps(reply, _HIGHEST))
+            if kind == "stop":
+                return
+
+    def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
         out = fn(*args)
         if asyncio.iscoroutine(out):
-            out = loop.run_until_complete(out)
+            if self.loop is None:
+                self.loop = asyncio.new_event_loop()
+            out = self.loop.run_until_complete(out)
         return out
 
-    def region(path: str, size: int) -> _Region:
-        r = regions.get(path)
-        if r is None or r.size != size:
-            r = regions[path] = _Region(path, size, create=False)
+    def _held(self) -> tuple[int, ...]:
+        if not self.watch:
+            return ()
+        for idx in [i for i, ref in self.watch.items() if ref() is None]:
+            del self.watch[idx]
+        return tuple(self.watch)
+
+    def init(self, msg: tuple[Any, ...]) -> tuple[Any, ...]:
+        try:
+            cls, config, fields = msg[1], msg[2], msg[3]
+            self.node = cls.create(config, NodeContext(**fields))
+            self._call(self.node.on_start)
+        except Exception as exc:
+            return ("error", (), type(exc).__name__, str(exc), traceback.format_exc(limit=8))
+        return ("ready", ())
+
+    def stop(self) -> tuple[Any, ...]:
+        try:
+            if self.node is not None:
+                self._call(self.node.on_stop)
+        except Exception as exc:
+            return ("error", (), type(exc).__name__, str(exc), traceback.format_exc(limit=8))
+        return ("stopped", (), time.process_time(), self.idle, self.in_process)
+
+    def call(self, msg: tuple[Any, ...]) -> tuple[Any, ...]:
+        if msg[0] == "call":
+            _, ts, seq, meta, names, shape, in_idx, out_idx = msg
+            if meta is not None:  # caches follow every message, held or not
+                self.meta = MappingProxyType(meta) if meta else _NO_META
+            if names is not None:
+                self.names = names
+            if self.hold:
+                return ("held", self._held())
+            arr = self.regions[in_idx].array(shape)
+            arr.flags.writeable = False
+            ref = weakref.ref(arr)
+            frame = DataFrame._make(ts, seq, Payload._of_block(self.names, arr), self.meta)
+            del arr
+        else:
+            if self.hold:
+                return ("held", self._held())
+            frame, out_idx, in_idx, ref = _unpack(msg[1]), msg[2], -1, None
+        try:
+            t0 = time.perf_counter()
+            out = self._call(self.node.process, frame)  # type: ignore[union-attr]
+            self.in_process += time.perf_counter() - t0
+            del frame
+            reply = self.encode(out, out_idx)
+            del out
+        except EndOfStream:
+            self.hold = True
+            reply = ("eos",)
+        except Exception as exc:
+            self.hold = True
+            reply = ("error", type(exc).__name__, str(exc), traceback.format_exc(limit=8))
+        if ref is not None and ref() is not None:
+            self.watch[in_idx] = ref  # the node kept (part of) its input: not reusable yet
+        return (reply[0], self._held(), *reply[1:])
+
+    def encode(self, out: Any, out_idx: int) -> tuple[Any, ...]:
+        want = 0
+        if out is None:
+            return ("none",)
+        if type(out) is DataFrame and out.payload.names:
+            try:
+                block = out.payload.block()
+            except FrameError:
+                block = None
+            if block is not None and block.dtype == _F64:
+                r = self.regions[out_idx]
+                if block.nbytes <= r.size:
+                    np.copyto(r.view(block.shape), block)
+                    meta = out.metadata
+                    if meta is self.out_meta:
+                        meta_field = None
+                    else:
+                        self.out_meta, meta_field = meta, dict(meta)
+                    names = out.payload.names
+                    if names == self.out_names:
+                        names = None
+                    else:
+                        self.out_names = names
+                    return ("block", out.timestamp, out.sequence_id, meta_field, names,
+                            block.shape)
+                want = block.nbytes
+        if isinstance(out, DataFrame):
+            return ("pickled", _pack(out), want)
+        return ("list", [_pack(f) for f in out])
+
+
+# -- starting workers -----------------------------------------------------------------------
+_launch_lock = threading.Lock()
+_start_lock = threading.Lock()  # Process.start() from several threads at once is not safe
+_launch_pool: ThreadPoolExecutor | None = None
+
+
+def _launcher() -> ThreadPoolExecutor:
+    """Threads that start workers (off the event loop: a first forkserver start is slow)."""
+    global _launch_pool
+    with _launch_lock:
+        if _launch_pool is None:
+            _launch_pool = ThreadPoolExecutor(2, thread_name_prefix="streamlab-launch")
+        return _launch_pool
+_PRELOAD = ["numpy", "streamlab.frame", "streamlab.node", "streamlab.runtime.executor",
+            "scipy.signal"]  # scipy.signal: what heavy DSP nodes import in on_create
+
+
+def _context(target: type[ProcessingNode]) -> Any:
+    """The multiprocessing context for workers (forkserver with preloads, else spawn)."""
+    if "forkserver" not in mp.get_all_start_methods():
+        return mp.get_context("spawn")
+    ctx = mp.get_context("forkserver")
+    from multiprocessing import forkserver
+
+    if getattr(forkserver._forkserver, "_forkserver_pid", None) is None:  # not started yet
+        # "__main__" spares each worker re-importing the main script; a module that is not
+        # installed is skipped by the forkserver
+        mods = ["__main__", *_PRELOAD, target.__module__]
+        ctx.set_forkserver_preload(list(dict.fromkeys(mods)))
+    return ctx
+
+
+class _InputSlots:
+    """Input regions: one is reused once its frame is answered and the worker holds no view."""
+
+    def __init__(self, announce: Callable[[_Region], None]) -> None:
+        self.free: list[_Region] = []
+        self.all: dict[int, _Region] = {}
+        self.parked: dict[int, _Region] = {}   # answered, but still referenced in the worker
+        self.announce = announce
+        self.retired: list[int] = []            # too small: unmap in the worker
+
+    def take(self, nbytes: int) -> _Region:
+        while self.free:
+            r = self.free.pop()
+            if r.size >= nbytes:
+                return r
+            self.retire(r)
+        r = _new_region(nbytes)
+        self.all[r.idx] = r
+        self.announce(r)
         return r
 
-    while True:
-        try:
-            msg = conn.recv()
-        except EOFError:
-            return
-        kind = msg[0]
-        try:
-            if kind == "init":
-                cls, config, ctx_fields = msg[1], msg[2], msg[3]
-                node = cls.create(config, NodeContext(**ctx_fields))
-                call(node.on_start)
-                conn.send(("ready",))
-            elif kind == "call":
-                _, ts, seq, meta, names, shape, inp, pickled, out_slot = msg
-                if inp is not None:
-                    arr = region(*inp).array(shape)
-                    arr.flags.writeable = False
-                    frame = DataFrame._make(ts, seq, Payload._of_block(tuple(names), arr), meta)
-                else:
-                    frame = pickle.loads(pickled)
-                out = call(node.process, frame)  # type: ignore[union-attr]
-                conn.send(_encode_result(out, out_slot, region))
-            elif kind == "stop":
-                if node is not None:
-                    call(node.on_stop)
-                conn.send(("stopped",))
-                return
-        except Exception as exc:
-            conn.send(("error", type(exc).__name__, str(exc), traceback.format_exc(limit=8)))
+    def retire(self, r: _Region) -> None:
+        self.all.pop(r.idx, None)
+        self.retired.append(r.idx)
+        r.unlink()
+
+    def release(self, r: _Region, worker_holds: tuple[int, ...]) -> None:
+        if r.idx in worker_holds:
+            self.parked[r.idx] = r
+        else:
+            self.free.append(r)
+
+    def update(self, worker_holds: tuple[int, ...]) -> None:
+        for idx in [i for i in self.parked if i not in worker_holds]:
+            self.free.append(self.parked.pop(idx))
 
 
-def _encode_result(out: Any, out_slot: tuple[str, int] | None, region: Any) -> tuple[Any, ...]:
-    if out is None:
-        return ("none",)
-    if isinstance(out, DataFrame) and out_slot is not None and out.channels:
-        try:
-            block = out.block()
-        except Exception:
-            block = None
-        if block is not None and block.nbytes <= out_slot[1]:
-            dst = region(*out_slot).array(block.shape)
-            np.copyto(dst, block)
-            return ("block", out.timestamp, out.sequence_id, dict(out.metadata),
-                    list(out.channels), block.shape)
-    return ("pickled", pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL))
-
-
-# -- main side ------------------------------------------------------------------------------
 class _OutputSlots:
     """Output regions; one is reused only after every frame using it is gone."""
 
-    def __init__(self) -> None:
+    def __init__(self, announce: Callable[[_Region], None]) -> None:
         self.free: list[_Region] = []
-        self.all: list[_Region] = []
-        self.size = 0
+        self.all: dict[int, _Region] = {}
+        self.size = 8                           # bytes: the largest output seen so far
+        self.announce = announce
+        self.retired: list[int] = []            # too small, no reader left: unmap in the worker
 
     def take(self, nbytes: int) -> _Region:
         if nbytes > self.size:
             self.size = nbytes
-            self.free = [r for r in self.free if r.size >= nbytes]
-        if self.free:
-            return self.free.pop()
+        while self.free:
+            r = self.free.pop()
+            if r.size >= self.size:
+                return r
+            self.retire(r)
         r = _new_region(self.size)
-        self.all.append(r)
+        self.all[r.idx] = r
+        self.announce(r)
         return r
 
+    def retire(self, r: _Region) -> None:
+        self.all.pop(r.idx, None)
+        self.retired.append(r.idx)
+        r.unlink()
+
     def wrap(self, r: _Region, shape: tuple[int, ...]) -> np.ndarray:
-        count = int(np.prod(shape))
-        owner = np.frombuffer(r.map, dtype=np.float64, count=count)
-        weakref.finalize(owner, self.free.append, r)  # back only when no reader is left
+        count = 1
+        for d in shape:
+            count *= d
+        owner = np.frombuffer(r.map, dtype=_F64, count=count)
+        weakref.finalize(owner, self._back, r)  # back only when no reader is left
         owner.flags.writeable = False
         return owner.reshape(shape)
 
+    def _back(self, r: _Region) -> None:  # runs in a finalizer: no messages from here
+        if r.size >= self.size:
+            self.free.append(r)
+        else:
+            self.retire(r)
+
     def unlink_all(self) -> None:
-        for r in self.all:
+        for r in self.all.values():
             r.unlink()
+
+
+@dataclass(frozen=True)
+class ExecutorStatistics:
+    """A snapshot of a :class:`ProcessNode`; the ``worker_*`` times are known once it stopped.
+
+    ``worker_idle_s``: seconds the worker waited for a frame; ``worker_process_s``: seconds in
+    the node's ``process``; ``worker_cpu_s``: its CPU time, start-up included.
+    """
+
+    pid: int | None
+    frames_sent: int
+    in_flight: int
+    max_in_flight: int
+    input_slots: int
+    output_slots: int
+    worker_cpu_s: float | None
+    worker_idle_s: float | None
+    worker_process_s: float | None
+    closed: bool
+    died: str | None
+
+
+class _Call:
+    """One frame sent to the worker: its slots, and the future of its latest transmission."""
+
+    __slots__ = ("frame", "inp", "out", "shape", "fut")
+
+    def __init__(self, frame: DataFrame, inp: _Region | None, out: _Region,
+                 shape: tuple[int, ...] = ()) -> None:
+        self.frame, self.inp, self.out, self.shape = frame, inp, out, shape
+        self.fut: asyncio.Future[Any] | None = None
 
 
 class ProcessNode(ProcessingNode):
     """Proxy that runs another node type in a worker process. See the module docstring."""
+
+    #: Frames the runtime may keep in flight with :meth:`submit` before collecting the first.
+    pipeline_depth = 2
 
     def __init__(self, target: type[ProcessingNode], config: Any, context: NodeContext) -> None:
         super().__init__()
@@ -208,10 +481,21 @@ class ProcessNode(ProcessingNode):
         self.context = context
         self._proc: Any = None
         self._conn: Connection | None = None
-        self._input: _Region | None = None
-        self._slots = _OutputSlots()
-        self._pending: asyncio.Future[Any] | None = None
-        self._reading = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+        self._died: str | None = None                      # why the worker is gone
+        self._awaiting: deque[asyncio.Future[Any]] = deque()  # one per message expecting a reply
+        self._calls: deque[_Call] = deque()                # submitted, not yet collected
+        self._inputs = _InputSlots(self._announce)
+        self._outputs = _OutputSlots(self._announce)
+        self._worker_holds: tuple[int, ...] = ()
+        self._meta_sent: Any = None
+        self._names_sent: tuple[str, ...] | None = None
+        self._meta_got: Any = _NO_META
+        self._names_got: tuple[str, ...] = ()
+        self._sent = 0                                     # frames sent (resends not counted)
+        self._max_in_flight = 0
+        self._worker_times: tuple[float, ...] = ()        # CPU, idle, in process(): at stop
         try:
             pickle.dumps(target)
         except Exception as exc:
@@ -223,131 +507,292 @@ class ProcessNode(ProcessingNode):
     def description(cls) -> str:
         return "Runs a node in a worker process."
 
+    def statistics(self) -> ExecutorStatistics:
+        """Counts of the proxy: frames sent, in flight, slots, the worker's CPU time."""
+        return ExecutorStatistics(
+            pid=self._proc.pid if self._proc is not None else None,
+            frames_sent=self._sent, in_flight=len(self._awaiting),
+            max_in_flight=self._max_in_flight,
+            input_slots=len(self._inputs.all), output_slots=len(self._outputs.all),
+            worker_cpu_s=self._worker_times[0] if self._worker_times else None,
+            worker_idle_s=self._worker_times[1] if self._worker_times else None,
+            worker_process_s=self._worker_times[2] if self._worker_times else None,
+            closed=self._closed, died=self._died)
+
+    def __repr__(self) -> str:
+        st = self.statistics()
+        return (f"<ProcessNode {self.context.node_id!r} target={self.target.__name__} "
+                f"pid={st.pid} sent={st.frames_sent} in_flight={st.in_flight} "
+                f"closed={st.closed}>")
+
+    # -- lifecycle --------------------------------------------------------------------------
     async def on_start(self) -> None:
-        ctx = mp.get_context("spawn")
-        parent, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_worker_main, args=(child,), daemon=True,
-                                 name=f"streamlab-{self.context.node_id}")
-        self._proc.start()
-        child.close()
-        self._conn = parent
-        fields = {"node_id": self.context.node_id, "pipeline": self.context.pipeline,
-                  "inputs": self.context.inputs, "outputs": self.context.outputs}
-        parent.send(("init", self.target, self.config, fields))
-        reply = await self._receive()
-        if reply[0] != "ready":
-            raise self._error(reply)
-
-    async def _receive(self) -> Any:
+        """Start the worker and build the node there; on any failure the worker is killed."""
         loop = asyncio.get_running_loop()
-        conn = self._conn
-        assert conn is not None
-        fut = loop.create_future()
-        self._pending = fut
-
-        def readable() -> None:
-            if fut.done():
-                return
-            try:
-                fut.set_result(conn.recv())
-            except (EOFError, OSError) as exc:
-                fut.set_exception(WorkerDied(f"worker of node {self.context.node_id!r} died "
-                                             f"(exit code {self._proc.exitcode}): {exc}"))
-
-        loop.add_reader(conn.fileno(), readable)
+        launch = _launcher().submit(self._launch)
         try:
-            return await fut
-        finally:
-            loop.remove_reader(conn.fileno())
-            self._pending = None
+            await asyncio.wrap_future(launch)
+            if self._closed or self._conn is None:
+                raise WorkerDied(f"worker of node {self.context.node_id!r} was closed while starting")
+            self._loop = loop
+            loop.add_reader(self._conn.fileno(), self._on_readable)
+            ctx = self.context
+            fields = {"node_id": ctx.node_id, "pipeline": ctx.pipeline,
+                      "inputs": ctx.inputs, "outputs": ctx.outputs}
+            reply = await self._request(("init", self.target, self.config, fields))
+            if reply[0] != "ready":
+                err = self._reply_error(reply)
+                raise NodeError(ctx.node_id, f"starting in the worker failed: "
+                                             f"{type(err).__name__}: {err}") from err
+        except BaseException:
+            self._closed = True
+            with contextlib.suppress(BaseException):
+                launch.result(timeout=60)  # let a launch in progress finish: then kill it
+            self._close_now()
+            raise
 
-    def _error(self, reply: tuple[Any, ...]) -> RemoteNodeError:
+    def _launch(self) -> None:
+        """Start the process (in a thread: the first forkserver start takes about a second)."""
+        with _start_lock:
+            if self._closed:
+                return
+            ctx = _context(self.target)
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_worker_main, args=(child,), daemon=True,
+                               name=f"streamlab-{self.context.node_id}")
+            proc.start()
+            child.close()
+            self._conn, self._proc = parent, proc
+        if self._closed:  # closed meanwhile: _close_now may have missed the process
+            self._close_now()
+
+    async def on_stop(self) -> None:
+        """Finish the frames in flight, run ``on_stop`` in the worker, end it (kill after 5 s).
+
+        Raises the worker's ``on_stop`` error, if any, after the worker has ended.
+        """
+        error: BaseException | None = None
+        try:
+            if self._conn is not None and not self._closed and self._died is None:
+                try:
+                    reply = await asyncio.wait_for(self._request(("stop",)), STOP_TIMEOUT_S)
+                except (TimeoutError, WorkerDied):
+                    reply = ("stopped", ())
+                if reply[0] == "error":
+                    error = self._reply_error(reply)
+                elif reply[0] == "stopped":
+                    self._worker_times = reply[2:]
+                self._unwatch()  # the worker ends now: its EOF is not a death
+                await self._wait_exit(STOP_TIMEOUT_S)
+        finally:
+            self._close_now()
+        if error is not None:
+            raise error
+
+    async def _wait_exit(self, timeout: float) -> None:
+        proc = self._proc
+        deadline = time.monotonic() + timeout
+        while proc is not None and proc.is_alive() and time.monotonic() < deadline:
+            await asyncio.sleep(0.002)
+
+    def _close_now(self) -> None:
+        """End the worker now (kill if alive), close the pipe, unlink every region. Idempotent."""
+        self._closed = True
+        conn, proc = self._conn, self._proc
+        self._unwatch()
+        if proc is not None:
+            if proc.is_alive():
+                proc.kill()
+            proc.join(2)
+        if conn is not None:
+            conn.close()
+        self._fail_waiters("the worker was stopped")
+        for r in self._inputs.all.values():
+            r.unlink()
+        self._outputs.unlink_all()
+
+    def __del__(self) -> None:
+        if not getattr(self, "_closed", True):
+            proc = getattr(self, "_proc", None)
+            if proc is not None and proc.is_alive():
+                proc.kill()
+            for r in self._inputs.all.values():
+                r.unlink()
+            self._outputs.unlink_all()
+
+    # -- the pipe ---------------------------------------------------------------------------
+    def _send(self, msg: tuple[Any, ...]) -> None:
+        if self._died is not None or self._conn is None or self._closed:
+            raise WorkerDied(self._died or f"worker of node {self.context.node_id!r} is not running")
+        try:
+            self._conn.send_bytes(pickle.dumps(msg, _HIGHEST))
+        except OSError as exc:
+            self._lost(f"sending failed: {exc}")
+            raise WorkerDied(self._died or str(exc)) from exc
+
+    def _request(self, msg: tuple[Any, ...]) -> asyncio.Future[Any]:
+        """Send ``msg``; the future gets its reply (replies come in the order of requests)."""
+        self._send(msg)
+        fut = self._loop.create_future()  # type: ignore[union-attr]
+        self._awaiting.append(fut)
+        return fut
+
+    def _announce(self, r: _Region) -> None:
+        self._send(("map", r.idx, r.path, r.size))
+
+    def _on_readable(self) -> None:
+        conn = self._conn
+        try:
+            data = conn.recv_bytes()  # type: ignore[union-attr]
+        except (EOFError, OSError) as exc:
+            self._lost(f"{type(exc).__name__}")
+            return
+        reply = pickle.loads(data)
+        holds = reply[1]
+        if holds or self._worker_holds:
+            self._worker_holds = holds
+            self._inputs.update(holds)
+        if self._awaiting:
+            fut = self._awaiting.popleft()
+            if not fut.done():
+                fut.set_result(reply)
+
+    def _lost(self, why: str) -> None:
+        """The worker is gone: every frame waiting fails with WorkerDied."""
+        if self._died is not None:
+            return
+        proc = self._proc
+        code = None
+        if proc is not None:
+            proc.join(1)
+            code = proc.exitcode
+        self._died = f"worker of node {self.context.node_id!r} died (exit code {code}; {why})"
+        self._unwatch()
+        self._fail_waiters(self._died)
+
+    def _unwatch(self) -> None:
+        loop, conn = self._loop, self._conn
+        if loop is not None and conn is not None and not loop.is_closed() and not conn.closed:
+            loop.remove_reader(conn.fileno())
+
+    def _fail_waiters(self, why: str) -> None:
+        while self._awaiting:
+            fut = self._awaiting.popleft()
+            if not fut.done():
+                fut.set_result(("died", (), why))
+
+    def _reply_error(self, reply: tuple[Any, ...]) -> RemoteNodeError:
         if reply[0] == "error":
-            err = _remote_error(reply[1], reply[2])
-            err.remote_traceback = reply[3]  # type: ignore[attr-defined]
-            return err
-        return RemoteNodeError(f"unexpected reply {reply[0]!r} from the worker")
+            return _remote_error(reply[2], reply[3], reply[4])
+        if reply[0] == "died":
+            return WorkerDied(reply[2])
+        return RemoteNodeError(f"unexpected reply {reply[0]!r} from the worker of node "
+                               f"{self.context.node_id!r}")
+
+    # -- frames -----------------------------------------------------------------------------
+    def submit(self, frame: DataFrame) -> None:
+        """Send ``frame`` to the worker now unless it is already in flight; never waits.
+
+        :meth:`process` collects the results in the order frames were submitted. Raises
+        WorkerDied if the worker is gone.
+        """
+        for c in self._calls:
+            if c.frame is frame:
+                return
+        block = _block_of(frame)
+        if block is None and self._awaiting:
+            return  # a pickled frame may be large: sent only when no reply is due (no deadlock)
+        self._calls.append(self._new_call(frame, block))
+
+    def in_flight(self) -> int:
+        """Frames submitted and not yet collected."""
+        return len(self._calls)
+
+    def _new_call(self, frame: DataFrame, block: np.ndarray | None) -> _Call:
+        if self._outputs.retired or self._inputs.retired:
+            for idx in self._outputs.retired + self._inputs.retired:
+                self._send(("unmap", idx))
+            self._outputs.retired.clear()
+            self._inputs.retired.clear()
+        if block is not None:
+            inp = self._inputs.take(block.nbytes)
+            np.copyto(inp.view(block.shape), block)
+            call = _Call(frame, inp, self._outputs.take(block.nbytes), block.shape)
+        else:
+            call = _Call(frame, None, self._outputs.take(8))
+        self._transmit(call)
+        self._sent += 1
+        if len(self._awaiting) > self._max_in_flight:
+            self._max_in_flight = len(self._awaiting)
+        return call
+
+    def _transmit(self, call: _Call) -> None:
+        frame = call.frame
+        if call.inp is not None:
+            meta = frame.metadata
+            if meta is self._meta_sent:
+                meta_field = None
+            else:
+                self._meta_sent, meta_field = meta, dict(meta)
+            names = frame.payload.names
+            if names == self._names_sent:
+                names = None
+            else:
+                self._names_sent = names
+            call.fut = self._request(("call", frame.timestamp, frame.sequence_id, meta_field,
+                                      names, call.shape, call.inp.idx, call.out.idx))
+        else:
+            empty = frame is None
+            call.fut = self._request(("pcall", _pack(DataFrame() if empty else frame),
+                                      call.out.idx))
 
     async def process(self, frame: DataFrame) -> Any:
-        conn = self._conn
-        if conn is None:
-            raise WorkerDied(f"worker of node {self.context.node_id!r} is not running")
-        inp = pickled = None
-        shape: tuple[int, ...] = ()
-        names = list(frame.channels) if frame is not None else []
-        try:
-            block = frame.block() if frame is not None else None
-        except Exception:
-            block = None
-        if block is not None and block.size:
-            shape = block.shape
-            if self._input is None or self._input.size < block.nbytes:
-                if self._input is not None:
-                    self._input.unlink()
-                self._input = _new_region(block.nbytes)
-            np.copyto(self._input.array(shape), block)
-            inp = (self._input.path, self._input.size)
+        """The node's output for ``frame`` (submitted now unless :meth:`submit` did already).
+
+        Raises the node's error as a RemoteNodeError subclass, EndOfStream if the node ended,
+        WorkerDied if the worker is gone. Cancelled: the frame's result is discarded.
+        """
+        calls = self._calls
+        if calls and calls[0].frame is frame:
+            call = calls.popleft()
+        elif calls:
+            raise StreamLabError(f"node {self.context.node_id!r}: frames must be collected in "
+                                 "the order they were submitted")
         else:
-            pickled = pickle.dumps(frame, protocol=pickle.HIGHEST_PROTOCOL)
-        nbytes = block.nbytes if block is not None else 0
-        slot = self._slots.take(max(nbytes, 8))
-        if frame is None:
-            conn.send(("call", 0, 0, {}, [], (), None, pickled, (slot.path, slot.size)))
-        else:
-            conn.send(("call", frame.timestamp, frame.sequence_id, dict(frame.metadata), names,
-                       shape, inp, pickled, (slot.path, slot.size)))
-        reply = await self._receive()
+            call = self._new_call(frame, _block_of(frame))
+        while True:
+            reply = await call.fut  # type: ignore[misc]
+            if reply[0] != "held":
+                break
+            # An earlier frame failed and the node lives on: resume, then send again every
+            # frame the worker skipped, in order.
+            self._send(("resume",))
+            for c in (call, *calls):
+                self._transmit(c)
+        return self._result(call, reply)
+
+    def _result(self, call: _Call, reply: tuple[Any, ...]) -> Any:
         kind = reply[0]
+        if call.inp is not None:
+            self._inputs.release(call.inp, self._worker_holds)
         if kind == "block":
-            _, ts, seq, meta, out_names, out_shape = reply
-            arr = self._slots.wrap(slot, tuple(out_shape))
-            return DataFrame(ts, seq, Payload.from_block(out_names, arr), meta)
-        self._slots.free.append(slot)
+            _, _, ts, seq, meta, names, shape = reply
+            if meta is not None:
+                self._meta_got = MappingProxyType(meta) if meta else _NO_META
+            if names is not None:
+                self._names_got = names
+            arr = self._outputs.wrap(call.out, shape)
+            return DataFrame._make(ts, seq, Payload._of_block(self._names_got, arr),
+                                   self._meta_got)
+        self._outputs.free.append(call.out)
         if kind == "none":
             return None
         if kind == "pickled":
-            return pickle.loads(reply[1])
-        if kind == "error" and reply[1] == "EndOfStream":
+            if reply[3]:
+                self._outputs.size = max(self._outputs.size, reply[3])
+            return _unpack(reply[2])
+        if kind == "list":
+            return [_unpack(p) for p in reply[2]]
+        if kind == "eos":
             raise EndOfStream(self.context.node_id)
-        raise self._error(reply)
-
-    async def on_stop(self) -> None:
-        conn, proc = self._conn, self._proc
-        self._conn = None
-        try:
-            if conn is not None and proc is not None and proc.is_alive():
-                conn.send(("stop",))
-                with contextlib.suppress(Exception):
-                    reply = await asyncio.wait_for(self._receive_on(conn), 10)
-                    if reply[0] == "error":
-                        raise self._error(reply)
-        finally:
-            await self._shutdown(proc, conn)
-
-    async def _receive_on(self, conn: Connection) -> Any:
-        self._conn = conn
-        try:
-            return await self._receive()
-        finally:
-            self._conn = None
-
-    async def _shutdown(self, proc: Any, conn: Connection | None) -> None:
-        if proc is not None:
-            await asyncio.get_running_loop().run_in_executor(None, proc.join, 5)
-            if proc.is_alive():
-                proc.kill()
-                proc.join(5)
-        if conn is not None:
-            conn.close()
-        if self._input is not None:
-            self._input.unlink()
-        self._slots.unlink_all()
-
-    def __del__(self) -> None:
-        proc = getattr(self, "_proc", None)
-        if proc is not None and proc.is_alive():
-            proc.kill()
-        for r in getattr(self, "_slots", _OutputSlots()).all:
-            r.unlink()
-        if getattr(self, "_input", None) is not None:
-            self._input.unlink()
+        raise self._reply_error(reply)
