@@ -1,6 +1,7 @@
 """RayBackend on a real single-machine Ray cluster bound to 127.0.0.1 (started once per module)."""
 
 import asyncio
+import random
 import time
 
 import numpy as np
@@ -182,3 +183,43 @@ def test_killed_actor_fails_its_instance_and_is_restarted(backend):
     assert pool.statistics().worker_failures == 1
     assert "it is gone; 0 of 1 workers remain" in str(gone) and workers == 0
     assert backend.workers == 2  # the module's actors are untouched
+
+
+def test_cancelling_at_random_instants_never_leaves_a_remote_run(backend, caplog):
+    rng = random.Random(5)
+
+    async def go():
+        pool = DistributedPool(SINE, backend, max_concurrent=4)
+        handles = [pool.execute(triggers=rng.choice([1, 50, 2000])) for _ in range(24)]
+        for h in handles:
+            if rng.random() < 0.6:
+                await asyncio.sleep(rng.random() * 0.01)
+                h.cancel()
+        done = await asyncio.wait_for(asyncio.gather(*handles, return_exceptions=True), T)
+        return pool, done, await pool.snapshot()
+
+    pool, done, after = run(go())
+    st = pool.statistics()
+    cancelled = sum(isinstance(d, asyncio.CancelledError) for d in done)
+    assert st.cancelled == cancelled > 0 and st.completed + st.cancelled == 24
+    assert st.failed == 0 and st.running == 0 and st.peak_running <= 4
+    assert after == {} and backend.workers == 2
+    assert "killing the actor" not in caplog.text  # every cancel was confirmed in time
+
+
+def test_worker_cancel_by_token_before_and_during_a_run(backend):
+    actor = backend._slots[0].actor
+    key = "k-hang"
+
+    async def go():
+        early = await actor.cancel.remote("tok-early")  # before its run reaches the actor
+        with pytest.raises((ray.exceptions.TaskCancelledError, ray.exceptions.RayTaskError)):
+            await asyncio.wait_for(actor.run.remote("tok-early", "x#0", HANG, key, 3, None, {}), T)
+        ref = actor.run.remote("tok-late", "x#1", HANG, key, 3, None, {})
+        await until(lambda: _when(actor.snapshot.remote(), lambda s: len(s) == 1), "a run")
+        during = await actor.cancel.remote("tok-late")
+        with pytest.raises((ray.exceptions.TaskCancelledError, ray.exceptions.RayTaskError)):
+            await asyncio.wait_for(ref, T)
+        return early, during, await actor.snapshot.remote()
+
+    assert run(go()) == (False, True, [])

@@ -19,9 +19,10 @@ BackendError naming the instance and the actor; the backend then asks the actor 
 with ``max_restarts`` left, Ray has restarted it (``__init__`` runs again) and it takes new
 work; otherwise it is dropped, and when no actor is left every run raises BackendError.
 
-**Cancellation.** A cancelled run calls ``ray.cancel`` on its actor task: inside the actor
-the run's coroutine is cancelled and AsyncPipeline forces the instance to stop. The driver
-waits up to ``cancel_timeout`` seconds for that; an actor that does not confirm is killed
+**Cancellation.** A cancelled run calls ``ray.cancel`` on its actor task and asks the actor to
+cancel the run by its token (``PipelineWorker.cancel``: Ray can miss a cancel that arrives
+before the actor has scheduled the coroutine); inside the actor the run's coroutine is
+cancelled and AsyncPipeline forces the instance to stop. The driver waits up to ``cancel_timeout`` seconds for that; an actor that does not confirm is killed
 (and restarted if it may be), so no cancelled instance keeps running unseen.
 
 **Node types.** Workers build pipelines from their own registry: built-in nodes and those of
@@ -99,19 +100,30 @@ class PipelineWorker:
     exception, so the driver raises StreamLab's own errors with the worker's message.
     """
 
+    _CANCELLED_KEPT = 1024  # tokens cancelled before (or after) their run: a bounded memory
+
     def __init__(self, index: int, imports: Sequence[str] = ()) -> None:
         for module in imports:
             importlib.import_module(module)
         self.label = f"ray-worker-{index} (pid {os.getpid()})"
         self._runner = InstanceRunner(self.label)
+        self._tasks: dict[str, asyncio.Task[Any]] = {}
+        self._cancelled: dict[str, None] = {}
 
     async def info(self) -> dict[str, Any]:
         """Who and where this worker is (also a liveness probe)."""
         return {"label": self.label, "pid": os.getpid(), "running": len(self._runner.running)}
 
-    async def run(self, instance: str, config: Mapping[str, Any], key: str, triggers: int,
-                  frames: PackedFrames | None, options: Mapping[str, Any]) -> dict[str, Any]:
-        """Run one instance to its end; cancelled (``ray.cancel``), the instance is forced."""
+    async def run(self, token: str, instance: str, config: Mapping[str, Any], key: str,
+                  triggers: int, frames: PackedFrames | None,
+                  options: Mapping[str, Any]) -> dict[str, Any]:
+        """Run one instance to its end; cancelled (``ray.cancel`` or :meth:`cancel`), forced."""
+        if token in self._cancelled:
+            del self._cancelled[token]
+            raise asyncio.CancelledError(f"{instance!r} was cancelled before it started")
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks[token] = task
         trigger_frames = None if frames is None else unpack_frames(frames)
         try:
             report, results = await self._runner.run(instance, config, key, triggers,
@@ -121,8 +133,25 @@ class PipelineWorker:
         except PipelineError as exc:
             return {"ok": False, "kind": "pipeline", "error": str(exc), "node_id": exc.node_id,
                     "worker": self.label}
+        finally:
+            del self._tasks[token]
         return {"ok": True, "worker": self.label, "report": report,
                 "outputs": {k: pack_frames(v) for k, v in results.items()}}
+
+    async def cancel(self, token: str) -> bool:
+        """Cancel the run ``token`` (True), or make it end at once if it has not begun (False).
+
+        The driver calls this as well as ``ray.cancel``: Ray can miss a cancel that arrives
+        before the actor has scheduled the task's coroutine (ray-project/ray#52628).
+        """
+        task = self._tasks.get(token)
+        if task is not None:
+            task.cancel()
+            return True
+        if len(self._cancelled) >= self._CANCELLED_KEPT:
+            self._cancelled.pop(next(iter(self._cancelled)))
+        self._cancelled[token] = None
+        return False
 
     async def snapshot(self) -> list[dict[str, Any]]:
         """Plain-data metrics of the instances running in this worker now."""
@@ -175,6 +204,7 @@ class RayBackend:
         self._owns_ray = False
         self._slots: list[_Slot] = []
         self._turn = itertools.count()
+        self._tokens = itertools.count()
         self._closed = False
 
     @property
@@ -228,15 +258,16 @@ class RayBackend:
         ray = self._ray
         slot = self._pick(request.instance)
         packed = None if request.frames is None else pack_frames(request.frames)
+        token = f"{request.instance}@{next(self._tokens)}"
         slot.running += 1
         try:
-            ref = slot.actor.run.remote(request.instance, dict(request.config),
+            ref = slot.actor.run.remote(token, request.instance, dict(request.config),
                                         request.config_key, request.triggers, packed,
                                         dict(request.options))
             try:
                 reply = await ref
             except asyncio.CancelledError:
-                await self._cancel(slot, ref, request.instance)
+                await self._cancel(slot, ref, token, request.instance)
                 raise
             except ray.exceptions.RayActorError as exc:
                 raise await self._actor_died(slot, request.instance, exc) from exc
@@ -257,10 +288,11 @@ class RayBackend:
         results = {k: unpack_frames(v) for k, v in reply["outputs"].items()}
         return InstanceResult(instance, reply["worker"], reply["report"], results)
 
-    async def _cancel(self, slot: _Slot, ref: Any, instance: str) -> None:
+    async def _cancel(self, slot: _Slot, ref: Any, token: str, instance: str) -> None:
         """Cancel the remote run and wait (bounded) for it; kill a worker that ignores it."""
         ray = self._ray
         ray.cancel(ref)
+        slot.actor.cancel.remote(token)  # its reply does not matter; the run's end does
         done, _ = await asyncio.wait({asyncio.wrap_future(ref.future())},
                                      timeout=self.cancel_timeout)
         for fut in done:
