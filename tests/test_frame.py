@@ -108,3 +108,16 @@ def test_with_block_takes_the_block_without_copying():
         f.with_block(np.zeros((2, 3)), names=["x", "y", "z"])
     with pytest.raises(FrameError, match="duplicate channel names"):
         f.with_block(np.zeros((2, 3)), names=["x", "x"])
+
+
+def test_frames_pickle_exactly():
+    import pickle
+
+    block = DataFrame.from_block(["a", "b"], np.array([[1.0, np.nan], [-0.0, 2.0]]),
+                                 timestamp=5, sequence_id=6, metadata={"k": "v"})
+    plain = DataFrame(1, 2, {"x": [1.0], "y": [2.0, 3.0]})
+    for f in (block, plain):
+        g = pickle.loads(pickle.dumps(f))
+        assert g == f and g.payload.is_block == f.payload.is_block
+        with pytest.raises(ValueError, match="read-only"):
+            g.payload[g.channels[0]][0] = 0.0

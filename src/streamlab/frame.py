@@ -397,6 +397,13 @@ class DataFrame:
             dict(data.get("metadata", {})),
         )
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle support (multiprocessing, Ray): rebuilt read-only, blocks kept as blocks."""
+        p = self.payload
+        data: Any = p.block() if p.is_block else p.to_dict()
+        return (_unpickle_frame, (self.timestamp, self.sequence_id, p.names, data,
+                                  dict(self.metadata)))
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, DataFrame):
             return NotImplemented
@@ -416,3 +423,12 @@ class DataFrame:
             f"<DataFrame seq={self.sequence_id} t={self.timestamp}us "
             f"channels={len(self.payload)}x{self.n_samples} meta={len(self.metadata)}>"
         )
+
+
+def _unpickle_frame(timestamp: int, sequence_id: int, names: tuple[str, ...], data: Any,
+                    metadata: dict[str, str]) -> DataFrame:
+    if isinstance(data, np.ndarray):
+        payload = Payload.from_block(names, data)
+    else:
+        payload = Payload(data)
+    return DataFrame(timestamp, sequence_id, payload, metadata)
