@@ -53,6 +53,9 @@ import mmap
 import multiprocessing as mp
 import os
 import pickle
+import signal
+import socket
+import struct
 import threading
 import time
 import traceback
@@ -61,7 +64,6 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
 from types import MappingProxyType
 from typing import Any
 
@@ -166,16 +168,70 @@ def _unpack(parts: tuple[Any, ...]) -> DataFrame:
     return DataFrame(ts, seq, dict(channels), meta)
 
 
+_HEADER = struct.Struct("<I")
+_CHUNK = 1 << 16
+
+
+class _Link:
+    """Length-prefixed pickled messages over a stream socket: one ``recv`` per wake-up.
+
+    (``multiprocessing.Connection`` reads a header and a body with two system calls and blocks
+    until a message is whole; this halves the per-message cost and never blocks the reader.)
+    """
+
+    __slots__ = ("sock", "buf", "need")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buf = bytearray()   # the start of a message not yet whole
+        self.need = _CHUNK       # bytes to ask for next
+
+    def send(self, msg: tuple[Any, ...]) -> None:
+        data = pickle.dumps(msg, _HIGHEST)
+        self.sock.sendall(_HEADER.pack(len(data)) + data)
+
+    def receive(self) -> list[Any]:
+        """Every message completed by one ``recv`` (maybe none); EOFError once closed."""
+        chunk = self.sock.recv(self.need)
+        if not chunk:
+            raise EOFError("the other side closed the link")
+        buf: bytes | bytearray
+        if self.buf:
+            self.buf += chunk
+            buf = self.buf
+        else:
+            buf = chunk
+        out = []
+        pos, end = 0, len(buf)
+        self.need = _CHUNK
+        while end - pos >= 4:
+            (n,) = _HEADER.unpack_from(buf, pos)
+            if end - pos - 4 < n:
+                self.need = max(_CHUNK, min(n + 4 - (end - pos), 1 << 24))
+                break
+            out.append(pickle.loads(buf[pos + 4:pos + 4 + n]))
+            pos += 4 + n
+        if pos == end:
+            self.buf = bytearray()
+        elif pos or buf is not self.buf:  # (a partial message keeps growing in place)
+            self.buf = bytearray(buf[pos:])
+        return out
+
+    def close(self) -> None:
+        self.sock.close()
+
+
 # -- worker side ----------------------------------------------------------------------------
-def _worker_main(conn: Connection) -> None:  # pragma: no cover - runs in the child process
-    _Worker(conn).run()
+def _worker_main(sock: socket.socket) -> None:  # pragma: no cover - runs in the child process
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the main process to handle
+    _Worker(_Link(sock)).run()
 
 
 class _Worker:  # pragma: no cover - runs in the child process
     """The loop of a worker process: one message in, at most one reply out, in order."""
 
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
+    def __init__(self, link: _Link) -> None:
+        self.link = link
         self.regions: dict[int, _Region] = {}
         self.node: ProcessingNode | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -189,37 +245,39 @@ class _Worker:  # pragma: no cover - runs in the child process
         self.in_process = 0.0                   # seconds in the node's process()
 
     def run(self) -> None:
-        recv, send, loads = self.conn.recv_bytes, self.conn.send_bytes, pickle.loads
+        receive, send = self.link.receive, self.link.send
         perf = time.perf_counter
         while True:
             t0 = perf()
             try:
-                data = recv()
+                msgs = receive()
             except (EOFError, OSError):
                 return  # the main process is gone
-            t1 = perf()
-            self.idle += t1 - t0
-            msg = loads(data)
-            kind = msg[0]
-            if kind == "map":
-                self.regions[msg[1]] = r = _Region(msg[1], msg[2], msg[3], create=False)
-                r.unlink()  # both sides have it mapped: no file needs to outlive us
-                continue
-            if kind == "unmap":
-                self.regions.pop(msg[1], None)
-                continue
-            if kind == "resume":
-                self.hold = False
-                continue
-            if kind == "call" or kind == "pcall":
-                reply = self.call(msg)
-            elif kind == "init":
-                reply = self.init(msg)
-            else:  # "stop"
-                reply = self.stop()
-            send(pickle.dumps(reply, _HIGHEST))
-            if kind == "stop":
-                return
+            self.idle += perf() - t0
+            for msg in msgs:
+                reply = self.handle(msg)
+                if reply is not None:
+                    send(reply)
+                    if reply[0] == "stopped" or msg[0] == "stop":
+                        return
+
+    def handle(self, msg: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        """One message; the reply to send, if it has one."""
+        kind = msg[0]
+        if kind == "call" or kind == "pcall":
+            return self.call(msg)
+        if kind == "map":
+            self.regions[msg[1]] = r = _Region(msg[1], msg[2], msg[3], create=False)
+            r.unlink()  # both sides have it mapped: no file needs to outlive us
+        elif kind == "unmap":
+            self.regions.pop(msg[1], None)
+        elif kind == "resume":
+            self.hold = False
+        elif kind == "init":
+            return self.init(msg)
+        else:  # "stop"
+            return self.stop()
+        return None
 
     def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
         out = fn(*args)
@@ -480,7 +538,7 @@ class ProcessNode(ProcessingNode):
         self.config = config
         self.context = context
         self._proc: Any = None
-        self._conn: Connection | None = None
+        self._link: _Link | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self._died: str | None = None                      # why the worker is gone
@@ -532,10 +590,10 @@ class ProcessNode(ProcessingNode):
         launch = _launcher().submit(self._launch)
         try:
             await asyncio.wrap_future(launch)
-            if self._closed or self._conn is None:
+            if self._closed or self._link is None:
                 raise WorkerDied(f"worker of node {self.context.node_id!r} was closed while starting")
             self._loop = loop
-            loop.add_reader(self._conn.fileno(), self._on_readable)
+            loop.add_reader(self._link.sock.fileno(), self._on_readable)
             ctx = self.context
             fields = {"node_id": ctx.node_id, "pipeline": ctx.pipeline,
                       "inputs": ctx.inputs, "outputs": ctx.outputs}
@@ -557,12 +615,17 @@ class ProcessNode(ProcessingNode):
             if self._closed:
                 return
             ctx = _context(self.target)
-            parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_worker_main, args=(child,), daemon=True,
-                               name=f"streamlab-{self.context.node_id}")
-            proc.start()
-            child.close()
-            self._conn, self._proc = parent, proc
+            parent, child = socket.socketpair()
+            try:
+                proc = ctx.Process(target=_worker_main, args=(child,), daemon=True,
+                                   name=f"streamlab-{self.context.node_id}")
+                proc.start()
+            except BaseException:
+                parent.close()
+                raise
+            finally:
+                child.close()
+            self._link, self._proc = _Link(parent), proc
         if self._closed:  # closed meanwhile: _close_now may have missed the process
             self._close_now()
 
@@ -573,7 +636,7 @@ class ProcessNode(ProcessingNode):
         """
         error: BaseException | None = None
         try:
-            if self._conn is not None and not self._closed and self._died is None:
+            if self._link is not None and not self._closed and self._died is None:
                 try:
                     reply = await asyncio.wait_for(self._request(("stop",)), STOP_TIMEOUT_S)
                 except (TimeoutError, WorkerDied):
@@ -598,14 +661,14 @@ class ProcessNode(ProcessingNode):
     def _close_now(self) -> None:
         """End the worker now (kill if alive), close the pipe, unlink every region. Idempotent."""
         self._closed = True
-        conn, proc = self._conn, self._proc
+        link, proc = self._link, self._proc
         self._unwatch()
         if proc is not None:
             if proc.is_alive():
                 proc.kill()
             proc.join(2)
-        if conn is not None:
-            conn.close()
+        if link is not None:
+            link.close()
         self._fail_waiters("the worker was stopped")
         for r in self._inputs.all.values():
             r.unlink()
@@ -622,10 +685,10 @@ class ProcessNode(ProcessingNode):
 
     # -- the pipe ---------------------------------------------------------------------------
     def _send(self, msg: tuple[Any, ...]) -> None:
-        if self._died is not None or self._conn is None or self._closed:
+        if self._died is not None or self._link is None or self._closed:
             raise WorkerDied(self._died or f"worker of node {self.context.node_id!r} is not running")
         try:
-            self._conn.send_bytes(pickle.dumps(msg, _HIGHEST))
+            self._link.send(msg)
         except OSError as exc:
             self._lost(f"sending failed: {exc}")
             raise WorkerDied(self._died or str(exc)) from exc
@@ -641,21 +704,20 @@ class ProcessNode(ProcessingNode):
         self._send(("map", r.idx, r.path, r.size))
 
     def _on_readable(self) -> None:
-        conn = self._conn
         try:
-            data = conn.recv_bytes()  # type: ignore[union-attr]
+            replies = self._link.receive()  # type: ignore[union-attr]
         except (EOFError, OSError) as exc:
             self._lost(f"{type(exc).__name__}")
             return
-        reply = pickle.loads(data)
-        holds = reply[1]
-        if holds or self._worker_holds:
-            self._worker_holds = holds
-            self._inputs.update(holds)
-        if self._awaiting:
-            fut = self._awaiting.popleft()
-            if not fut.done():
-                fut.set_result(reply)
+        for reply in replies:
+            holds = reply[1]
+            if holds or self._worker_holds:
+                self._worker_holds = holds
+                self._inputs.update(holds)
+            if self._awaiting:
+                fut = self._awaiting.popleft()
+                if not fut.done():
+                    fut.set_result(reply)
 
     def _lost(self, why: str) -> None:
         """The worker is gone: every frame waiting fails with WorkerDied."""
@@ -671,9 +733,9 @@ class ProcessNode(ProcessingNode):
         self._fail_waiters(self._died)
 
     def _unwatch(self) -> None:
-        loop, conn = self._loop, self._conn
-        if loop is not None and conn is not None and not loop.is_closed() and not conn.closed:
-            loop.remove_reader(conn.fileno())
+        loop, link = self._loop, self._link
+        if loop is not None and link is not None and not loop.is_closed() and link.sock.fileno() >= 0:
+            loop.remove_reader(link.sock.fileno())
 
     def _fail_waiters(self, why: str) -> None:
         while self._awaiting:
