@@ -99,7 +99,7 @@ def test_process_keeps_two_frames_in_flight(no_leftovers):
     node = pipe.built.nodes["sum"].node
     assert isinstance(node, ProcessNode)
     st = node.statistics()
-    assert st.max_in_flight == 2 and st.frames_sent == 40
+    assert 2 <= st.max_in_flight <= ProcessNode.pipeline_depth and st.frames_sent == 40
     assert st.closed and st.died is None and st.in_flight == 0
     assert st.worker_process_s is not None and st.worker_cpu_s is not None
     assert "sent=40" in repr(node)
@@ -145,8 +145,11 @@ def test_outputs_that_do_not_fit_a_slot_are_pickled(no_leftovers):
     assert [f.metadata.get("part") for f in got.results["after"][1:3]] == ["a", "b"]
 
 
-def test_dict_payloads_with_ragged_channels_go_through(no_leftovers):
-    frames = [DataFrame(i, i, {"x": np.arange(3.0) + i, "y": np.arange(5.0)}) for i in range(6)]
+def test_ragged_frames_among_block_frames_keep_their_order(no_leftovers):
+    frames = [DataFrame(i, i, {"x": np.arange(3.0) + i, "y": np.arange(5.0 + i % 2)})
+              if i % 3 else DataFrame.from_block(["x", "y"], np.full((2, 4), float(i)),
+                                                 timestamp=i, sequence_id=i)
+              for i in range(24)]
     ref, _ = run_pipe(cfg("inline", "TestScale"), frames)
     got, _ = run_pipe(cfg("process", "TestScale"), frames)
     assert_same(ref.results["after"], got.results["after"])

@@ -14,27 +14,32 @@ config (``on_create``, ``on_start``), and forwards each frame to it:
   so downstream nodes may hold output frames as long as they like.
 * Frames whose channels differ in length, and list outputs, are pickled instead (channel
   arrays, timestamps and metadata: a copy).
-* Only small tuples go through the pipe (timestamps, slot numbers; metadata and channel names
-  only when they change). The shared-memory files are unlinked as soon as the worker has
-  mapped them, so nothing is left in ``/dev/shm`` even if a process is killed.
+* Only small tuples go over the socket to the worker (timestamps, slot numbers; metadata and
+  channel names only when they change), length-prefixed, one ``recv`` per wake-up. The
+  shared-memory files are unlinked as soon as the worker has mapped them, so nothing is left in
+  ``/dev/shm`` even if a process is killed.
 
-**Two frames in flight.** :meth:`ProcessNode.submit` sends a frame to the worker at once;
+**Frames in flight.** :meth:`ProcessNode.submit` sends a frame to the worker at once;
 :meth:`ProcessNode.process` (the node interface) collects the result of a submitted frame, or
-submits and collects. The runtime's pipelined path (``ChainRunner``) submits frame k+1 before
-awaiting frame k, so the worker never waits for the event loop; results still come back one
-per frame, in order. If frame k fails, the worker *holds*: frames sent after it are not
-processed until the proxy is asked for the next result; it then resumes the worker and sends
-them again, so under ``SkipFrame`` every frame meets the node's state in order, and after a
-restart the frames in flight meet the fresh instance, not the old one.
+submits and collects. The runtime's pipelined path (``ChainRunner``) keeps up to
+:attr:`ProcessNode.pipeline_depth` frames submitted before awaiting the oldest, so the worker
+does not wait for the event loop; results still come back one per frame, in order. If frame k
+fails, the worker *holds*: frames sent after it are not processed until the proxy is asked for
+the next result; it then resumes the worker and sends them again, so under ``SkipFrame`` every
+frame meets the node's state in order, and after a restart the frames in flight meet the
+fresh instance, not the old one. A frame that must be pickled is sent only when no reply is
+due (a large message each way could otherwise block both processes).
 
 **Workers.** Processes come from a ``forkserver`` (``spawn`` where there is none) that preloads
-numpy, StreamLab and the node's module (plus ``scipy.signal`` if this process already uses it):
-the first worker of a Python process takes about a second (the server starting, off the event
-loop), later ones a few milliseconds. The forkserver is shared by the whole Python process and
-ends with it. Every worker is stopped by ``on_stop`` (its in-flight frames are finished and
-discarded, then ``on_stop`` runs in the worker); if that does not end it within 5 s, on a forced
-stop, a cancelled start or a failure, it is killed. A worker also exits when the pipe to the
-main process closes, so a dead main process leaves no worker behind.
+numpy, StreamLab, ``scipy.signal`` (if installed), the node's module and the main script: the
+first worker of a Python process waits about 1.5 s for the server (in a thread, off the event
+loop), later ones about 15 ms. The forkserver is shared by the whole Python process and ends
+with it; as with ``spawn``, a main script must guard its entry point with
+``if __name__ == "__main__":``. Every worker is stopped by ``on_stop`` (the frames in flight are
+finished and discarded, then ``on_stop`` runs in the worker); if that does not end it within
+5 s, on a forced stop, a cancelled start or a failure, it is killed. A worker ignores SIGINT
+(stopping is the main process's decision) and exits when its socket to the main process
+closes, so a dead main process leaves no worker behind.
 
 Errors raised by the node in the worker come back as :class:`RemoteNodeError` subclasses named
 after the original exception type (so ``error_policy.on`` lists still match), with the remote
@@ -529,8 +534,8 @@ class _Call:
 class ProcessNode(ProcessingNode):
     """Proxy that runs another node type in a worker process. See the module docstring."""
 
-    #: Frames the runtime may keep in flight with :meth:`submit` before collecting the first.
-    pipeline_depth = 2
+    #: Frames the runtime keeps in flight with :meth:`submit` (the one awaited included).
+    pipeline_depth = 4
 
     def __init__(self, target: type[ProcessingNode], config: Any, context: NodeContext) -> None:
         super().__init__()
@@ -752,19 +757,22 @@ class ProcessNode(ProcessingNode):
                                f"{self.context.node_id!r}")
 
     # -- frames -----------------------------------------------------------------------------
-    def submit(self, frame: DataFrame) -> None:
+    def submit(self, frame: DataFrame) -> bool:
         """Send ``frame`` to the worker now unless it is already in flight; never waits.
 
-        :meth:`process` collects the results in the order frames were submitted. Raises
-        WorkerDied if the worker is gone.
+        Returns True if the frame is in flight. False: not sent (a frame that must be pickled
+        goes only when no reply is due, so a large message in each direction never meet);
+        the caller submits no later frame before this one. :meth:`process` collects results
+        in the order frames were submitted. Raises WorkerDied if the worker is gone.
         """
         for c in self._calls:
             if c.frame is frame:
-                return
+                return True
         block = _block_of(frame)
         if block is None and self._awaiting:
-            return  # a pickled frame may be large: sent only when no reply is due (no deadlock)
+            return False
         self._calls.append(self._new_call(frame, block))
+        return True
 
     def in_flight(self) -> int:
         """Frames submitted and not yet collected."""

@@ -361,10 +361,11 @@ class ChainRunner(_Runner):
                 and isinstance(self.stages[0].node, ProcessNode))
 
     async def _loop_pipelined(self) -> None:
-        """The loop of one process-executor node: two frames in flight.
+        """The loop of one process-executor node: several frames in flight.
 
-        Frame k+1 goes to the worker (``ProcessNode.submit``) before the result of frame k is
-        awaited, so the worker computes while this process runs the rest of the pipeline.
+        Frames k+1.. (up to ``ProcessNode.pipeline_depth`` in all) go to the worker
+        (``ProcessNode.submit``) before the result of frame k is awaited, so the worker
+        computes while this process runs the rest of the pipeline.
         Results come back one per frame, in order, through the per-frame path
         (:meth:`_feed_slow`: policy, metrics, restarts, dead letters). Frames taken from the
         inlet and not yet fed get their fate like the rest of a batch in :meth:`_loop`.
@@ -379,6 +380,7 @@ class ChainRunner(_Runner):
         e2e = m.end_to_end if self.is_sink else None
         pending: deque[DataFrame] = deque()
         ended = False
+        ahead = ProcessNode.pipeline_depth - 1  # frames sent beyond the one awaited
         try:
             while True:
                 if not pending:
@@ -390,21 +392,23 @@ class ChainRunner(_Runner):
                         return
                     self._took(batch, ctx, e2e)
                     pending.extend(batch)
-                elif len(pending) == 1 and not ended:  # top up without waiting
+                while len(pending) <= ahead and not ended:  # top up without waiting
                     try:
                         pending.append(inlet.receive_nowait())
-                        self._took([pending[-1]], ctx, e2e)
                     except WouldBlock:
-                        pass
+                        break
                     except EndOfStream:
                         ended = True
+                    else:
+                        self._took([pending[-1]], ctx, e2e)
                 frame = pending.popleft()
                 node = st.node
                 if st.breaker is None and not st.pending_restart and isinstance(node, ProcessNode):
                     try:
-                        node.submit(frame)
-                        if pending:
-                            node.submit(pending[0])
+                        if node.submit(frame):
+                            for k in range(min(ahead, len(pending))):
+                                if not node.submit(pending[k]):
+                                    break  # (frames go in order: none after one held back)
                     except Exception:  # noqa: S110 - the same error comes from process() below,
                         pass  # where the node's policy applies to it
                 outs = await self._feed_slow(frame)
