@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import time
@@ -78,3 +79,11 @@ class Scale(ProcessingNode):
 
     def process(self, frame: DataFrame) -> DataFrame:
         return frame.with_channels({n: a * 2 for n, a in frame.payload.items()})
+
+
+class AsyncTriple(ProcessingNode):
+    """An async node: multiplies by 3 after yielding to its event loop."""
+
+    async def process(self, frame: DataFrame) -> DataFrame:
+        await asyncio.sleep(0)
+        return frame.with_block(frame.block() * 3)

@@ -10,10 +10,10 @@ from streamlab import AsyncPipeline, DataFrame, PipelineError
 from streamlab.registry import register_node, unregister_node
 from streamlab.runtime.executor import ProcessNode, RemoteNodeError, WorkerDied
 from tests.conftest import run
-from tests.runtime.process_nodes import KeepInputs, RunningSum, Scale, Shapeshifter
+from tests.runtime.process_nodes import AsyncTriple, KeepInputs, RunningSum, Scale, Shapeshifter
 
 TYPES = {"TestRunningSum": RunningSum, "TestKeepInputs": KeepInputs,
-         "TestShapeshifter": Shapeshifter, "TestScale": Scale}
+         "TestShapeshifter": Shapeshifter, "TestScale": Scale, "TestAsyncTriple": AsyncTriple}
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -94,7 +94,14 @@ def test_executors_match_inline_order_and_state(executor, no_leftovers):
     assert report.fates()["sum"]["delivered"] == 30
 
 
-def test_process_keeps_two_frames_in_flight(no_leftovers):
+def test_async_nodes_run_on_the_workers_own_loop(no_leftovers):
+    frames = inputs(10)
+    ref, _ = run_pipe(cfg("inline", "TestAsyncTriple"), frames)
+    got, _ = run_pipe(cfg("process", "TestAsyncTriple"), frames)
+    assert_same(ref.results["after"], got.results["after"])
+
+
+def test_process_keeps_frames_in_flight(no_leftovers):
     pipe, _ = run_pipe(cfg("process"), inputs(40))
     node = pipe.built.nodes["sum"].node
     assert isinstance(node, ProcessNode)

@@ -174,6 +174,8 @@ def _unpack(parts: tuple[Any, ...]) -> DataFrame:
 
 
 _HEADER = struct.Struct("<I")
+_perf = time.perf_counter
+_iscoroutine = asyncio.iscoroutine
 _CHUNK = 1 << 16
 
 
@@ -247,6 +249,7 @@ class _Worker:  # pragma: no cover - runs in the child process
         self.out_names: tuple[str, ...] | None = None
         self.watch: dict[int, weakref.ref[np.ndarray]] = {}  # input slots maybe still referenced
         self.idle = 0.0                         # seconds waiting for a message
+        self.process: Callable[[DataFrame], Any] = lambda frame: None
         self.in_process = 0.0                   # seconds in the node's process()
 
     def run(self) -> None:
@@ -286,11 +289,13 @@ class _Worker:  # pragma: no cover - runs in the child process
 
     def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
         out = fn(*args)
-        if asyncio.iscoroutine(out):
-            if self.loop is None:
-                self.loop = asyncio.new_event_loop()
-            out = self.loop.run_until_complete(out)
-        return out
+        return self._resolve(out) if _iscoroutine(out) else out
+
+    def _resolve(self, coro: Any) -> Any:
+        """Run an async node's coroutine to its result on the worker's own event loop."""
+        if self.loop is None:
+            self.loop = asyncio.new_event_loop()
+        return self.loop.run_until_complete(coro)
 
     def _held(self) -> tuple[int, ...]:
         if not self.watch:
@@ -303,6 +308,7 @@ class _Worker:  # pragma: no cover - runs in the child process
         try:
             cls, config, fields = msg[1], msg[2], msg[3]
             self.node = cls.create(config, NodeContext(**fields))
+            self.process = self.node.process
             self._call(self.node.on_start)
         except Exception as exc:
             return ("error", (), type(exc).__name__, str(exc), traceback.format_exc(limit=8))
@@ -326,7 +332,7 @@ class _Worker:  # pragma: no cover - runs in the child process
             if self.hold:
                 return ("held", self._held())
             arr = self.regions[in_idx].array(shape)
-            arr.flags.writeable = False
+            arr.setflags(write=False)
             ref = weakref.ref(arr)
             frame = DataFrame._make(ts, seq, Payload._of_block(self.names, arr), self.meta)
             del arr
@@ -335,9 +341,11 @@ class _Worker:  # pragma: no cover - runs in the child process
                 return ("held", self._held())
             frame, out_idx, in_idx, ref = _unpack(msg[1]), msg[2], -1, None
         try:
-            t0 = time.perf_counter()
-            out = self._call(self.node.process, frame)  # type: ignore[union-attr]
-            self.in_process += time.perf_counter() - t0
+            t0 = _perf()
+            out = self.process(frame)
+            if _iscoroutine(out):
+                out = self._resolve(out)
+            self.in_process += _perf() - t0
             del frame
             reply = self.encode(out, out_idx)
             del out
@@ -460,6 +468,7 @@ class _OutputSlots:
         self.size = 8                           # bytes: the largest output seen so far
         self.announce = announce
         self.retired: list[int] = []            # too small, no reader left: unmap in the worker
+        self.lent: dict[int, tuple[Any, _Region]] = {}  # slots held by frames, by weakref id
 
     def take(self, nbytes: int) -> _Region:
         if nbytes > self.size:
@@ -484,11 +493,13 @@ class _OutputSlots:
         for d in shape:
             count *= d
         owner = np.frombuffer(r.map, dtype=_F64, count=count)
-        weakref.finalize(owner, self._back, r)  # back only when no reader is left
-        owner.flags.writeable = False
+        ref = weakref.ref(owner, self._back)  # back only when no reader is left
+        self.lent[id(ref)] = (ref, r)
+        owner.setflags(write=False)
         return owner.reshape(shape)
 
-    def _back(self, r: _Region) -> None:  # runs in a finalizer: no messages from here
+    def _back(self, ref: weakref.ref[np.ndarray]) -> None:  # a weakref callback: no I/O here
+        r = self.lent.pop(id(ref))[1]
         if r.size >= self.size:
             self.free.append(r)
         else:
