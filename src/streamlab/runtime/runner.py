@@ -32,6 +32,7 @@ from streamlab.resilience.resilient import ResilientNode, _maybe_await
 __all__ = ["ChainRunner", "FreeSourceRunner", "CustomRunRunner", "uses_custom_run"]
 
 _DataFrame = DataFrame
+_BATCH_BYTES = 4 * 1024 * 1024
 
 
 class _Resume(Exception):
@@ -487,7 +488,10 @@ class FreeSourceRunner(_Runner):
         chained = len(self.stages) > 1
         # Unpaced, a source heading a fused chain makes a few frames before passing them on
         # together: the chain then works stage by stage on a batch, as after a channel.
+        # Batches are capped at 4 MiB of payload (measured on the first frame), so large
+        # frames do not inflate memory beyond what the fused edges' capacities allow.
         most = 1 if (period or not chained) else 16
+        sized = most == 1
         ended = False
         while not ended and not stop.is_set() and (limit is None or produced < limit):
             outs: list[DataFrame] = []
@@ -525,6 +529,10 @@ class FreeSourceRunner(_Runner):
                 else:
                     outs.extend(out)
             st.metrics.frames_out += len(outs)
+            if not sized and outs:
+                sized = True
+                nbytes = max(1, outs[0].payload.nbytes())
+                most = max(1, min(most, _BATCH_BYTES // nbytes))
             if chained and outs:
                 try:
                     outs = self._pass(1, outs)
