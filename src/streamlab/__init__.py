@@ -3,6 +3,7 @@
 The curated public API; see the README for a tour.
 """
 
+from streamlab.buffers import BufferPool, PooledBuffer
 from streamlab.channel import Channel, ChannelClosed, ChannelStatistics, Inlet, Outlet
 from streamlab.clock import SYSTEM_CLOCK, Clock, SystemClock
 from streamlab.config import PipelineSpec, load_config, pipeline_json_schema
@@ -19,7 +20,7 @@ from streamlab.errors import (
     UnknownNodeTypeError,
 )
 from streamlab.frame import DataFrame, Payload
-from streamlab.metrics import NodeMetrics
+from streamlab.metrics import MetricsCollector, NodeMetrics, PipelineMonitor
 from streamlab.node import NodeConfig, NodeContext, ProcessingNode, SourceConfig, SourceNode
 from streamlab.registry import get_node_type, node_types, register_node
 from streamlab.resilience import (
@@ -36,6 +37,7 @@ __all__ = [
     "SYSTEM_CLOCK",
     "AsyncPipeline",
     "BackendError",
+    "BufferPool",
     "Channel",
     "ChannelClosed",
     "ChannelStatistics",
@@ -50,15 +52,18 @@ __all__ = [
     "NodeConfig",
     "NodeContext",
     "NodeError",
+    "MetricsCollector",
     "NodeMetrics",
     "Outlet",
     "Payload",
     "Pipeline",
     "PipelineError",
+    "PipelineMonitor",
     "PipelinePool",
     "PipelineSpec",
     "PipelineStopped",
     "PoolError",
+    "PooledBuffer",
     "ProcessingNode",
     "ResilientNode",
     "RestartStrategy",
