@@ -1,8 +1,9 @@
-"""FileSource and the file sinks (streamlab.nodes.io), through the public API."""
+"""FileSource (streamlab.nodes.io) and the file sinks (streamlab.nodes.sinks), through the public API."""
 
 from __future__ import annotations
 
 import asyncio
+import doctest
 import json
 import os
 import subprocess
@@ -17,7 +18,9 @@ from hypothesis import strategies as st
 
 from streamlab.errors import ConfigError, NodeError
 from streamlab.frame import DataFrame
-from streamlab.nodes.io import CsvSink, FileSource, JsonlSink, NpySink, NpzSink, WavSink
+from streamlab.nodes import io, sinks
+from streamlab.nodes.io import FileSource
+from streamlab.nodes.sinks import CsvSink, JsonlSink, NpySink, NpzSink, WavSink
 from streamlab.registry import node_types
 from streamlab.runtime import AsyncPipeline
 from streamlab.testing import VirtualClock, collect_samples, make_frame, run_node
@@ -318,3 +321,18 @@ def test_audio_filter_example_runs_as_documented(tmp_path):
     assert spec_out[bin_of(440)] > 0.9 * spec_in[bin_of(440)]  # the tone stays
     for png in ("input.png", "filtered.png"):
         assert (audio / png).stat().st_size > 20_000
+
+
+# -- module wiring ------------------------------------------------------------------------------
+@pytest.mark.parametrize("module", [io, sinks], ids=["io", "sinks"])
+def test_doctests(module):
+    result = doctest.testmod(module)
+    assert result.failed == 0 and result.attempted > 0
+
+
+def test_sink_names_still_importable_from_io():
+    from streamlab.nodes.io import FileSink, FileSinkConfig, frame_source_name  # noqa: F401
+
+    assert io.JsonlSink is JsonlSink and io.WavSink is sinks.WavSink
+    with pytest.raises(AttributeError):
+        io.NoSuchSink  # noqa: B018

@@ -6,7 +6,7 @@ One module per family:
 * ``basic``: per-frame transforms (Gain, Passthrough)
 * ``filters``, ``resample``, ``spectral``, ``features``: DSP (scipy, optional extra ``dsp``)
 * ``channels``: selecting, renaming, combining channels and merging streams
-* ``io``, ``record``: files, recording and replay
+* ``io``, ``sinks``, ``record``: reading files, writing files, recording and replay
 * ``lsl``: Lab Streaming Layer (optional extra ``lsl``); ``plot``: PNG plots (extra ``plot``)
 * ``fault``: FaultInjector for chaos tests
 
@@ -27,6 +27,7 @@ from streamlab.nodes import (
     plot,
     record,
     resample,
+    sinks,
     spectral,
 )
 
@@ -42,5 +43,6 @@ __all__ = [
     "plot",
     "record",
     "resample",
+    "sinks",
     "spectral",
 ]

@@ -1,11 +1,10 @@
-"""File sources and sinks: ``FileSource`` (.npy, .csv, .wav) and sinks for JSON Lines, CSV,
-.npy, .npz and .wav.
+"""File source: ``FileSource`` reads .npy, .csv and .wav files in frames.
 
 Paths in configs are used as given: a relative path is relative to the current working
 directory of the process (for ``streamlab run``, the directory you run it from), not to the
 config file.
 
-**Reading.** :class:`FileSource` picks the format by extension. ``.npy`` files are memory
+:class:`FileSource` picks the format by extension. ``.npy`` files are memory
 mapped (``np.load(mmap_mode="r")``) and ``.wav`` files are read block by block with soundfile,
 so a large file is never loaded whole; ``.csv`` files are parsed at once (CSV is a text
 format meant for small data). Frames carry ``samples_per_frame`` samples (the last frame
@@ -14,39 +13,33 @@ with their first sample: ``t0 + round(n * 1e6 / sample_rate)`` µs, sequence ids
 ``metadata["sample_rate"]``. At the end of the file the source raises EndOfStream, so
 ``streamlab run`` ends on its own (``mode`` defaults to ``"free"`` for this node).
 
-**Writing.** Every sink opens its file at the first frame (creating missing parent
-directories), writes incrementally where the format allows (.jsonl, .csv, .npy, .wav; .npz
-is written at the end from memory), and finishes the file in ``on_stop``, which the runtime
-calls when the sink's input ends, when the run is stopped, and after a failure, so the file is
-complete once ``streamlab run`` returns. A sink that received no frame writes no file. Sinks
-are terminal (``process`` returns None) unless ``passthrough`` is set. Formats with columns
-(.csv, .npy, .npz, .wav) require every frame to carry the same channels as the first;
-a different set raises ValueError naming both. A restarted sink (restart strategy)
-starts its file again.
+The file sinks (JsonlSink, CsvSink, NpySink, NpzSink, WavSink, FileSink) moved to
+:mod:`streamlab.nodes.sinks`; importing them from here still works (a lazy re-export, so
+``sinks`` can import this module's helpers without an import cycle).
 """
 
 from __future__ import annotations
 
 import csv
-import json
-import struct
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
 
 from streamlab.errors import EndOfStream, missing_extra
 from streamlab.frame import DataFrame, Payload
-from streamlab.node import NodeConfig, ProcessingNode, SourceConfig, SourceNode
+from streamlab.node import SourceConfig, SourceNode
 from streamlab.registry import register_node
 
-__all__ = [
-    "FileSource", "JsonlSink", "CsvSink", "NpySink", "NpzSink", "WavSink", "SinkStatistics",
-    "FileSink", "frame_source_name", "require_suffix",
-]
+__all__ = ["FileSource", "FileSourceConfig", "open_reader", "require_suffix"]
+
+#: Names that moved to :mod:`streamlab.nodes.sinks`, still importable from here.
+_MOVED_TO_SINKS = frozenset({
+    "JsonlSink", "CsvSink", "NpySink", "NpzSink", "WavSink", "SinkStatistics", "FileSink",
+    "FileSinkConfig", "frame_source_name", "npy_header",
+})
 
 _READ_SUFFIXES = (".npy", ".csv", ".wav")
 
@@ -57,14 +50,6 @@ def require_suffix(path: str, allowed: tuple[str, ...], what: str) -> None:
     if suffix not in allowed:
         raise ValueError(f"{what}: path {path!r} must end with {' or '.join(allowed)} "
                          f"(got {suffix or 'no extension'!r})")
-
-
-def frame_source_name(node: ProcessingNode) -> str:
-    """The id of the upstream node a sink's current frame came from (its own id if unknown)."""
-    ctx = node.context
-    if ctx.current_input and ctx.current_input != "trigger":
-        return ctx.current_input
-    return ctx.inputs[0] if len(ctx.inputs) == 1 else ctx.node_id
 
 
 def _import_soundfile() -> Any:
@@ -316,369 +301,10 @@ class FileSource(SourceNode):
         self._reader.close()
 
 
-# -- sinks --------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class SinkStatistics:
-    """What a file sink has written so far."""
-
-    path: str
-    frames: int
-    samples: int
-    closed: bool
-
-
-class FileSinkConfig(NodeConfig):
-    """Settings shared by file sinks."""
-
-    path: str = Field(..., min_length=1, description="Output file. A relative path is relative "
-                      "to the current working directory; missing parent directories are created.")
-    passthrough: bool = Field(False, description="Also emit every frame unchanged (default: the "
-                              "sink is terminal and emits nothing).")
-
-
-class FileSink(ProcessingNode):
-    """Base of file sinks: opens at the first frame, writes per frame, finishes in on_stop.
-
-    Subclasses implement ``_open(frame)``, ``_write(frame)`` and ``_finish()``.
-    """
-
-    Config: ClassVar[type[NodeConfig]] = FileSinkConfig
-    #: Sinks with columns require the same channels in every frame.
-    fixed_channels: ClassVar[bool] = True
-
-    def on_create(self, config: Any) -> None:
-        self.config = config
-        self.path = Path(config.path).expanduser()
-        self._names: tuple[str, ...] | None = None
-        self._opened = False
-        self._closed = False
-        self._frames = 0
-        self._samples = 0
-
-    def process(self, frame: DataFrame) -> DataFrame | None:
-        if self._closed:
-            raise ValueError(f"{type(self).__name__} {self.node_id!r}: {str(self.path)!r} is "
-                             "already finished")
-        if not self._opened:
-            self._names = frame.channels
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._open(frame)
-            self._opened = True
-        elif self.fixed_channels and frame.channels != self._names:
-            raise ValueError(f"{type(self).__name__} {self.node_id!r}: frame "
-                             f"{frame.sequence_id} has channels {list(frame.channels)}, but "
-                             f"{str(self.path)!r} was started with {list(self._names or ())}")
-        self._write(frame)
-        self._frames += 1
-        self._samples += frame.n_samples
-        return frame if self.config.passthrough else None
-
-    def on_stop(self) -> None:
-        if self._opened and not self._closed:
-            self._closed = True
-            self._finish()
-        elif not self._opened:
-            self.context.logger.info("%s %r received no frame; %s not written",
-                                     type(self).__name__, self.node_id, self.path)
-
-    def _open(self, frame: DataFrame) -> None:
-        raise NotImplementedError
-
-    def _write(self, frame: DataFrame) -> None:
-        raise NotImplementedError
-
-    def _finish(self) -> None:
-        raise NotImplementedError
-
-    def _sample_rate(self, frame: DataFrame, configured: float | None) -> float | None:
-        if configured is not None:
-            return float(configured)
-        text = frame.metadata.get("sample_rate")
-        if text is None:
-            return None
-        try:
-            return float(text)
-        except ValueError as exc:
-            raise ValueError(f"{type(self).__name__} {self.node_id!r}: metadata sample_rate "
-                             f"{text!r} is not a number") from exc
-
-    def statistics(self) -> SinkStatistics:
-        return SinkStatistics(str(self.path), self._frames, self._samples, self._closed)
-
-    def __repr__(self) -> str:
-        s = self.statistics()
-        return (f"<{type(self).__name__} id={self.node_id!r} path={s.path!r} frames={s.frames} "
-                f"samples={s.samples} closed={s.closed}>")
-
-
-class JsonlSinkConfig(FileSinkConfig):
-    """Settings of JsonlSink."""
-
-    flush: bool = Field(False, description="Flush after every line (for readers that follow "
-                        "the file while it grows).")
-
-    @model_validator(mode="after")
-    def _check(self) -> JsonlSinkConfig:
-        require_suffix(self.path, (".jsonl", ".json", ".ndjson"), "JsonlSink")
-        return self
-
-
-@register_node
-class JsonlSink(FileSink):
-    """Write frames as JSON Lines, in the same format as ``streamlab run --output``.
-
-    One line per frame: ``{"node", "timestamp", "sequence_id", "payload": {channel: [floats]},
-    "metadata"}``, where ``node`` is the upstream node the frame came from. Floats are written
-    with ``repr`` precision (exact round trip); NaN and inf as ``NaN``/``Infinity``.
-
-    >>> import json, tempfile, os
-    >>> from streamlab.testing import run_node, make_frame
-    >>> path = os.path.join(tempfile.mkdtemp(), "out.jsonl")
-    >>> run_node(JsonlSink, {"path": path}, [make_frame(x=[0.5, 1.0], sequence_id=3)])
-    []
-    >>> json.loads(open(path).readline())["payload"]
-    {'x': [0.5, 1.0]}
-    """
-
-    Config = JsonlSinkConfig
-    fixed_channels = False
-
-    def _open(self, frame: DataFrame) -> None:
-        self._file = open(self.path, "w", encoding="utf-8")
-
-    def _write(self, frame: DataFrame) -> None:
-        self._file.write(json.dumps({"node": frame_source_name(self), **frame.to_dict()}) + "\n")
-        if self.config.flush:
-            self._file.flush()
-
-    def _finish(self) -> None:
-        self._file.close()
-
-
-class CsvSinkConfig(FileSinkConfig):
-    """Settings of CsvSink."""
-
-    time_column: str | None = Field(
-        None, min_length=1, description="If set, a first column of this name holds each "
-        "sample's timestamp in µs (needs the sample rate).")
-    sample_rate: float | None = Field(None, gt=0, description="Hz, for time_column (default: "
-                                      "metadata['sample_rate']).")
-
-    @model_validator(mode="after")
-    def _check(self) -> CsvSinkConfig:
-        require_suffix(self.path, (".csv",), "CsvSink")
-        return self
-
-
-@register_node
-class CsvSink(FileSink):
-    """Write frames as CSV: a header row of channel names, then one row per sample.
-
-    Values are written with 17 significant digits (exact float64 round trip), so FileSource
-    reads the file back unchanged. With ``time_column``, each row starts with the sample's
-    timestamp in µs: ``frame.timestamp + round(i * 1e6 / sample_rate)``.
-
-    >>> import tempfile, os
-    >>> from streamlab.testing import run_node, make_frame
-    >>> path = os.path.join(tempfile.mkdtemp(), "out.csv")
-    >>> _ = run_node(CsvSink, {"path": path}, [make_frame(a=[0.1, 2.0], b=[3.0, -4.0])])
-    >>> print(open(path).read().strip())
-    a,b
-    0.10000000000000001,3
-    2,-4
-    """
-
-    Config = CsvSinkConfig
-
-    def _open(self, frame: DataFrame) -> None:
-        cfg = self.config
-        self._rate = None
-        if cfg.time_column is not None:
-            self._rate = self._sample_rate(frame, cfg.sample_rate)
-            if self._rate is None:
-                raise ValueError(f"CsvSink {self.node_id!r}: time_column needs a sample rate: "
-                                 "set sample_rate in the config or metadata['sample_rate']")
-            if cfg.time_column in frame.channels:
-                raise ValueError(f"CsvSink {self.node_id!r}: time_column {cfg.time_column!r} "
-                                 "is also a channel name")
-        self._file = open(self.path, "w", encoding="utf-8", newline="")
-        header = ([cfg.time_column] if cfg.time_column else []) + list(frame.channels)
-        csv.writer(self._file, lineterminator="\n").writerow(header)
-
-    def _write(self, frame: DataFrame) -> None:
-        rows = np.asarray(frame.block()).T
-        if self._rate is not None:
-            n = rows.shape[0]
-            times = frame.timestamp + np.round(np.arange(n) * (1e6 / self._rate)).astype(np.int64)
-            for t, row in zip(times.tolist(), rows.tolist(), strict=True):
-                self._file.write(f"{t}," + ",".join(f"{v:.17g}" for v in row) + "\n")
-            return
-        np.savetxt(self._file, rows, delimiter=",", fmt="%.17g")
-
-    def _finish(self) -> None:
-        self._file.close()
-
-
-_NPY_HEADER_LEN = 128  # fixed, so the final shape can be written over the placeholder
-
-
-def npy_header(n_samples: int, n_channels: int) -> bytes:
-    """A .npy v1.0 header for a little-endian float64 C-order (n_samples, n_channels) array."""
-    d = f"{{'descr': '<f8', 'fortran_order': False, 'shape': ({n_samples}, {n_channels}), }}"
-    body_len = _NPY_HEADER_LEN - 10
-    return b"\x93NUMPY\x01\x00" + struct.pack("<H", body_len) + (
-        d.ljust(body_len - 1) + "\n").encode("latin1")
-
-
-class NpySinkConfig(FileSinkConfig):
-    """Settings of NpySink."""
-
-    @model_validator(mode="after")
-    def _check(self) -> NpySinkConfig:
-        require_suffix(self.path, (".npy",), "NpySink")
-        return self
-
-
-@register_node
-class NpySink(FileSink):
-    """Write the samples to a .npy file, shape samples x channels (float64), frames concatenated.
-
-    The data is appended as it arrives; the header's shape is completed in ``on_stop``
-    (until then the header says 0 samples). Timestamps and metadata are not stored: use
-    NpzSink or Recorder for those. Channel order is the first frame's.
-
-    >>> import numpy as np, tempfile, os
-    >>> from streamlab.testing import run_node, make_frame
-    >>> path = os.path.join(tempfile.mkdtemp(), "out.npy")
-    >>> _ = run_node(NpySink, {"path": path}, [make_frame(a=[1.0, 2.0], b=[3.0, 4.0]),
-    ...                                       make_frame(a=[5.0], b=[6.0])])
-    >>> np.load(path).tolist()
-    [[1.0, 3.0], [2.0, 4.0], [5.0, 6.0]]
-    """
-
-    Config = NpySinkConfig
-
-    def _open(self, frame: DataFrame) -> None:
-        self._file = open(self.path, "wb")
-        self._file.write(npy_header(0, len(frame.channels)))
-
-    def _write(self, frame: DataFrame) -> None:
-        self._file.write(np.ascontiguousarray(frame.block().T, dtype="<f8").tobytes())
-
-    def _finish(self) -> None:
-        with self._file:
-            self._file.seek(0)
-            self._file.write(npy_header(self._samples, len(self._names or ())))
-
-
-class NpzSinkConfig(FileSinkConfig):
-    """Settings of NpzSink."""
-
-    compressed: bool = Field(False, description="Write a compressed archive (np.savez_compressed).")
-
-    @model_validator(mode="after")
-    def _check(self) -> NpzSinkConfig:
-        require_suffix(self.path, (".npz",), "NpzSink")
-        return self
-
-
-@register_node
-class NpzSink(FileSink):
-    """Write samples and frame timing to a .npz archive at the end of the run.
-
-    Arrays: ``data`` (samples x channels, float64), ``channels`` (names), ``timestamps``,
-    ``sequence_ids`` and ``frame_lengths`` (one int64 per frame) and ``sample_rate`` (the first
-    frame's metadata value, NaN if absent). The frames are held in memory until ``on_stop``
-    (an .npz is a zip archive); for long runs use NpySink or Recorder.
-
-    >>> import numpy as np, tempfile, os
-    >>> from streamlab.testing import run_node, make_frame
-    >>> path = os.path.join(tempfile.mkdtemp(), "out.npz")
-    >>> _ = run_node(NpzSink, {"path": path}, [make_frame(a=[1.0, 2.0], timestamp=5)])
-    >>> z = np.load(path)
-    >>> z["data"].tolist(), z["channels"].tolist(), z["timestamps"].tolist()
-    ([[1.0], [2.0]], ['a'], [5])
-    """
-
-    Config = NpzSinkConfig
-
-    def _open(self, frame: DataFrame) -> None:
-        self._blocks: list[np.ndarray] = []
-        self._stamps: list[tuple[int, int, int]] = []
-        rate = frame.metadata.get("sample_rate")
-        self._rate = self._sample_rate(frame, None) if rate is not None else float("nan")
-
-    def _write(self, frame: DataFrame) -> None:
-        self._blocks.append(frame.block())
-        self._stamps.append((frame.timestamp, frame.sequence_id, frame.n_samples))
-
-    def _finish(self) -> None:
-        names = list(self._names or ())
-        data = (np.concatenate(self._blocks, axis=1).T if self._blocks
-                else np.empty((0, len(names))))
-        stamps = np.array(self._stamps, dtype=np.int64).reshape(-1, 3)
-        save = np.savez_compressed if self.config.compressed else np.savez
-        with open(self.path, "wb") as f:
-            save(f, data=np.ascontiguousarray(data), channels=np.array(names, dtype=str),
-                 timestamps=stamps[:, 0], sequence_ids=stamps[:, 1], frame_lengths=stamps[:, 2],
-                 sample_rate=np.float64(self._rate))
-        self._blocks = []
-
-
-class WavSinkConfig(FileSinkConfig):
-    """Settings of WavSink."""
-
-    sample_rate: int | None = Field(None, gt=0, le=2**31 - 1, description="Hz (an integer: "
-                                    "WAV stores one). Default: metadata['sample_rate'].")
-    subtype: str = Field("FLOAT", description="soundfile subtype: FLOAT (32-bit float, the "
-                         "default: no clipping), DOUBLE, PCM_16, PCM_24, PCM_32. PCM subtypes "
-                         "clip samples outside [-1, 1).")
-
-    @model_validator(mode="after")
-    def _check(self) -> WavSinkConfig:
-        require_suffix(self.path, (".wav",), "WavSink")
-        return self
-
-
-@register_node
-class WavSink(FileSink):
-    """Write frames to a .wav file (soundfile), channels in the first frame's order.
-
-    The sample rate comes from the config or ``metadata["sample_rate"]`` and must be a whole
-    number of Hz. Samples are written as they arrive; the header is finished in ``on_stop``.
-
-    >>> import soundfile as sf, tempfile, os
-    >>> from streamlab.testing import run_node, make_frame
-    >>> path = os.path.join(tempfile.mkdtemp(), "out.wav")
-    >>> meta = {"sample_rate": "8000.0"}
-    >>> _ = run_node(WavSink, {"path": path}, [make_frame(l=[0.5, -0.25], r=[0.0, 1.0],
-    ...                                                  metadata=meta)])
-    >>> data, rate = sf.read(path)
-    >>> data.tolist(), rate
-    ([[0.5, 0.0], [-0.25, 1.0]], 8000)
-    """
-
-    Config = WavSinkConfig
-
-    def on_create(self, config: WavSinkConfig) -> None:  # type: ignore[override]
-        super().on_create(config)
-        self._sf = _import_soundfile()
-        if not self._sf.check_format("WAV", config.subtype):
-            known = sorted(self._sf.available_subtypes("WAV"))
-            raise ValueError(f"WavSink: unknown WAV subtype {config.subtype!r}; one of {known}")
-
-    def _open(self, frame: DataFrame) -> None:
-        rate = self._sample_rate(frame, self.config.sample_rate)
-        if rate is None or rate <= 0 or rate != round(rate):
-            raise ValueError(f"WavSink {self.node_id!r}: needs a whole, positive sample rate in "
-                             f"Hz from the config or metadata['sample_rate'], got {rate}")
-        self._file = self._sf.SoundFile(str(self.path), "w", samplerate=int(rate),
-                                        channels=len(frame.channels), subtype=self.config.subtype,
-                                        format="WAV")
-
-    def _write(self, frame: DataFrame) -> None:
-        self._file.write(np.ascontiguousarray(frame.block().T))
-
-    def _finish(self) -> None:
-        self._file.close()
-
+def __getattr__(name: str) -> Any:
+    """Resolve the sink names that moved to ``streamlab.nodes.sinks`` (AttributeError otherwise)."""
+    if name in _MOVED_TO_SINKS:
+        from streamlab.nodes import sinks
+
+        return getattr(sinks, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
