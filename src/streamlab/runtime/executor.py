@@ -47,27 +47,23 @@ traceback in ``remote_traceback``; the node's error policy applies as usual. If 
 the pending frame fails with :class:`WorkerDied` (and so does every later frame); a restart
 strategy builds a fresh proxy with a fresh worker. The node class must be importable at module
 level (it is pickled by reference).
+
+This module owns the main-process side: :class:`ProcessNode`, its input and output slots, its
+statistics and the public errors. The worker's loop, the shared-memory regions, the message
+link and how workers are started live in :mod:`streamlab.runtime.worker`, which this module
+imports (never the other way round).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
-import mmap
-import multiprocessing as mp
-import os
 import pickle
-import signal
 import socket
-import struct
-import threading
 import time
-import traceback
 import weakref
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -77,14 +73,22 @@ import numpy as np
 from streamlab.errors import EndOfStream, FrameError, NodeError, StreamLabError
 from streamlab.frame import DataFrame, Payload
 from streamlab.node import NodeContext, ProcessingNode
+from streamlab.runtime.worker import (
+    F64,
+    NO_META,
+    Link,
+    Region,
+    launcher,
+    new_region,
+    pack,
+    start_lock,
+    unpack,
+    worker_context,
+    worker_main,
+)
 
 __all__ = ["ExecutorStatistics", "ProcessNode", "RemoteNodeError", "WorkerDied"]
 
-_SHM_DIR = "/dev/shm" if os.path.isdir("/dev/shm") else None
-_ids = itertools.count()
-_F64 = np.dtype(np.float64)
-_NO_META: Any = MappingProxyType({})
-_HIGHEST = pickle.HIGHEST_PROTOCOL
 STOP_TIMEOUT_S = 5.0
 
 
@@ -109,47 +113,6 @@ def _remote_error(type_name: str, message: str, tb: str = "") -> RemoteNodeError
     return err
 
 
-class _Region:
-    """A shared-memory file mapped into this process."""
-
-    __slots__ = ("idx", "path", "size", "map", "_views")
-
-    def __init__(self, idx: int, path: str, size: int, create: bool) -> None:
-        self.idx, self.path, self.size = idx, path, size
-        flags = os.O_RDWR | (os.O_CREAT | os.O_EXCL if create else 0)
-        fd = os.open(path, flags, 0o600)
-        try:
-            if create:
-                os.ftruncate(fd, size)
-            self.map = mmap.mmap(fd, size)
-        finally:
-            os.close(fd)
-        self._views: dict[tuple[int, ...], np.ndarray] = {}
-
-    def array(self, shape: tuple[int, ...]) -> np.ndarray:
-        """A new writeable array over the start of the region."""
-        count = 1
-        for d in shape:
-            count *= d
-        return np.frombuffer(self.map, dtype=_F64, count=count).reshape(shape)
-
-    def view(self, shape: tuple[int, ...]) -> np.ndarray:
-        """A cached writeable array (for the writer's side only: it keeps the region alive)."""
-        v = self._views.get(shape)
-        if v is None:
-            v = self._views[shape] = self.array(shape)
-        return v
-
-    def unlink(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
-
-
-def _new_region(size: int) -> _Region:
-    base = _SHM_DIR or os.path.join(os.path.expanduser("~"), ".cache")
-    path = os.path.join(base, f"streamlab-{os.getpid()}-{next(_ids)}")
-    return _Region(next(_ids), path, max(size, 8), create=True)
-
 
 def _block_of(frame: DataFrame | None) -> np.ndarray | None:
     """The frame's float64 block if it has one (free for block payloads), else None."""
@@ -159,296 +122,37 @@ def _block_of(frame: DataFrame | None) -> np.ndarray | None:
         block = frame.payload.block()
     except FrameError:
         return None
-    return block if block.dtype == _F64 and block.size else None
+    return block if block.dtype == F64 and block.size else None
 
-
-def _pack(frame: DataFrame) -> tuple[Any, ...]:
-    """A frame as picklable parts (its arrays are copied by pickling)."""
-    return (frame.timestamp, frame.sequence_id, dict(frame.metadata),
-            [(n, np.asarray(a)) for n, a in frame.payload.items()])
-
-
-def _unpack(parts: tuple[Any, ...]) -> DataFrame:
-    ts, seq, meta, channels = parts
-    return DataFrame(ts, seq, dict(channels), meta)
-
-
-_HEADER = struct.Struct("<I")
-_perf = time.perf_counter
-_iscoroutine = asyncio.iscoroutine
-_CHUNK = 1 << 16
-
-
-class _Link:
-    """Length-prefixed pickled messages over a stream socket: one ``recv`` per wake-up.
-
-    (``multiprocessing.Connection`` reads a header and a body with two system calls and blocks
-    until a message is whole; this halves the per-message cost and never blocks the reader.)
-    """
-
-    __slots__ = ("sock", "buf", "need")
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.buf = bytearray()   # the start of a message not yet whole
-        self.need = _CHUNK       # bytes to ask for next
-
-    def send(self, msg: tuple[Any, ...]) -> None:
-        data = pickle.dumps(msg, _HIGHEST)
-        self.sock.sendall(_HEADER.pack(len(data)) + data)
-
-    def receive(self) -> list[Any]:
-        """Every message completed by one ``recv`` (maybe none); EOFError once closed."""
-        chunk = self.sock.recv(self.need)
-        if not chunk:
-            raise EOFError("the other side closed the link")
-        buf: bytes | bytearray
-        if self.buf:
-            self.buf += chunk
-            buf = self.buf
-        else:
-            buf = chunk
-        out = []
-        pos, end = 0, len(buf)
-        self.need = _CHUNK
-        while end - pos >= 4:
-            (n,) = _HEADER.unpack_from(buf, pos)
-            if end - pos - 4 < n:
-                self.need = max(_CHUNK, min(n + 4 - (end - pos), 1 << 24))
-                break
-            out.append(pickle.loads(buf[pos + 4:pos + 4 + n]))
-            pos += 4 + n
-        if pos == end:
-            self.buf = bytearray()
-        elif pos or buf is not self.buf:  # (a partial message keeps growing in place)
-            self.buf = bytearray(buf[pos:])
-        return out
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-# -- worker side ----------------------------------------------------------------------------
-def _worker_main(sock: socket.socket) -> None:  # pragma: no cover - runs in the child process
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the main process to handle
-    _Worker(_Link(sock)).run()
-
-
-class _Worker:  # pragma: no cover - runs in the child process
-    """The loop of a worker process: one message in, at most one reply out, in order."""
-
-    def __init__(self, link: _Link) -> None:
-        self.link = link
-        self.regions: dict[int, _Region] = {}
-        self.node: ProcessingNode | None = None
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.hold = False                       # after an error: skip frames until "resume"
-        self.meta: Any = _NO_META               # last metadata / names received (cache)
-        self.names: tuple[str, ...] = ()
-        self.out_meta: Any = None               # last metadata / names replied (cache)
-        self.out_names: tuple[str, ...] | None = None
-        self.watch: dict[int, weakref.ref[np.ndarray]] = {}  # input slots maybe still referenced
-        self.idle = 0.0                         # seconds waiting for a message
-        self.process: Callable[[DataFrame], Any] = lambda frame: None
-        self.in_process = 0.0                   # seconds in the node's process()
-
-    def run(self) -> None:
-        receive, send = self.link.receive, self.link.send
-        perf = time.perf_counter
-        while True:
-            t0 = perf()
-            try:
-                msgs = receive()
-            except (EOFError, OSError):
-                return  # the main process is gone
-            self.idle += perf() - t0
-            for msg in msgs:
-                reply = self.handle(msg)
-                if reply is not None:
-                    send(reply)
-                    if reply[0] == "stopped" or msg[0] == "stop":
-                        return
-
-    def handle(self, msg: tuple[Any, ...]) -> tuple[Any, ...] | None:
-        """One message; the reply to send, if it has one."""
-        kind = msg[0]
-        if kind == "call" or kind == "pcall":
-            return self.call(msg)
-        if kind == "map":
-            self.regions[msg[1]] = r = _Region(msg[1], msg[2], msg[3], create=False)
-            r.unlink()  # both sides have it mapped: no file needs to outlive us
-        elif kind == "unmap":
-            self.regions.pop(msg[1], None)
-        elif kind == "resume":
-            self.hold = False
-        elif kind == "init":
-            return self.init(msg)
-        else:  # "stop"
-            return self.stop()
-        return None
-
-    def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        out = fn(*args)
-        return self._resolve(out) if _iscoroutine(out) else out
-
-    def _resolve(self, coro: Any) -> Any:
-        """Run an async node's coroutine to its result on the worker's own event loop."""
-        if self.loop is None:
-            self.loop = asyncio.new_event_loop()
-        return self.loop.run_until_complete(coro)
-
-    def _held(self) -> tuple[int, ...]:
-        if not self.watch:
-            return ()
-        for idx in [i for i, ref in self.watch.items() if ref() is None]:
-            del self.watch[idx]
-        return tuple(self.watch)
-
-    def init(self, msg: tuple[Any, ...]) -> tuple[Any, ...]:
-        try:
-            cls, config, fields = msg[1], msg[2], msg[3]
-            self.node = cls.create(config, NodeContext(**fields))
-            self.process = self.node.process
-            self._call(self.node.on_start)
-        except Exception as exc:
-            return ("error", (), type(exc).__name__, str(exc), traceback.format_exc(limit=8))
-        return ("ready", ())
-
-    def stop(self) -> tuple[Any, ...]:
-        try:
-            if self.node is not None:
-                self._call(self.node.on_stop)
-        except Exception as exc:
-            return ("error", (), type(exc).__name__, str(exc), traceback.format_exc(limit=8))
-        return ("stopped", (), time.process_time(), self.idle, self.in_process)
-
-    def call(self, msg: tuple[Any, ...]) -> tuple[Any, ...]:
-        if msg[0] == "call":
-            _, ts, seq, meta, names, shape, in_idx, out_idx = msg
-            if meta is not None:  # caches follow every message, held or not
-                self.meta = MappingProxyType(meta) if meta else _NO_META
-            if names is not None:
-                self.names = names
-            if self.hold:
-                return ("held", self._held())
-            arr = self.regions[in_idx].array(shape)
-            arr.setflags(write=False)
-            ref = weakref.ref(arr)
-            frame = DataFrame._make(ts, seq, Payload._of_block(self.names, arr), self.meta)
-            del arr
-        else:
-            if self.hold:
-                return ("held", self._held())
-            frame, out_idx, in_idx, ref = _unpack(msg[1]), msg[2], -1, None
-        try:
-            t0 = _perf()
-            out = self.process(frame)
-            if _iscoroutine(out):
-                out = self._resolve(out)
-            self.in_process += _perf() - t0
-            del frame
-            reply = self.encode(out, out_idx)
-            del out
-        except EndOfStream:
-            self.hold = True
-            reply = ("eos",)
-        except Exception as exc:
-            self.hold = True
-            reply = ("error", type(exc).__name__, str(exc), traceback.format_exc(limit=8))
-        if ref is not None and ref() is not None:
-            self.watch[in_idx] = ref  # the node kept (part of) its input: not reusable yet
-        return (reply[0], self._held(), *reply[1:])
-
-    def encode(self, out: Any, out_idx: int) -> tuple[Any, ...]:
-        want = 0
-        if out is None:
-            return ("none",)
-        if type(out) is DataFrame and out.payload.names:
-            try:
-                block = out.payload.block()
-            except FrameError:
-                block = None
-            if block is not None and block.dtype == _F64:
-                r = self.regions[out_idx]
-                if block.nbytes <= r.size:
-                    np.copyto(r.view(block.shape), block)
-                    meta = out.metadata
-                    if meta is self.out_meta:
-                        meta_field = None
-                    else:
-                        self.out_meta, meta_field = meta, dict(meta)
-                    names = out.payload.names
-                    if names == self.out_names:
-                        names = None
-                    else:
-                        self.out_names = names
-                    return ("block", out.timestamp, out.sequence_id, meta_field, names,
-                            block.shape)
-                want = block.nbytes
-        if isinstance(out, DataFrame):
-            return ("pickled", _pack(out), want)
-        return ("list", [_pack(f) for f in out])
-
-
-# -- starting workers -----------------------------------------------------------------------
-_launch_lock = threading.Lock()
-_start_lock = threading.Lock()  # Process.start() from several threads at once is not safe
-_launch_pool: ThreadPoolExecutor | None = None
-
-
-def _launcher() -> ThreadPoolExecutor:
-    """Threads that start workers (off the event loop: a first forkserver start is slow)."""
-    global _launch_pool
-    with _launch_lock:
-        if _launch_pool is None:
-            _launch_pool = ThreadPoolExecutor(2, thread_name_prefix="streamlab-launch")
-        return _launch_pool
-_PRELOAD = ["numpy", "streamlab.frame", "streamlab.node", "streamlab.runtime.executor",
-            "scipy.signal"]  # scipy.signal: what heavy DSP nodes import in on_create
-
-
-def _context(target: type[ProcessingNode]) -> Any:
-    """The multiprocessing context for workers (forkserver with preloads, else spawn)."""
-    if "forkserver" not in mp.get_all_start_methods():
-        return mp.get_context("spawn")
-    ctx = mp.get_context("forkserver")
-    from multiprocessing import forkserver
-
-    if getattr(forkserver._forkserver, "_forkserver_pid", None) is None:  # not started yet
-        # "__main__" spares each worker re-importing the main script; a module that is not
-        # installed is skipped by the forkserver
-        mods = ["__main__", *_PRELOAD, target.__module__]
-        ctx.set_forkserver_preload(list(dict.fromkeys(mods)))
-    return ctx
 
 
 class _InputSlots:
     """Input regions: one is reused once its frame is answered and the worker holds no view."""
 
-    def __init__(self, announce: Callable[[_Region], None]) -> None:
-        self.free: list[_Region] = []
-        self.all: dict[int, _Region] = {}
-        self.parked: dict[int, _Region] = {}   # answered, but still referenced in the worker
+    def __init__(self, announce: Callable[[Region], None]) -> None:
+        self.free: list[Region] = []
+        self.all: dict[int, Region] = {}
+        self.parked: dict[int, Region] = {}   # answered, but still referenced in the worker
         self.announce = announce
         self.retired: list[int] = []            # too small: unmap in the worker
 
-    def take(self, nbytes: int) -> _Region:
+    def take(self, nbytes: int) -> Region:
         while self.free:
             r = self.free.pop()
             if r.size >= nbytes:
                 return r
             self.retire(r)
-        r = _new_region(nbytes)
+        r = new_region(nbytes)
         self.all[r.idx] = r
         self.announce(r)
         return r
 
-    def retire(self, r: _Region) -> None:
+    def retire(self, r: Region) -> None:
         self.all.pop(r.idx, None)
         self.retired.append(r.idx)
         r.unlink()
 
-    def release(self, r: _Region, worker_holds: tuple[int, ...]) -> None:
+    def release(self, r: Region, worker_holds: tuple[int, ...]) -> None:
         if r.idx in worker_holds:
             self.parked[r.idx] = r
         else:
@@ -462,15 +166,15 @@ class _InputSlots:
 class _OutputSlots:
     """Output regions; one is reused only after every frame using it is gone."""
 
-    def __init__(self, announce: Callable[[_Region], None]) -> None:
-        self.free: list[_Region] = []
-        self.all: dict[int, _Region] = {}
+    def __init__(self, announce: Callable[[Region], None]) -> None:
+        self.free: list[Region] = []
+        self.all: dict[int, Region] = {}
         self.size = 8                           # bytes: the largest output seen so far
         self.announce = announce
         self.retired: list[int] = []            # too small, no reader left: unmap in the worker
-        self.lent: dict[int, tuple[Any, _Region]] = {}  # slots held by frames, by weakref id
+        self.lent: dict[int, tuple[Any, Region]] = {}  # slots held by frames, by weakref id
 
-    def take(self, nbytes: int) -> _Region:
+    def take(self, nbytes: int) -> Region:
         if nbytes > self.size:
             self.size = nbytes
         while self.free:
@@ -478,21 +182,21 @@ class _OutputSlots:
             if r.size >= self.size:
                 return r
             self.retire(r)
-        r = _new_region(self.size)
+        r = new_region(self.size)
         self.all[r.idx] = r
         self.announce(r)
         return r
 
-    def retire(self, r: _Region) -> None:
+    def retire(self, r: Region) -> None:
         self.all.pop(r.idx, None)
         self.retired.append(r.idx)
         r.unlink()
 
-    def wrap(self, r: _Region, shape: tuple[int, ...]) -> np.ndarray:
+    def wrap(self, r: Region, shape: tuple[int, ...]) -> np.ndarray:
         count = 1
         for d in shape:
             count *= d
-        owner = np.frombuffer(r.map, dtype=_F64, count=count)
+        owner = np.frombuffer(r.map, dtype=F64, count=count)
         ref = weakref.ref(owner, self._back)  # back only when no reader is left
         self.lent[id(ref)] = (ref, r)
         owner.setflags(write=False)
@@ -536,7 +240,7 @@ class _Call:
 
     __slots__ = ("frame", "inp", "out", "shape", "fut")
 
-    def __init__(self, frame: DataFrame, inp: _Region | None, out: _Region,
+    def __init__(self, frame: DataFrame, inp: Region | None, out: Region,
                  shape: tuple[int, ...] = ()) -> None:
         self.frame, self.inp, self.out, self.shape = frame, inp, out, shape
         self.fut: asyncio.Future[Any] | None = None
@@ -554,7 +258,7 @@ class ProcessNode(ProcessingNode):
         self.config = config
         self.context = context
         self._proc: Any = None
-        self._link: _Link | None = None
+        self._link: Link | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self._died: str | None = None                      # why the worker is gone
@@ -565,7 +269,7 @@ class ProcessNode(ProcessingNode):
         self._worker_holds: tuple[int, ...] = ()
         self._meta_sent: Any = None
         self._names_sent: tuple[str, ...] | None = None
-        self._meta_got: Any = _NO_META
+        self._meta_got: Any = NO_META
         self._names_got: tuple[str, ...] = ()
         self._sent = 0                                     # frames sent (resends not counted)
         self._max_in_flight = 0
@@ -603,7 +307,7 @@ class ProcessNode(ProcessingNode):
     async def on_start(self) -> None:
         """Start the worker and build the node there; on any failure the worker is killed."""
         loop = asyncio.get_running_loop()
-        launch = _launcher().submit(self._launch)
+        launch = launcher().submit(self._launch)
         try:
             await asyncio.wrap_future(launch)
             if self._closed or self._link is None:
@@ -627,13 +331,13 @@ class ProcessNode(ProcessingNode):
 
     def _launch(self) -> None:
         """Start the process (in a thread: the first forkserver start takes about a second)."""
-        with _start_lock:
+        with start_lock:
             if self._closed:
                 return
-            ctx = _context(self.target)
+            ctx = worker_context(self.target)
             parent, child = socket.socketpair()
             try:
-                proc = ctx.Process(target=_worker_main, args=(child,), daemon=True,
+                proc = ctx.Process(target=worker_main, args=(child,), daemon=True,
                                    name=f"streamlab-{self.context.node_id}")
                 proc.start()
             except BaseException:
@@ -641,7 +345,7 @@ class ProcessNode(ProcessingNode):
                 raise
             finally:
                 child.close()
-            self._link, self._proc = _Link(parent), proc
+            self._link, self._proc = Link(parent), proc
         if self._closed:  # closed meanwhile: _close_now may have missed the process
             self._close_now()
 
@@ -716,7 +420,7 @@ class ProcessNode(ProcessingNode):
         self._awaiting.append(fut)
         return fut
 
-    def _announce(self, r: _Region) -> None:
+    def _announce(self, r: Region) -> None:
         self._send(("map", r.idx, r.path, r.size))
 
     def _on_readable(self) -> None:
@@ -824,7 +528,7 @@ class ProcessNode(ProcessingNode):
                                       names, call.shape, call.inp.idx, call.out.idx))
         else:
             empty = frame is None
-            call.fut = self._request(("pcall", _pack(DataFrame() if empty else frame),
+            call.fut = self._request(("pcall", pack(DataFrame() if empty else frame),
                                       call.out.idx))
 
     async def process(self, frame: DataFrame) -> Any:
@@ -859,7 +563,7 @@ class ProcessNode(ProcessingNode):
         if kind == "block":
             _, _, ts, seq, meta, names, shape = reply
             if meta is not None:
-                self._meta_got = MappingProxyType(meta) if meta else _NO_META
+                self._meta_got = MappingProxyType(meta) if meta else NO_META
             if names is not None:
                 self._names_got = names
             arr = self._outputs.wrap(call.out, shape)
@@ -871,9 +575,9 @@ class ProcessNode(ProcessingNode):
         if kind == "pickled":
             if reply[3]:
                 self._outputs.size = max(self._outputs.size, reply[3])
-            return _unpack(reply[2])
+            return unpack(reply[2])
         if kind == "list":
-            return [_unpack(p) for p in reply[2]]
+            return [unpack(p) for p in reply[2]]
         if kind == "eos":
             raise EndOfStream(self.context.node_id)
         raise self._reply_error(reply)
