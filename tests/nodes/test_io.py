@@ -328,11 +328,3 @@ def test_audio_filter_example_runs_as_documented(tmp_path):
 def test_doctests(module):
     result = doctest.testmod(module)
     assert result.failed == 0 and result.attempted > 0
-
-
-def test_sink_names_still_importable_from_io():
-    from streamlab.nodes.io import FileSink, FileSinkConfig, frame_source_name  # noqa: F401
-
-    assert io.JsonlSink is JsonlSink and io.WavSink is sinks.WavSink
-    with pytest.raises(AttributeError):
-        io.NoSuchSink  # noqa: B018

@@ -35,12 +35,6 @@ from streamlab.registry import register_node
 
 __all__ = ["FileSource", "FileSourceConfig", "open_reader", "require_suffix"]
 
-#: Names that moved to :mod:`streamlab.nodes.sinks`, still importable from here.
-_MOVED_TO_SINKS = frozenset({
-    "JsonlSink", "CsvSink", "NpySink", "NpzSink", "WavSink", "SinkStatistics", "FileSink",
-    "FileSinkConfig", "frame_source_name", "npy_header",
-})
-
 _READ_SUFFIXES = (".npy", ".csv", ".wav")
 
 
@@ -299,12 +293,3 @@ class FileSource(SourceNode):
 
     def on_stop(self) -> None:
         self._reader.close()
-
-
-def __getattr__(name: str) -> Any:
-    """Resolve the sink names that moved to ``streamlab.nodes.sinks`` (AttributeError otherwise)."""
-    if name in _MOVED_TO_SINKS:
-        from streamlab.nodes import sinks
-
-        return getattr(sinks, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

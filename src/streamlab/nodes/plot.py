@@ -19,7 +19,8 @@ from pydantic import Field, model_validator
 
 from streamlab.errors import missing_extra
 from streamlab.frame import DataFrame
-from streamlab.nodes.io import FileSink, FileSinkConfig, frame_source_name, require_suffix
+from streamlab.nodes.io import require_suffix
+from streamlab.nodes.sinks import FileSink, FileSinkConfig, frame_source_name
 from streamlab.registry import register_node
 
 __all__ = ["PlotSink", "spectrum"]

@@ -41,7 +41,7 @@ from pydantic import Field
 from streamlab.errors import EndOfStream
 from streamlab.frame import DataFrame, Payload
 from streamlab.node import SourceConfig, SourceNode
-from streamlab.nodes.io import FileSink, FileSinkConfig, frame_source_name
+from streamlab.nodes.sinks import FileSink, FileSinkConfig, frame_source_name
 from streamlab.registry import register_node
 
 __all__ = ["Recorder", "Replay", "iter_recording", "read_recording_header", "MAGIC"]
