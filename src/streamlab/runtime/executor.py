@@ -262,6 +262,7 @@ class ProcessNode(ProcessingNode):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self._died: str | None = None                      # why the worker is gone
+        self._stopping = False                             # on_stop asked the worker to end
         self._awaiting: deque[asyncio.Future[Any]] = deque()  # one per message expecting a reply
         self._calls: deque[_Call] = deque()                # submitted, not yet collected
         self._inputs = _InputSlots(self._announce)
@@ -357,6 +358,7 @@ class ProcessNode(ProcessingNode):
         error: BaseException | None = None
         try:
             if self._link is not None and not self._closed and self._died is None:
+                self._stopping = True
                 try:
                     reply = await asyncio.wait_for(self._request(("stop",)), STOP_TIMEOUT_S)
                 except (TimeoutError, WorkerDied):
@@ -438,11 +440,16 @@ class ProcessNode(ProcessingNode):
                 fut = self._awaiting.popleft()
                 if not fut.done():
                     fut.set_result(reply)
+            if reply[0] == "stopped":  # the worker exits now: its EOF is not a death
+                self._unwatch()
+                return
 
     def _lost(self, why: str) -> None:
         """The worker is gone: every frame waiting fails with WorkerDied."""
         if self._died is not None:
             return
+        if self._stopping and not self._awaiting:
+            return  # we asked it to stop and wait for nothing more: a deliberate exit
         proc = self._proc
         code = None
         if proc is not None:
