@@ -153,29 +153,8 @@ class Channel:
 
     async def send(self, frame: DataFrame) -> None:
         """Queue ``frame``, waiting while the channel is full (backpressure)."""
-        if self.try_send(frame):
-            return
-        loop = asyncio.get_running_loop()
-        start = _perf()
-        try:
-            while True:
-                fut = loop.create_future()
-                self._putters.append(fut)
-                try:
-                    await fut
-                finally:
-                    try:
-                        self._putters.remove(fut)
-                    except ValueError:
-                        pass
-                if self.try_send(frame):
-                    return
-        except asyncio.CancelledError:
-            # Pass our wake-up on, so another putter is not starved by our cancellation.
-            self._wake_putter()
-            raise
-        finally:
-            self.blocked_seconds += _perf() - start
+        while not self.try_send(frame):
+            await self.wait_writable()
 
     async def wait_writable(self) -> None:
         """Wait until a send would not block: room, a leaky policy, or the receiver gone.

@@ -132,17 +132,19 @@ class ResilientNode:
             self._last_good = out if isinstance(out, DataFrame) else (out[-1] if out else None)
         return out
 
-    def process_batch(self, frames: list[DataFrame], out: list[DataFrame]) -> int:
+    def process_batch(self, frames: list[Any], out: list[DataFrame], *,
+                      produce: bool = False) -> int:
         """Process ``frames`` in order (sync nodes), appending their outputs to ``out``.
 
         The same fates, errors, policies and metrics as :meth:`process` per frame, with one
         clock read per frame instead of two. Returns how many frames were consumed: fewer than
         ``len(frames)`` when a failure scheduled a restart (the rest must meet the fresh
         instance, after :meth:`restart`). On an exception, ``batch_consumed`` says how many
-        frames had been taken, the failing one included.
+        frames had been taken, the failing one included. With ``produce`` (a free-running
+        source: ``frames`` are Nones) no input fates are counted, as in :meth:`produce`.
         """
         self.batch_consumed = 0
-        if self._per_frame:  # breaker, deadline or UseDefault: the general per-frame path
+        if self._per_frame and not produce:  # breaker, deadline or UseDefault: the general per-frame path
             for i, f in enumerate(frames):
                 self.batch_consumed = i + 1
                 r = self.process(f)
@@ -182,21 +184,21 @@ class ResilientNode:
                 else:
                     out.extend(r)
         except EndOfStream:
-            self._tally(done, total, mx)
+            self._tally(0 if produce else done, total, mx)
             self.batch_consumed = done
             raise
         except Exception as exc:
-            self._tally(done, total, mx)
+            self._tally(0 if produce else done, total, mx)
             self.batch_consumed = done + 1
-            self.metrics.received += 1
-            r = self._failed(frames[done], exc, t_prev, None)
+            self.metrics.received += 1  # a failed production attempt is accounted as a frame
+            r = self._failed(DataFrame() if produce else frames[done], exc, t_prev, None)
             if r is not None:
                 out.append(r)
             taken = done + 1
             if self.pending_restart or taken == len(frames):
                 return taken
-            return taken + self.process_batch(frames[taken:], out)
-        self._tally(done, total, mx)
+            return taken + self.process_batch(frames[taken:], out, produce=produce)
+        self._tally(0 if produce else done, total, mx)
         return done
 
     def _tally(self, n: int, total_ns: int, max_ns: int) -> None:
@@ -260,44 +262,10 @@ class ResilientNode:
         Returns ``(calls made, ended)``; stops early at EndOfStream (``ended``) or when a
         failure scheduled a restart. Errors go through the policy as in :meth:`produce`.
         """
-        proc = self._process
-        counts = self.metrics.latency.counts
-        total = mx = 0
-        done = 0
-        t_prev = _perf_ns()
         try:
-            while done < n:
-                r = proc(None)
-                t = _perf_ns()
-                ns = t - t_prev
-                t_prev = t
-                b = ns.bit_length() - 4  # Histogram.record, inlined
-                if b > 0:
-                    counts[(b << 3) + (ns >> b)] += 1
-                else:
-                    counts[ns if ns > 0 else 0] += 1
-                total += ns
-                if ns > mx:
-                    mx = ns
-                done += 1
-                if r is None:
-                    continue
-                if type(r) is DataFrame:
-                    out.append(r)
-                else:
-                    out.extend(r)
+            return self.process_batch([None] * n, out, produce=True), False
         except EndOfStream:
-            self._add_latency(total, mx)
-            return done, True
-        except Exception as exc:
-            self._add_latency(total, mx)
-            self.metrics.received += 1  # the failed production attempt is accounted as a frame
-            r = self._failed(DataFrame(), exc, t_prev, None)
-            if r is not None:
-                out.append(r)
-            return done + 1, False
-        self._add_latency(total, mx)
-        return done, False
+            return self.batch_consumed, True
 
     def _add_latency(self, total_ns: int, max_ns: int) -> None:
         h = self.metrics.latency
