@@ -278,12 +278,7 @@ class ChainRunner(_Runner):
                 if not slow:
                     # The fast path: the whole batch through the chain, stage by stage.
                     i = n
-                    try:
-                        outs = self._pass(0, batch)
-                    except _Resume as r:
-                        outs = await self._resume(r)
-                    except _Flush as fl:
-                        await self._flush(fl)
+                    outs = await self._run_pass(0, batch)
                     if outs:
                         await self._emit(outs)
                     if self.ended:
@@ -534,12 +529,7 @@ class FreeSourceRunner(_Runner):
                 nbytes = max(1, outs[0].payload.nbytes())
                 most = max(1, min(most, _BATCH_BYTES // nbytes))
             if chained and outs:
-                try:
-                    outs = self._pass(1, outs)
-                except _Resume as r:
-                    outs = await self._resume(r)
-                except _Flush as fl:
-                    await self._flush(fl)
+                outs = await self._run_pass(1, outs)
             if outs and not (len(outs) == 1 and outlet.try_send(outs[0])):
                 await self._emit(outs)
                 since_yield = 0
