@@ -347,12 +347,10 @@ class NodeDriver:
                     await st.restart()
                 outs: list[DataFrame] = []
                 run = self._runs[k]
-                if run is None:
-                    taken, outcome = _run_inline(st, frames, i, outs)
-                else:
-                    calling = True
-                    taken, outcome = await run(st, frames, i, outs)
-                    calling = False
+                calling = run is not None
+                taken, outcome = (_run_inline(st, frames, i, outs) if run is None
+                                  else await run(st, frames, i, outs))
+                calling = False
                 i += taken
                 st.metrics.frames_out += len(outs)
                 if st.dead_letters:
