@@ -21,7 +21,8 @@ RNG = random.Random(0)
 ERR = ValueError("boom")
 
 
-def step(policy, strategy, history=RestartHistory(), now=0.0, error=ERR):
+def step(policy, strategy, history=None, now=0.0, error=ERR):
+    history = RestartHistory() if history is None else history
     return decide(policy, strategy, history, error, now, RNG)
 
 

@@ -46,7 +46,13 @@ from streamlab.errors import EndOfStream, NodeError, PipelineError, PipelineStop
 from streamlab.frame import DataFrame
 from streamlab.metrics.node_metrics import NodeMetrics, NodeMetricsSnapshot
 from streamlab.runtime.build import BuiltGraph, build_graph
-from streamlab.runtime.driver import CustomRunDriver, InletFeed, NodeDriver, SourceFeed, stage_runner
+from streamlab.runtime.driver import (
+    CustomRunDriver,
+    InletFeed,
+    NodeDriver,
+    SourceFeed,
+    stage_runner,
+)
 from streamlab.runtime.plan import TRIGGER, TaskPlan, make_plan
 
 __all__ = ["AsyncPipeline", "RunReport", "PipelineStatistics", "OutputMode"]
