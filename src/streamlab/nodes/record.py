@@ -14,9 +14,14 @@
 
 Integers and strings in JSON are exact and the samples are the raw float64 bytes, so a frame
 read back compares equal (``==``) to the frame recorded, bit for bit (NaN payloads and -0.0
-included). Records are written as frames arrive and the file is flushed and closed in
-``on_stop``; a run that crashes leaves every complete record readable, and Replay reports a
-truncated last record (or ignores it with ``allow_truncated``). The format needs no index: it
+included). Each record is handed to the operating system in one piece as its frame arrives
+and the file is closed in ``on_stop``; a run that crashes leaves every complete record
+readable, and Replay reports a truncated last record (or ignores it with ``allow_truncated``).
+A write that fails (a full disk) is cut off again, so the file stays a valid recording of the
+frames before it, and the error goes to the node's error policy (see
+:mod:`streamlab.nodes.sinks`). Replay checks every length against the file before reading, so
+a corrupt or hostile file fails with a :class:`RecordingError` naming the record and its byte
+offset, in memory bounded by the file's size. The format needs no index: it
 is read front to back, one record at a time, so recordings of any length replay in constant
 memory.
 
@@ -43,7 +48,7 @@ from streamlab.errors import EndOfStream
 from streamlab.frame import DataFrame, Payload
 from streamlab.node import SourceConfig, SourceNode
 from streamlab.nodes.io import check_regular_file
-from streamlab.nodes.sinks import FileSink, FileSinkConfig, frame_source_name
+from streamlab.nodes.sinks import AppendFile, FileSink, FileSinkConfig, frame_source_name
 from streamlab.registry import register_node
 
 __all__ = ["Recorder", "Replay", "RecordingError", "iter_recording", "read_recording_header",
@@ -234,8 +239,9 @@ def iter_recording(path: str | Path, *, allow_truncated: bool = False) -> Iterat
 class RecorderConfig(FileSinkConfig):
     """Settings of Recorder."""
 
-    flush: bool = Field(False, description="Flush after every frame (survives a crash with at "
-                        "most the current frame lost, at some cost per frame).")
+    flush: bool = Field(False, description="Kept for compatibility: every record is now handed "
+                        "to the operating system as it is written, so a crash of the process "
+                        "loses at most the record being written.")
 
 
 @register_node
@@ -261,16 +267,16 @@ class Recorder(FileSink):
     fixed_channels = False
 
     def _open(self, frame: DataFrame) -> None:
-        self._file = open(self.path, "wb")
+        self._file = AppendFile(self.path)
         header = json.dumps({"format": "streamlab-recording", "version": 1,
                              "node": self.node_id, "pipeline": self.context.pipeline,
                              "created_us": self.context.clock.time_us()}).encode("utf-8")
-        self._file.write(MAGIC + _U32.pack(len(header)) + header)
+        self._file.append(MAGIC + _U32.pack(len(header)) + header)
 
     def _write(self, frame: DataFrame) -> None:
-        self._file.write(_encode_record(frame, frame_source_name(self)))
-        if self.config.flush:
-            self._file.flush()
+        # One append per record: on a failed write (a full disk) the file is cut back to the
+        # end of the previous record, so it stays a valid recording.
+        self._file.append(_encode_record(frame, frame_source_name(self)))
 
     def _finish(self) -> None:
         self._file.close()
