@@ -327,8 +327,7 @@ class FileSourceConfig(SourceConfig):
         "free", description="'free' (default): read to the end of the file on its own; "
         "'triggered': one frame per trigger frame.")
     path: str = Field(..., min_length=1, description="File to read: .npy (samples x channels, "
-                      "1-D = one channel), .csv (rows of numbers, optionally after a header row "
-                      "of channel names) or .wav. A relative "
+                      "1-D = one channel), .csv (header row = channel names) or .wav. A relative "
                       "path is relative to the current working directory.")
     samples_per_frame: int = Field(..., ge=1, le=10_000_000,
                                    description="Samples per frame (the last frame may be shorter).")
