@@ -6,6 +6,7 @@ import asyncio
 import doctest
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -295,17 +296,19 @@ def test_streamlab_run_ends_with_complete_files(tmp_path):
 
 
 def test_audio_filter_example_runs_as_documented(tmp_path):
-    """examples/make_audio.py then `streamlab run examples/audio_filter.json` (paths are
-    relative to the working directory, so the example runs here in tmp_path)."""
+    """examples/make_audio.py then `streamlab run examples/audio_filter.json` (the config's
+    paths are relative to its folder, ../out/audio: a copy in tmp_path/examples runs here)."""
     from scipy.signal import butter, sosfilt
 
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
+    (tmp_path / "examples").mkdir()
+    shutil.copy(REPO / "examples/audio_filter.json", tmp_path / "examples")
     for args in (["examples/make_audio.py"], ["examples/make_audio.py"]):  # idempotent
         r = subprocess.run([sys.executable, str(REPO / args[0])], cwd=tmp_path, env=env,
                            capture_output=True, text=True, timeout=60)
         assert r.returncode == 0, r.stderr
     r = subprocess.run([sys.executable, "-m", "streamlab", "run",
-                        str(REPO / "examples/audio_filter.json"), "-q"], cwd=tmp_path, env=env,
+                        "examples/audio_filter.json", "-q"], cwd=tmp_path, env=env,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     audio = tmp_path / "out" / "audio"

@@ -1,8 +1,7 @@
 """File source: ``FileSource`` reads .npy, .csv and .wav files in frames.
 
-Paths in configs are used as given: a relative path is relative to the current working
-directory of the process (for ``streamlab run``, the directory you run it from), not to the
-config file.
+A relative path in a config loaded from a file is relative to that file's folder (resolved by
+:func:`streamlab.config.load_config`); in a config given as a dict, to the working directory.
 
 :class:`FileSource` picks the format by extension. ``.npy`` files are memory
 mapped (``np.load(mmap_mode="r")``) and ``.wav`` files are read block by block with soundfile,
@@ -32,6 +31,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
+from streamlab.config.paths import InputPath
 from streamlab.errors import EndOfStream, missing_extra
 from streamlab.frame import DataFrame, Payload
 from streamlab.node import SourceConfig, SourceNode
@@ -326,9 +326,9 @@ class FileSourceConfig(SourceConfig):
     mode: Literal["triggered", "free"] = Field(
         "free", description="'free' (default): read to the end of the file on its own; "
         "'triggered': one frame per trigger frame.")
-    path: str = Field(..., min_length=1, description="File to read: .npy (samples x channels, "
-                      "1-D = one channel), .csv (header row = channel names) or .wav. A relative "
-                      "path is relative to the current working directory.")
+    path: InputPath = Field(..., min_length=1, description="File to read: .npy (samples x "
+                            "channels, 1-D = one channel), .csv (header row = channel names) or "
+                            ".wav. A relative path is relative to the config file's folder.")
     samples_per_frame: int = Field(..., ge=1, le=10_000_000,
                                    description="Samples per frame (the last frame may be shorter).")
     sample_rate: float | None = Field(

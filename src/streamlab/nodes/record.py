@@ -44,6 +44,7 @@ from typing import Any, BinaryIO, Literal
 import numpy as np
 from pydantic import Field
 
+from streamlab.config.paths import InputPath
 from streamlab.errors import EndOfStream
 from streamlab.frame import DataFrame, Payload
 from streamlab.node import SourceConfig, SourceNode
@@ -288,8 +289,8 @@ class ReplayConfig(SourceConfig):
     mode: Literal["triggered", "free"] = Field(
         "free", description="'free' (default): replay the whole recording on its own; "
         "'triggered': one recorded frame per trigger frame.")
-    path: str = Field(..., min_length=1, description="Recording made by Recorder. A relative "
-                      "path is relative to the current working directory.")
+    path: InputPath = Field(..., min_length=1, description="Recording made by Recorder. A "
+                            "relative path is relative to the config file's folder.")
     realtime: bool = Field(False, description="Free mode: reproduce the recorded timing (gaps "
                            "between frame timestamps) on the pipeline clock; default: as fast "
                            "as possible.")

@@ -1,8 +1,7 @@
 """File sinks: JSON Lines, CSV, .npy, .npz and .wav, and ``FileSink``, their base.
 
-Paths in configs are used as given: a relative path is relative to the current working
-directory of the process (for ``streamlab run``, the directory you run it from), not to the
-config file.
+A relative path in a config loaded from a file is relative to that file's folder (resolved by
+:func:`streamlab.config.load_config`); in a config given as a dict, to the working directory.
 
 Every sink opens its file at the first frame (creating missing parent directories), writes
 incrementally where the format allows (.jsonl, .csv, .npy, .wav; .npz is written at the end
@@ -43,6 +42,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import Field, model_validator
 
+from streamlab.config.paths import OutputPath
 from streamlab.frame import DataFrame
 from streamlab.node import NodeConfig, ProcessingNode
 from streamlab.nodes.io import _import_soundfile, require_suffix
@@ -177,8 +177,9 @@ class SinkStatistics:
 class FileSinkConfig(NodeConfig):
     """Settings shared by file sinks."""
 
-    path: str = Field(..., min_length=1, description="Output file. A relative path is relative "
-                      "to the current working directory; missing parent directories are created.")
+    path: OutputPath = Field(..., min_length=1, description="Output file. A relative path is "
+                             "relative to the config file's folder; missing parent directories "
+                             "are created.")
     passthrough: bool = Field(False, description="Also emit every frame unchanged (default: the "
                               "sink is terminal and emits nothing).")
 
