@@ -261,7 +261,7 @@ def test_corrupt_recording_ends_the_cli_with_one_error_line(tmp_path):
     assert proc.returncode == 1, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:"), proc.stderr
-    assert f"'bad.slrec': record 1 (at byte {offset})" in lines[0]
+    assert f"bad.slrec': record 1 (at byte {offset})" in lines[0]
     assert "declares 4611686018427387904 bytes" in lines[0]
 
 
