@@ -105,13 +105,15 @@ def test_steady_initial_state_removes_the_start_up_transient_of_an_offset():
              (IIRFilter, {"btype": "bandpass", "cutoff": [5.0, 30.0], "order": 2}),
              (NotchFilter, {"frequency": 50.0}),
              (DCRemoval, {"method": "blocker", "cutoff": 0.5})]
+    def run(node, cfg, state, signal):
+        frames = chunked(signal, [97])
+        return joined(run_node(node, {**cfg, "initial_state": state}, frames))[0]
+
     for node, cfg in cases:
-        def run(state, signal):
-            frames = chunked(signal, [97])
-            return joined(run_node(node, {**cfg, "initial_state": state}, frames))[0]
-        settled = run("zero", settled_in)[5000:]
-        assert np.abs(run("zero", x) - settled)[:50].max() > 10, node  # the transient (signal: 0.5)
-        assert np.abs(run("steady", x) - settled).max() < 1e-6, node
+        settled = run(node, cfg, "zero", settled_in)[5000:]
+        zero, steady = run(node, cfg, "zero", x), run(node, cfg, "steady", x)
+        assert np.abs(zero - settled)[:50].max() > 10, node  # the transient (signal: 0.5)
+        assert np.abs(steady - settled).max() < 1e-6, node
 
 
 def test_iir_ragged_channels_filtered_per_channel():
