@@ -141,3 +141,26 @@ def test_monitor_and_summary_say_not_measured_instead_of_zero():
     assert monitor._rich_cells(rows["src"])["e2e p99"] == ""
     e2e = report.nodes["sink"].end_to_end
     assert e2e["count"] == 0 and e2e["p50_s"] is None and e2e["max_s"] is None
+
+
+@pytest.mark.parametrize("executor", ["thread", "process"])
+def test_measured_through_thread_and_process_executors(executor, tmp_path):
+    # the per-frame path: the node's output (a new frame from another process, for "process")
+    # takes the ingress time of the frame it was made from
+    cfg = chain("triggered", tmp_path, True)
+    cfg["nodes"][2]["executor"] = executor
+    pipe, report = run_chain(cfg, "triggered")
+    assert report.state == "completed"
+    assert assert_measured_once_each(pipe) == 20
+
+
+def test_dead_letters_reaching_a_terminal_node_are_measured(tmp_path):
+    cfg = chain("triggered", tmp_path, True)
+    cfg["nodes"][2] = {"id": "g", "type": "FaultInjector", "config": {"every": 4},
+                       "error_policy": {"policy": "SkipFrame"}, "dead_letter": "dl"}
+    cfg["nodes"].append({"id": "dl", "type": "Passthrough"})
+    pipe, _ = run_chain(cfg, "triggered")
+    for node, n in (("sink", 15), ("dl", 5)):
+        m = pipe.built.nodes[node].metrics
+        assert m.received == m.end_to_end.count == n
+        assert 0 <= m.end_to_end.max_ns < BOUND_NS

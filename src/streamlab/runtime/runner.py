@@ -103,10 +103,9 @@ class _Runner:
             return
         m = len(outs)
         if n == m:
-            for i in range(m):
-                o = outs[i]
+            for o, i in zip(outs, ins):  # (ins may be longer than n: zip stops at m)
                 if o.ingress_ns is None:
-                    o.ingress_ns = ins[i].ingress_ns
+                    o.ingress_ns = i.ingress_ns
         elif n:
             for j in range(m):
                 o = outs[j]
@@ -310,6 +309,7 @@ class ChainRunner(_Runner):
         self.outlet = outlet
         self.dead_outlets = dead_outlets or {}
         self.is_sink = is_sink
+        # (clock_us is no longer read: end-to-end latency uses the stages' monotonic clock)
         self._clock_us = clock_us or (lambda: time.time_ns() // 1000)
         self.executor = executor
         self._init_latency(is_sink)
@@ -404,6 +404,7 @@ class ChainRunner(_Runner):
                         dead, st.dead_letters = st.dead_letters, []
                         outlet = self.dead_outlets.get(k)
                         if outlet is not None:
+                            self._carry_one(k, f, dead, 0)  # a dead letter is its input's
                             await outlet.send_all(dead)
                     if out is None:
                         continue
@@ -565,6 +566,7 @@ class FreeSourceRunner(_Runner):
                 want = 0
                 if st.dead_letters and self.dead_outlet is not None:
                     dead, st.dead_letters = st.dead_letters, []
+                    self._carry(0, dead, len(dead), dead)  # failed productions: ingress now
                     await self.dead_outlet.send_all(dead)
             for _ in range(want):
                 if st.pending_restart:
@@ -584,6 +586,7 @@ class FreeSourceRunner(_Runner):
                 produced += 1
                 if st.dead_letters and self.dead_outlet is not None:
                     dead, st.dead_letters = st.dead_letters, []
+                    self._carry(0, dead, len(dead), dead)  # failed productions: ingress now
                     await self.dead_outlet.send_all(dead)
                 if out is None:
                     continue
