@@ -164,3 +164,20 @@ def test_dead_letters_reaching_a_terminal_node_are_measured(tmp_path):
         m = pipe.built.nodes[node].metrics
         assert m.received == m.end_to_end.count == n
         assert 0 <= m.end_to_end.max_ns < BOUND_NS
+
+
+@pytest.mark.parametrize("fusion", [True, False])
+def test_prometheus_counts_every_frame_at_the_terminal_node(fusion, tmp_path):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from streamlab.metrics.prometheus import render_text
+
+    cfg = {**chain("realtime", tmp_path, fusion), "name": "rt"}
+    pipe = AsyncPipeline(cfg)
+    collector = MetricsCollector()
+    collector.register(pipe)
+    run(pipe.run())
+    counts = {s.labels["node"]: s.value
+              for fam in text_string_to_metric_families(render_text(collector))
+              for s in fam.samples if s.name == "streamlab_end_to_end_latency_seconds_count"}
+    assert counts == {"sink": 25.0}  # terminal nodes only, every frame once
