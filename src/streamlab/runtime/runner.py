@@ -9,6 +9,13 @@ A :class:`FreeSourceRunner` drives a free-running source: it calls the source un
 EndOfStream, reaches ``max_frames``, or a graceful stop is requested, pacing frames in real
 time if asked.
 
+**End-to-end latency** (docs/metrics.md): a runner whose head is a source stamps every frame
+that source emits with ``DataFrame.ingress_ns`` (the pipeline clock's monotonic time, in ns);
+each stage passes the stamp from its inputs to outputs that have none (new frames a node
+made: one output per input in order, else by relative position in the batch); the stage of a
+terminal node records ``arrival - ingress_ns`` once per frame it receives, in
+``NodeMetrics.end_to_end``, fused or not.
+
 Both count, on cancellation (a forced stop or a failure elsewhere), every frame they hold as
 ``dropped_shutdown`` (or ``aborted`` when the pipeline failed), so ``received == sum of
 fates`` holds for every node whatever ends the run.
@@ -53,9 +60,64 @@ class _Runner:
     name: str
     stages: list[ResilientNode]
     ended = False  # a node of the chain raised EndOfStream: the chain stops after this pass
+    _stamp_k = -1  # the stage whose outputs get a fresh ingress time (0: a source), or -1
+    _e2e_k = -1    # the stage that is a terminal node (records end-to-end latency), or -1
 
     def __init__(self, aborting: Callable[[], bool]) -> None:
         self._aborting = aborting
+
+    def _init_latency(self, is_sink: bool) -> None:
+        """Which stage stamps ingress (a source head) and which records end-to-end latency
+        (the tail, if it is a terminal node and not itself the source)."""
+        mono = self.stages[0].clock.monotonic
+        self._now_ns: Callable[[], int] = lambda: int(mono() * 1e9)
+        head_is_source = not self.stages[0].node.context.inputs
+        self._stamp_k = 0 if head_is_source else -1
+        last = len(self.stages) - 1
+        self._e2e_k = last if is_sink and not (head_is_source and last == 0) else -1
+
+    def _arrived(self, frames: list[DataFrame]) -> None:
+        """End-to-end latency of ``frames`` reaching the terminal stage: one record each
+        (frames without an ingress time, from a node that owns its ``run`` loop, are skipped)."""
+        h = self.stages[self._e2e_k].metrics.end_to_end
+        now = self._now_ns()
+        for f in frames:
+            t = f.ingress_ns
+            if t is not None:
+                h.record(now - t if now > t else 0)
+
+    def _carry(self, k: int, ins: list[DataFrame], n: int, outs: list[DataFrame]) -> None:
+        """Ingress times for ``outs``, made by stage k from the first ``n`` of ``ins``.
+
+        A source stage stamps them now (a frame that already has one, e.g. handed in by
+        ``run(frames=...)``, keeps it). Otherwise an output without one (a new frame) takes
+        the ingress of its input: one output per input in order, else the input at the same
+        relative position in the batch (exact for a node that makes one frame per j inputs
+        or j frames per input; a frame made from inputs of an earlier batch gets a later one).
+        """
+        if k == self._stamp_k:
+            now = self._now_ns()
+            for o in outs:
+                if o.ingress_ns is None:
+                    o.ingress_ns = now
+            return
+        m = len(outs)
+        if n == m:
+            for o, i in zip(outs, ins):  # (ins may be longer than n: zip stops at m)
+                if o.ingress_ns is None:
+                    o.ingress_ns = i.ingress_ns
+        elif n:
+            for j in range(m):
+                o = outs[j]
+                if o.ingress_ns is None:
+                    o.ingress_ns = ins[((j + 1) * n - 1) // m].ingress_ns
+
+    def _carry_one(self, k: int, frame: DataFrame, outs: list[DataFrame], start: int) -> None:
+        """:meth:`_carry` for ``outs[start:]``, made by stage k from the one input ``frame``."""
+        t = self._now_ns() if k == self._stamp_k else frame.ingress_ns
+        for j in range(start, len(outs)):
+            if outs[j].ingress_ns is None:
+                outs[j].ingress_ns = t
 
     def _drop_fate(self, exc: BaseException | None = None) -> str:
         """Fate of frames in hand when ``exc`` ends the loop (a node's own error: aborted)."""
@@ -92,9 +154,16 @@ class _Runner:
                 return frames
         return frames
 
-    def _stage(self, k: int, frames: list[DataFrame], nxt: list[DataFrame]) -> list[DataFrame]:
-        """Stage k over ``frames``, outputs appended to ``nxt`` (returned); may raise _Resume."""
+    def _stage(self, k: int, frames: list[DataFrame], nxt: list[DataFrame],
+               resumed: bool = False) -> list[DataFrame]:
+        """Stage k over ``frames``, outputs appended to ``nxt`` (returned); may raise _Resume.
+
+        ``resumed``: ``frames`` already reached stage k once (a pass resumed after a restart),
+        so their arrival is not recorded again.
+        """
         st = self.stages[k]
+        if k == self._e2e_k and not resumed:
+            self._arrived(frames)
         if st.pending_restart:  # every frame after a failure meets a fresh instance
             raise _Resume(k, frames, nxt)
         try:
@@ -103,6 +172,8 @@ class _Runner:
             # The node has no more to give (e.g. a triggered source at the end of its data):
             # what it made so far flows on; the frames it did not use, the one that met the
             # end included, are counted dropped; the runner then ends the chain.
+            if nxt:
+                self._carry(k, frames, st.batch_consumed, nxt)
             unseen = len(frames) - st.batch_consumed
             st.metrics.received += unseen
             st.metrics.dropped_shutdown += unseen
@@ -112,9 +183,13 @@ class _Runner:
         except Exception as exc:
             # The frames it had not reached get their fate here; what it made before the
             # failure flows on (nothing already in flight is lost), then the error propagates.
+            if nxt:
+                self._carry(k, frames, st.batch_consumed, nxt)
             st.metrics.frames_out += len(nxt)
             self._lost_in_chain(k, len(frames) - st.batch_consumed, [], exc)
             raise _Flush(exc, k, nxt) from exc
+        if nxt:
+            self._carry(k, frames, taken, nxt)
         if taken < len(frames):
             raise _Resume(k, frames[taken:], nxt)
         st.metrics.frames_out += len(nxt)
@@ -141,7 +216,7 @@ class _Runner:
                 self._lost_in_chain(k, len(r.frames), [], exc)
                 raise
             try:
-                rest = self._stage(k, r.frames, [])
+                rest = self._stage(k, r.frames, [], resumed=True)
                 if rest and k + 1 < len(self.stages):
                     return self._pass(k + 1, rest)
                 return rest
@@ -234,8 +309,10 @@ class ChainRunner(_Runner):
         self.outlet = outlet
         self.dead_outlets = dead_outlets or {}
         self.is_sink = is_sink
+        # (clock_us is no longer read: end-to-end latency uses the stages' monotonic clock)
         self._clock_us = clock_us or (lambda: time.time_ns() // 1000)
         self.executor = executor
+        self._init_latency(is_sink)
 
     async def run(self) -> None:
         await self._start_nodes()
@@ -253,9 +330,6 @@ class ChainRunner(_Runner):
         stages = self.stages
         slow = self.executor is not None or any(st.is_async for st in stages) or self.dead_outlets
         head_m = stages[0].metrics
-        tail_m = stages[-1].metrics
-        e2e = tail_m.end_to_end if self.is_sink else None
-        clock_us = self._clock_us
         head_ctx = stages[0].node.context
         fan_in = len(inlet.channels) > 1
         head_ctx.current_input = inlet.last_source
@@ -267,11 +341,6 @@ class ChainRunner(_Runner):
             if fan_in:
                 head_ctx.current_input = inlet.last_source
             head_m.observe_batch(batch, inlet.last_source)  # stream health: gaps, regressions
-            if e2e is not None:
-                now = clock_us()
-                for f in batch:
-                    lat = now - f.timestamp
-                    e2e.record(lat * 1000 if lat > 0 else 0)
             i = 0
             n = len(batch)
             try:
@@ -316,6 +385,8 @@ class ChainRunner(_Runner):
         frames: list[DataFrame] = [frame]
         loop = asyncio.get_running_loop()
         for k, st in enumerate(self.stages):
+            if k == self._e2e_k:
+                self._arrived(frames)
             nxt: list[DataFrame] = []
             j = 0
             try:
@@ -333,13 +404,16 @@ class ChainRunner(_Runner):
                         dead, st.dead_letters = st.dead_letters, []
                         outlet = self.dead_outlets.get(k)
                         if outlet is not None:
+                            self._carry_one(k, f, dead, 0)  # a dead letter is its input's
                             await outlet.send_all(dead)
                     if out is None:
                         continue
+                    start = len(nxt)
                     if type(out) is _DataFrame:
                         nxt.append(out)
                     else:
                         nxt.extend(out)
+                    self._carry_one(k, f, nxt, start)
             except BaseException as exc:
                 self._lost_in_chain(k, len(frames) - j, nxt, exc)
                 raise
@@ -373,7 +447,6 @@ class ChainRunner(_Runner):
         inlet, st = self.inlet, self.stages[0]
         m = st.metrics
         ctx = st.node.context
-        e2e = m.end_to_end if self.is_sink else None
         pending: deque[DataFrame] = deque()
         ended = False
         ahead = ProcessNode.pipeline_depth - 1  # frames sent beyond the one awaited
@@ -386,7 +459,7 @@ class ChainRunner(_Runner):
                         batch = await inlet.receive_batch()
                     except EndOfStream:
                         return
-                    self._took(batch, ctx, e2e)
+                    self._took(batch, ctx)
                     pending.extend(batch)
                 while len(pending) <= ahead and not ended:  # top up without waiting
                     try:
@@ -396,7 +469,7 @@ class ChainRunner(_Runner):
                     except EndOfStream:
                         ended = True
                     else:
-                        self._took([pending[-1]], ctx, e2e)
+                        self._took([pending[-1]], ctx)
                 frame = pending.popleft()
                 node = st.node
                 if st.breaker is None and not st.pending_restart and isinstance(node, ProcessNode):
@@ -423,15 +496,10 @@ class ChainRunner(_Runner):
                 setattr(m, fate, getattr(m, fate) + len(pending))
             raise
 
-    def _took(self, frames: list[DataFrame], ctx: Any, e2e: Any) -> None:
-        """Per frames taken from the inlet: current input, stream health, end-to-end latency."""
+    def _took(self, frames: list[DataFrame], ctx: Any) -> None:
+        """Per frames taken from the inlet: current input, stream health."""
         ctx.current_input = self.inlet.last_source
         self.stages[0].metrics.observe_batch(frames, self.inlet.last_source)
-        if e2e is not None:
-            now = self._clock_us()
-            for f in frames:
-                lat = now - f.timestamp
-                e2e.record(lat * 1000 if lat > 0 else 0)
 
 
 class FreeSourceRunner(_Runner):
@@ -456,6 +524,7 @@ class FreeSourceRunner(_Runner):
         self.outlet = outlet
         self.stop_requested = stop_requested
         self.dead_outlet = dead_outlet
+        self._init_latency(not stages[-1].node.context.outputs)
 
     async def run(self) -> None:
         await self._start_nodes()
@@ -497,6 +566,7 @@ class FreeSourceRunner(_Runner):
                 want = 0
                 if st.dead_letters and self.dead_outlet is not None:
                     dead, st.dead_letters = st.dead_letters, []
+                    self._carry(0, dead, len(dead), dead)  # failed productions: ingress now
                     await self.dead_outlet.send_all(dead)
             for _ in range(want):
                 if st.pending_restart:
@@ -516,6 +586,7 @@ class FreeSourceRunner(_Runner):
                 produced += 1
                 if st.dead_letters and self.dead_outlet is not None:
                     dead, st.dead_letters = st.dead_letters, []
+                    self._carry(0, dead, len(dead), dead)  # failed productions: ingress now
                     await self.dead_outlet.send_all(dead)
                 if out is None:
                     continue
@@ -523,6 +594,8 @@ class FreeSourceRunner(_Runner):
                     outs.append(out)
                 else:
                     outs.extend(out)
+            if outs:
+                self._carry(0, outs, len(outs), outs)  # the source emits them: ingress now
             st.metrics.frames_out += len(outs)
             if not sized and outs:
                 sized = True
