@@ -13,8 +13,8 @@ Runs three things at once and prints what each saw:
     .venv/bin/streamlab run examples/lsl_loopback.json        #   another terminal, the pipeline
 
 Stream discovery is kept on this machine (127.0.0.1) with an lsl_api.cfg written to out/lsl/,
-unless ``LSLAPICFG`` is already set or ``--network`` is given. Outputs go to out/lsl/ under
-the current directory (run it from the repository root).
+unless ``LSLAPICFG`` is already set or ``--network`` is given (run it from the repository root).
+The pipeline's outputs go to ../out/lsl/ from the config's folder, i.e. out/lsl/ at the root.
 """
 
 from __future__ import annotations

@@ -7,6 +7,9 @@ so running this again rewrites the same file: it is safe to run any number of ti
     .venv/bin/python examples/make_audio.py          # then:
     .venv/bin/streamlab run examples/audio_filter.json
 
+Run it from the repository root: it writes out/audio/ under the current directory, which is
+where audio_filter.json's "../out/audio/..." paths (relative to examples/) point.
+
 Needs only numpy and soundfile (the 'dsp' extra).
 """
 

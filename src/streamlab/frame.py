@@ -228,12 +228,15 @@ class DataFrame:
     ([2.0, 4.0], 0)
     """
 
-    __slots__ = ("timestamp", "sequence_id", "payload", "metadata")
+    # ingress_ns: the runtime's monotonic ns when a source emitted the frame (None until then),
+    # for end-to-end latency; not part of the frame's value (eq, pickle, to_dict ignore it).
+    __slots__ = ("timestamp", "sequence_id", "payload", "metadata", "ingress_ns")
 
     timestamp: int
     sequence_id: int
     payload: Payload
     metadata: Mapping[str, str]
+    ingress_ns: int | None
 
     def __init__(
         self,
@@ -261,6 +264,7 @@ class DataFrame:
         else:
             self.payload = Payload(payload)
         self.metadata = _EMPTY_META if metadata is None else _metadata(metadata)
+        self.ingress_ns = None
 
     @classmethod
     def _make(
@@ -272,6 +276,7 @@ class DataFrame:
         f.sequence_id = sequence_id
         f.payload = payload
         f.metadata = metadata
+        f.ingress_ns = None
         return f
 
     @classmethod
@@ -330,6 +335,7 @@ class DataFrame:
         f.sequence_id = self.sequence_id
         f.payload = payload
         f.metadata = self.metadata
+        f.ingress_ns = None
         return f
 
     def without_channels(self, *names: str) -> DataFrame:

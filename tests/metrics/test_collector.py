@@ -129,9 +129,15 @@ def test_backpressure_is_attributed_to_the_sender():
     assert snap.nodes["slow"].queue_peak == 1
 
 
+def aged(clock: VirtualClock, seq: int, age_ms: float) -> DataFrame:
+    """A frame that entered the pipeline ``age_ms`` ago (ingress time preset: the source keeps it)."""
+    f = DataFrame(clock.time_us(), seq)
+    f.ingress_ns = round((clock.monotonic() - age_ms / 1000) * 1e9)
+    return f
+
+
 def test_end_to_end_latency_and_budget_on_the_virtual_clock():
     clock = VirtualClock()
-    now = clock.time_us()
     lat_ms = list(range(1, 101))  # one frame per latency, 1 .. 100 ms
     cfg = {"name": "e2e", "pipeline_config": {"deadline_ms": 5},
            "nodes": [{"id": "src", "type": "Passthrough"}, {"id": "sink", "type": "Passthrough"}],
@@ -139,7 +145,7 @@ def test_end_to_end_latency_and_budget_on_the_virtual_clock():
     pipe = AsyncPipeline(cfg, clock=clock)
     collector = MetricsCollector()
     collector.register(pipe)
-    run(pipe.run(frames=[DataFrame(now - k * 1000, i) for i, k in enumerate(lat_ms)]))
+    run(pipe.run(frames=[aged(clock, i, k) for i, k in enumerate(lat_ms)]))
     snap = collector.snapshot().pipelines["e2e"]
     sink = snap.nodes["sink"]
     assert sink.terminal and not snap.nodes["src"].terminal
@@ -154,7 +160,6 @@ def test_end_to_end_latency_and_budget_on_the_virtual_clock():
 
 def test_budget_registered_after_start_falls_back_to_a_lower_bound():
     clock = VirtualClock()
-    now = clock.time_us()
     cfg = {"name": "late", "pipeline_config": {"deadline_ms": 5},
            "nodes": [{"id": "src", "type": "Passthrough"}, {"id": "sink", "type": "Passthrough"}],
            "connections": [{"from": "src", "to": "sink"}]}
@@ -165,7 +170,7 @@ def test_budget_registered_after_start_falls_back_to_a_lower_bound():
         await pipe.start()
         collector.register(pipe)
         for i, k in enumerate(range(1, 101)):
-            await pipe.trigger(DataFrame(now - k * 1000, i))
+            await pipe.trigger(aged(clock, i, k))
         return await pipe.stop()
 
     run(go())

@@ -171,6 +171,12 @@ def test_cli_monitor_without_a_terminal_prints_plain_lines(tmp_path):
     rows = {r["node"]: r for r in data["monitor"]["nodes"]}
     assert rows["gain"]["received"] == 40 and rows["sine"]["frames_out"] == 40
     assert data["monitor"]["pipelines"]["paced"]["end_to_end_budget_s"] == 1.0
+    # a realtime source fused with its terminal node: every frame's end-to-end latency is
+    # measured once (it was 0 frames before #9), in the summary and in the final text report
+    assert data["nodes"]["gain"]["end_to_end"]["count"] == 40
+    assert rows["gain"]["e2e_count"] == 40 and rows["gain"]["e2e_p99_s"] is not None
+    assert data["nodes"]["sine"]["end_to_end"]["p50_s"] is None  # not a terminal: unmeasured
+    assert "end-to-end at gain: 40 frames" in res.stderr
 
 
 def test_cli_quiet_prints_no_report(tmp_path):

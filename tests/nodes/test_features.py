@@ -205,3 +205,62 @@ def test_ecg_heart_rate_example_through_the_cli(tmp_path):
     rates = [line["payload"]["lead_ii"][0] for line in lines[2:]]
     assert all(abs(rate - configured) < 0.5 for rate in rates)
     assert lines[-1]["metadata"]["unit"] == "bpm"
+
+
+ADAPTIVE = {"relative_height": 0.3, "refractory": 0.25, "amplitude_window": 1.0}
+
+
+def _ecg_band(heart_rate=80.0, seconds=12, scale=1.0, offset=0.0):
+    """EcgGenerator lead, optionally in "ADC counts", through a zero-state 5-30 Hz band-pass."""
+    ecg = run_node(EcgGenerator, {"heart_rate": heart_rate, "sample_rate": 360.0,
+                                  "samples_per_frame": int(360 * seconds), "noise_std": 0.02},
+                   triggers=1)[0].block()[:1]
+    sos = ss.butter(2, [5.0, 30.0], btype="bandpass", fs=360.0, output="sos")
+    return ss.sosfilt(sos, ecg * scale + offset, axis=-1)
+
+
+@SETTINGS
+@given(sizes=CHUNKS)
+def test_peak_detector_adaptive_threshold_is_independent_of_chunking(sizes):
+    x = _ecg_band() * np.linspace(1.0, 0.2, 12 * 360)  # shrinking amplitude: the estimate moves
+    cfg = {**ADAPTIVE, "warmup": 0.3}
+    whole = run_node(PeakDetector, cfg, chunked(x, [x.shape[1]], fs=360.0))
+    parts = run_node(PeakDetector, cfg, chunked(x, sizes, fs=360.0))
+    assert event_indices(parts, fs=360.0) == event_indices(whole, fs=360.0)
+    assert len(event_indices(whole, fs=360.0)) >= 12  # ~1.3 beats/s after the first block
+
+
+def test_peak_detector_relative_height_is_scale_free_and_warmup_skips_the_transient():
+    mv = _ecg_band()
+    adc = _ecg_band(scale=200.0, offset=1024.0)  # MIT-BIH-like counts: a huge start-up step
+    assert np.abs(adc[0, :100]).max() > 3 * np.abs(adc[0, 400:]).max()
+    sizes = [37, 360, 5]
+    cfg = {**ADAPTIVE, "warmup": 0.5}
+    ref = event_indices(run_node(PeakDetector, cfg, chunked(mv, sizes, fs=360.0)), fs=360.0)
+    got = event_indices(run_node(PeakDetector, cfg, chunked(adc, sizes, fs=360.0)), fs=360.0)
+    assert got == ref
+    # the R peaks of the band-passed signal (find_peaks on the whole of it), from the first
+    # block after the warm-up (0.5 + 1.0 s) to one refractory before the end (latency)
+    r, _ = ss.find_peaks(mv[0], height=0.3 * mv[0].max(), distance=90)
+    assert ref == [p for p in r.tolist() if 540 <= p < mv.shape[1] - 91]
+    # without the warm-up the transient is block 0's maximum: the median of block maxima
+    # outvotes it from block 3 on (3 blocks), the beats of blocks 1 and 2 are lost
+    cold = event_indices(run_node(PeakDetector, ADAPTIVE, chunked(adc, sizes, fs=360.0)),
+                         fs=360.0)
+    assert cold == [p for p in ref if p >= 3 * 360] and len(cold) < len(ref)
+
+
+def test_peak_detector_relative_height_follows_the_amplitude():
+    # the lead's amplitude drops 10x after 6 s (electrode, gain change); a fixed height tuned
+    # for the first half loses every later beat, the adaptive one recovers within a few blocks
+    x = _ecg_band(seconds=16)
+    x[:, 6 * 360:] *= 0.1
+    gain = np.where(np.arange(x.shape[1]) < 6 * 360, 1.0, 0.1)
+    r, _ = ss.find_peaks(x[0] / gain, height=0.3 * x[0].max(), distance=90)
+    fixed = event_indices(run_node(PeakDetector, {"height": 0.3 * x.max(), "refractory": 0.25},
+                                   chunked(x, [360], fs=360.0)), fs=360.0)
+    assert fixed and all(p < 6 * 360 for p in fixed)
+    adaptive = event_indices(run_node(PeakDetector, ADAPTIVE, chunked(x, [360], fs=360.0)),
+                             fs=360.0)
+    late = [p for p in r.tolist() if 11 * 360 <= p < x.shape[1] - 91]  # 5 blocks after the drop
+    assert late and set(late) <= set(adaptive)

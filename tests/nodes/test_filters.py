@@ -84,6 +84,38 @@ def test_iir_steady_initial_state_equals_sosfilt_with_zi(sizes):
     assert_close(joined(run_node(IIRFilter, cfg, chunked(SIGNAL, sizes, fs=None))), ref)
 
 
+@SETTINGS
+@given(sizes=CHUNKS)
+def test_fir_steady_initial_state_equals_lfilter_with_zi(sizes):
+    cfg = {"btype": "bandpass", "cutoff": [5.0, 30.0], "numtaps": 41, "initial_state": "steady",
+           "sample_rate": FS}
+    taps = ss.firwin(41, [5.0, 30.0], pass_zero="bandpass", fs=FS)
+    ref, _ = ss.lfilter(taps, 1.0, SIGNAL, axis=-1,
+                        zi=ss.lfilter_zi(taps, 1.0)[None, :] * SIGNAL[:, :1])
+    assert_close(joined(run_node(FIRFilter, cfg, chunked(SIGNAL, sizes, fs=None))), ref)
+
+
+def test_steady_initial_state_removes_the_start_up_transient_of_an_offset():
+    # a recording in ADC counts: 1024 + a small signal. 'steady' must give what the filter
+    # gives once it has long settled on the offset (the signal preceded by 20 s of x[0]);
+    # 'zero' answers the offset with a step response far larger than the signal
+    x = 1024.0 + 0.5 * np.sin(2 * np.pi * 10 * np.arange(500) / FS)[None, :]
+    settled_in = np.concatenate([np.full((1, 5000), x[0, 0]), x], axis=1)
+    cases = [(FIRFilter, {"btype": "bandpass", "cutoff": [5.0, 30.0], "numtaps": 41}),
+             (IIRFilter, {"btype": "bandpass", "cutoff": [5.0, 30.0], "order": 2}),
+             (NotchFilter, {"frequency": 50.0}),
+             (DCRemoval, {"method": "blocker", "cutoff": 0.5})]
+    def run(node, cfg, state, signal):
+        frames = chunked(signal, [97])
+        return joined(run_node(node, {**cfg, "initial_state": state}, frames))[0]
+
+    for node, cfg in cases:
+        settled = run(node, cfg, "zero", settled_in)[5000:]
+        zero, steady = run(node, cfg, "zero", x), run(node, cfg, "steady", x)
+        assert np.abs(zero - settled)[:50].max() > 10, node  # the transient (signal: 0.5)
+        assert np.abs(steady - settled).max() < 1e-6, node
+
+
 def test_iir_ragged_channels_filtered_per_channel():
     sos = ss.butter(3, 10.0, fs=FS, output="sos")
     x = SIGNAL[0]

@@ -6,6 +6,7 @@ import asyncio
 import doctest
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ import soundfile as sf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamlab.errors import ConfigError, NodeError
+from streamlab.errors import ConfigError, EndOfStream, NodeError
 from streamlab.frame import DataFrame
 from streamlab.nodes import io, sinks
 from streamlab.nodes.io import FileSource
@@ -295,17 +296,19 @@ def test_streamlab_run_ends_with_complete_files(tmp_path):
 
 
 def test_audio_filter_example_runs_as_documented(tmp_path):
-    """examples/make_audio.py then `streamlab run examples/audio_filter.json` (paths are
-    relative to the working directory, so the example runs here in tmp_path)."""
+    """examples/make_audio.py then `streamlab run examples/audio_filter.json` (the config's
+    paths are relative to its folder, ../out/audio: a copy in tmp_path/examples runs here)."""
     from scipy.signal import butter, sosfilt
 
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
+    (tmp_path / "examples").mkdir()
+    shutil.copy(REPO / "examples/audio_filter.json", tmp_path / "examples")
     for args in (["examples/make_audio.py"], ["examples/make_audio.py"]):  # idempotent
         r = subprocess.run([sys.executable, str(REPO / args[0])], cwd=tmp_path, env=env,
                            capture_output=True, text=True, timeout=60)
         assert r.returncode == 0, r.stderr
     r = subprocess.run([sys.executable, "-m", "streamlab", "run",
-                        str(REPO / "examples/audio_filter.json"), "-q"], cwd=tmp_path, env=env,
+                        "examples/audio_filter.json", "-q"], cwd=tmp_path, env=env,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     audio = tmp_path / "out" / "audio"
@@ -328,3 +331,113 @@ def test_audio_filter_example_runs_as_documented(tmp_path):
 def test_doctests(module):
     result = doctest.testmod(module)
     assert result.failed == 0 and result.attempted > 0
+
+
+# -- CSV headers and errors, paths that are not files (#9 items 15, 16) --------------------------
+def csv_source(path, **extra) -> FileSource:
+    return FileSource.create({"path": str(path), "samples_per_frame": 100, "sample_rate": 1.0,
+                              **extra})
+
+
+@pytest.mark.parametrize("text,header,names,rows", [
+    ("1.0,2.0\n3,4\n", "auto", ("ch0", "ch1"), [[1, 2], [3, 4]]),        # headerless: no loss
+    ("a,b\n1,2\n", "auto", ("a", "b"), [[1, 2]]),
+    ('"Fz", "C, 3"\n1,2\n', "auto", ("Fz", "C, 3"), [[1, 2]]),          # quotes stripped
+    ("'Fz',  Cz \n1,2\n", "auto", ("Fz", "Cz"), [[1, 2]]),
+    ("\ufeffa,b\n1,2\n", "auto", ("a", "b"), [[1, 2]]),                 # byte-order mark
+    ("1,2\n3,4\n", True, ("1", "2"), [[3, 4]]),                          # explicit header
+    ("1,2\n\n3,4\n", False, ("ch0", "ch1"), [[1, 2], [3, 4]]),           # blank line skipped
+    ("a,b\n", "auto", ("a", "b"), []),                                   # header only
+])
+def test_csv_header_detection(tmp_path, text, header, names, rows):
+    path = tmp_path / "d.csv"
+    path.write_text(text, encoding="utf-8")
+    node = csv_source(path, header=header)
+    assert node.channels == names
+    if rows:
+        assert node.process(None).block().T.tolist() == rows
+    with pytest.raises(EndOfStream):
+        node.process(None)
+
+
+def test_csv_headerless_takes_configured_channel_names(tmp_path):
+    (tmp_path / "d.csv").write_text("1,2\n3,4\n")
+    node = csv_source(tmp_path / "d.csv", channels=["x", "y"])
+    assert node.channels == ("x", "y") and node.process(None).n_samples == 2
+
+
+@pytest.mark.parametrize("content,message", [
+    (b"a,b\n1,2\n3,4,5\n", r"line 3: 3 values, but 2 names in the header"),
+    (b"1,2\n3\n", r"line 2: 1 values, but 2 values in line 1"),
+    (b"a,b\n1,2\n3,oops\n", r"line 3: column 2: 'oops' is not a number"),
+    (b"a,b\n\n1,\n", r"line 3: column 2: '' is not a number"),
+    (b"a,b\n1,2\ncaf\xe9,1\n", r"line 3: not UTF-8 text \(byte 0xe9 at column 4\)"),
+    (b"a,b\n1,2\n" + b"9" * 200_000 + b",1\n", r"line 3: cannot parse it as CSV \(field larger"),
+    (b"a,a\n1,2\n", r"line 1: the header row must hold unique, non-empty channel names"),
+    (b"", r"empty CSV file"),
+])
+def test_csv_errors_name_the_path_and_line(tmp_path, content, message):
+    (tmp_path / "d.csv").write_bytes(content)
+    with pytest.raises(ValueError, match=rf"d\.csv'?, {message}" if "line" in message
+                       else message) as info:
+        csv_source(tmp_path / "d.csv")
+    assert "usecols" not in str(info.value) and "d.csv" in str(info.value)
+
+
+def test_csv_header_field_is_for_csv_only(tmp_path):
+    with pytest.raises(ValueError, match="header applies to .csv files only"):
+        FileSource.create({"path": str(tmp_path / "x.npy"), "samples_per_frame": 1,
+                           "sample_rate": 1.0, "header": False})
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo", "device", "loop", "dangling", "missing"])
+def test_file_source_says_what_a_non_file_path_is(tmp_path, kind):
+    path = tmp_path / "x.npy"
+    message = {"directory": "is a directory", "fifo": r"is a FIFO \(named pipe\)",
+               "device": "is a device", "loop": "is a symlink loop",
+               "dangling": "is a symlink to .*gone.npy.*which does not exist",
+               "missing": "no such file"}[kind]
+    if kind == "directory":
+        path.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(path)  # a blocking open would hang the test: the source must not open it
+    elif kind == "device":
+        os.symlink("/dev/zero", path)
+    elif kind == "loop":
+        os.symlink(tmp_path / "y.npy", path)
+        os.symlink(path, tmp_path / "y.npy")
+    elif kind == "dangling":
+        os.symlink(tmp_path / "gone.npy", path)
+    with pytest.raises((OSError, ValueError), match=message) as info:
+        FileSource.create({"path": str(path), "samples_per_frame": 1, "sample_rate": 1.0})
+    assert "x.npy" in str(info.value)
+    if kind != "missing":
+        assert "no such file" not in str(info.value)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their permissions")
+def test_file_source_unreadable_file_is_permission_denied(tmp_path):
+    np.save(tmp_path / "x.npy", np.zeros(3))
+    (tmp_path / "x.npy").chmod(0)
+    with pytest.raises(PermissionError, match=r"x\.npy'?: permission denied"):
+        FileSource.create({"path": str(tmp_path / "x.npy"), "samples_per_frame": 1,
+                           "sample_rate": 1.0})
+
+
+def _npy_with_shape(path, shape, data: bytes) -> None:
+    import struct
+
+    d = f"{{'descr': '<f8', 'fortran_order': False, 'shape': {shape}, }}".ljust(117) + "\n"
+    path.write_bytes(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(d)) + d.encode() + data)
+
+
+@pytest.mark.parametrize("shape,message", [
+    ((2**62, 2**62), r"header says shape \(4611686018427387904, 4611686018427387904\)"),
+    ((1000, 2), r"header says shape \(1000, 2\) of float64 \(16000 bytes\) but the file holds 64 bytes"),
+])
+def test_npy_header_larger_than_the_file_is_a_clear_error(tmp_path, shape, message):
+    # pytest turns RuntimeWarning into an error: numpy's overflow warning must not escape
+    _npy_with_shape(tmp_path / "x.npy", shape, b"\0" * 64)
+    with pytest.raises(ValueError, match=rf"x\.npy'?: the \.npy {message}"):
+        FileSource.create({"path": str(tmp_path / "x.npy"), "samples_per_frame": 1,
+                           "sample_rate": 1.0})

@@ -162,7 +162,13 @@ def test_lsl_loopback_example_runs(tmp_path):
 
     repo = Path(__file__).resolve().parents[2]
     env = dict(os.environ, PYTHONPATH=str(repo / "src"))
-    r = subprocess.run([sys.executable, str(repo / "examples" / "lsl_loopback.py"),
+    import shutil
+
+    # the config's outputs are relative to its folder (../out/lsl): run a copy in tmp_path
+    (tmp_path / "examples").mkdir()
+    for name in ("lsl_loopback.py", "lsl_loopback.json"):
+        shutil.copy(repo / "examples" / name, tmp_path / "examples")
+    r = subprocess.run([sys.executable, str(tmp_path / "examples" / "lsl_loopback.py"),
                         "--seconds", "1.0"], cwd=tmp_path, env=env, capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from streamlab.errors import EndOfStream, NodeError
 from streamlab.frame import DataFrame
-from streamlab.nodes.record import MAGIC, Recorder, Replay, iter_recording
+from streamlab.nodes.record import MAGIC, Recorder, RecordingError, Replay, iter_recording
 from streamlab.registry import node_types
 from streamlab.runtime import AsyncPipeline
 from streamlab.testing import VirtualClock, make_frame, run_node
@@ -154,3 +154,134 @@ def test_file_layout_starts_with_magic_and_end_of_stream(tmp_path):
     with pytest.raises(EndOfStream):
         asyncio.run(node.process(None))
     assert "replayed=1 open=False" in repr(node)
+
+
+# -- corrupt and hostile recordings -------------------------------------------------------------
+def _two_records(path) -> tuple[bytes, int, dict, bytes]:
+    """Record two frames; return the bytes up to record 1, its offset, header and data."""
+    import json
+    import struct
+
+    frames = [make_frame(x=[1.0, 2.0], sequence_id=0), make_frame(x=[3.0, 4.0], sequence_id=1)]
+    run_node(Recorder, {"path": str(path)}, frames)
+    raw = path.read_bytes()
+    off = len(MAGIC) + 4 + struct.unpack("<I", raw[len(MAGIC):len(MAGIC) + 4])[0]
+    h, d = struct.unpack("<IQ", raw[off:off + 12])
+    off += 12 + h + d  # record 1 starts here
+    h, d = struct.unpack("<IQ", raw[off:off + 12])
+    head = json.loads(raw[off + 12:off + 12 + h])
+    return raw[:off], off, head, raw[off + 12 + h:off + 12 + h + d]
+
+
+def _record(head, data: bytes, *, d: int | None = None, h: int | None = None) -> bytes:
+    import json
+    import struct
+
+    hb = head if isinstance(head, bytes) else json.dumps(head).encode()
+    return struct.pack("<IQ", len(hb) if h is None else h,
+                       len(data) if d is None else d) + hb + data
+
+
+def _with(head: dict, **changes) -> dict:
+    out = {k: v for k, v in head.items() if k not in changes or changes[k] is not _DROP}
+    out.update({k: v for k, v in changes.items() if v is not _DROP})
+    return out
+
+
+_DROP = object()
+
+# (id, how record 1 is rewritten from (head, data), expected message)
+CORRUPT = [
+    ("prefix-cut", lambda hd, dt: _record(hd, dt)[:5], r"truncated record length prefix"),
+    ("header-cut", lambda hd, dt: _record(hd, dt)[:20], r"truncated record header"),
+    ("data-cut", lambda hd, dt: _record(hd, dt)[:-3], r"truncated record data"),
+    ("header-len-4GiB", lambda hd, dt: _record(hd, dt, h=2**32 - 1),
+     r"record header length 4294967295 exceeds the limit"),
+    ("header-len-past-end", lambda hd, dt: _record(hd, dt, h=60_000_000),
+     r"truncated record header"),
+    ("data-len-2^62", lambda hd, dt: _record(hd, dt, d=2**62),
+     r"add up to 2 samples \(16 bytes\).*declares 4611686018427387904 bytes"),
+    ("data-len-2^64-1", lambda hd, dt: _record(hd, dt, d=2**64 - 1), r"declares 1844674407"),
+    ("data-len-odd", lambda hd, dt: _record(hd, dt, d=13), r"declares 13 bytes"),
+    ("bad-json", lambda hd, dt: _record(b'{"t": 0, "s"', dt), r"not valid JSON"),
+    ("not-utf8", lambda hd, dt: _record(b'{"t": "\xff"}', dt), r"not valid JSON"),
+    ("too-deep", lambda hd, dt: _record(b"[" * 200_000, dt), r"nested too deeply"),
+    ("huge-int", lambda hd, dt: _record(b'{"t": 1' + b"0" * 5000 + b"}", dt), r"not valid JSON"),
+    ("not-object", lambda hd, dt: _record(b"[1, 2]", dt), r"expected a JSON object, got list"),
+    ("no-c", lambda hd, dt: _record(_with(hd, c=_DROP), dt), r"missing field\(s\) \['c'\]"),
+    ("t-str", lambda hd, dt: _record(_with(hd, t="abc"), dt), r'timestamp "t".*got \'abc\''),
+    ("t-bool", lambda hd, dt: _record(_with(hd, t=True), dt), r'timestamp "t" must be an int'),
+    ("s-float", lambda hd, dt: _record(_with(hd, s=1.5), dt), r'sequence id "s"'),
+    ("m-not-str", lambda hd, dt: _record(_with(hd, m={"a": 1}), dt), r'metadata "m"'),
+    ("c-not-str", lambda hd, dt: _record(_with(hd, c=[1]), dt), r'channel names "c"'),
+    ("c-duplicate", lambda hd, dt: _record(_with(hd, c=["x", "x"], n=[1, 1]), dt),
+     r"duplicate channel names"),
+    ("n-negative", lambda hd, dt: _record(_with(hd, n=[-1]), dt), r'lengths "n"'),
+    ("n-inconsistent", lambda hd, dt: _record(_with(hd, c=["x", "y"], n=[1000, 5]), dt),
+     r"lengths \[1000, 5\] add up to 1005 samples \(8040 bytes\).*declares 16 bytes"),
+    ("n-c-count", lambda hd, dt: _record(_with(hd, n=[1, 1]), dt), r"1 channel names but 2"),
+    ("i-not-str", lambda hd, dt: _record(_with(hd, i=5), dt), r'input id "i"'),
+]
+
+
+@pytest.mark.parametrize("rewrite,message", [c[1:] for c in CORRUPT], ids=[c[0] for c in CORRUPT])
+def test_corrupt_record_is_a_clear_error_naming_file_record_and_offset(tmp_path, rewrite,
+                                                                       message):
+    path = tmp_path / "bad.slrec"
+    before, offset, head, data = _two_records(path)
+    path.write_bytes(before + rewrite(head, data))
+    where = rf"bad\.slrec'?: record 1 \(at byte {offset}\): .*"
+    with pytest.raises(RecordingError, match=where + message):
+        list(iter_recording(path))
+    node = Replay.create({"path": str(path)})  # the node emits record 0, then fails on record 1
+    assert asyncio.run(node.process(None)) == make_frame(x=[1.0, 2.0], sequence_id=0)
+    with pytest.raises(RecordingError, match=where + message):
+        asyncio.run(node.process(None))
+    assert "open=False" in repr(node)  # the file is closed at the error
+
+
+def test_corrupt_recording_ends_the_cli_with_one_error_line(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    path = tmp_path / "bad.slrec"
+    before, offset, head, data = _two_records(path)
+    path.write_bytes(before + _record(head, data, d=2**62))
+    cfg = {"name": "t", "nodes": [{"id": "r", "type": "Replay", "config": {"path": "bad.slrec"}},
+                                  {"id": "o", "type": "Passthrough", "config": {}}],
+           "connections": [{"from": "r", "to": "o"}]}
+    (tmp_path / "p.json").write_text(json.dumps(cfg))
+    src = Path(__file__).resolve().parents[2] / "src"
+    proc = subprocess.run([sys.executable, "-m", "streamlab", "run", "p.json", "-q"],
+                          cwd=tmp_path, env=dict(os.environ, PYTHONPATH=str(src)),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), proc.stderr
+    assert f"bad.slrec': record 1 (at byte {offset})" in lines[0]
+    assert "declares 4611686018427387904 bytes" in lines[0]
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo", "loop", "dangling"])
+def test_replay_says_what_a_non_file_path_is(tmp_path, kind):
+    import os
+
+    path = tmp_path / "r.slrec"
+    if kind == "directory":
+        path.mkdir()
+        message = "is a directory"
+    elif kind == "fifo":
+        os.mkfifo(path)  # opening it would block: the node must not open it
+        message = r"is a FIFO \(named pipe\), not a regular file"
+    elif kind == "loop":
+        os.symlink(tmp_path / "other.slrec", path)
+        os.symlink(path, tmp_path / "other.slrec")
+        message = "is a symlink loop"
+    else:
+        os.symlink(tmp_path / "gone.slrec", path)
+        message = "is a symlink to .*gone.slrec.*which does not exist"
+    with pytest.raises(OSError if kind != "fifo" else ValueError, match=rf"r\.slrec.*{message}"):
+        Replay.create({"path": str(path)})

@@ -308,6 +308,8 @@ def test_stream_health_and_end_to_end_budget_are_counted():
     # ids 0 1 2 5 6 (one gap), timestamps going back once; two frames 10 ms old, three fresh
     frames = [DataFrame(now - 10_000, 0), DataFrame(now - 10_000, 1), DataFrame(now, 2),
               DataFrame(now - 1, 5), DataFrame(now, 6)]
+    for f in frames[:2]:  # entered 10 ms ago (a preset ingress time is kept by the source)
+        f.ingress_ns = round((clock.monotonic() - 0.010) * 1e9)
 
     async def go():
         pipe = AsyncPipeline(cfg, clock=clock, fusion=False)

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
+from collections.abc import Sequence
 
-from streamlab.config import PipelineSpec, load_config
+from streamlab.config import PipelineSpec, load_config, parse_json
 from streamlab.errors import ConfigError
 
-__all__ = ["load_or_report", "print_problems"]
+__all__ = ["add_config_arguments", "load_or_report", "print_problems"]
+
+
+def add_config_arguments(p: argparse.ArgumentParser) -> None:
+    """The CONFIG argument and ``--set`` (repeatable), shared by run, validate and graph."""
+    p.add_argument("config", help="path to the pipeline JSON file ('-': read it from stdin; "
+                   "its relative paths are then relative to the working directory)")
+    p.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE",
+                   help="override one config value before validation, e.g. "
+                   "nodes.r_peaks.config.height=0.5 (nodes by id; VALUE is JSON, else a "
+                   "string); repeatable")
 
 
 def print_problems(err: ConfigError) -> None:
@@ -18,11 +30,21 @@ def print_problems(err: ConfigError) -> None:
         print(str(p), file=sys.stderr)
 
 
-def load_or_report(path: str) -> PipelineSpec | None:
+def load_or_report(path: str, overrides: Sequence[str] = (), *,
+                   check_files: bool = True) -> PipelineSpec | None:
+    """The validated config, or None after printing its problems (exit 2 for the caller).
+
+    ``path`` '-' reads the config from stdin (relative paths: the working directory). With
+    ``check_files`` input files must exist and outputs be writable (what can be checked
+    without running).
+    """
     try:
-        return load_config(path)
+        if path == "-":
+            data = parse_json(sys.stdin.buffer.read(), source="<stdin>")
+            return load_config(data, check_files=check_files, overrides=overrides)
+        return load_config(path, check_files=check_files, overrides=overrides)
     except ConfigError as err:
+        if path == "-" and not err.source:
+            err.source = "<stdin>"
         print_problems(err)
         return None
-
-

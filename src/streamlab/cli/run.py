@@ -27,7 +27,7 @@ import sys
 from collections.abc import Callable
 from typing import IO, Any
 
-from streamlab.cli.common import load_or_report
+from streamlab.cli.common import add_config_arguments, load_or_report
 from streamlab.errors import PipelineError, StreamLabError
 from streamlab.node import SourceNode
 from streamlab.runtime.async_pipeline import AsyncPipeline, RunReport
@@ -42,7 +42,7 @@ OBSERVERS: list[Callable[[argparse.Namespace, AsyncPipeline], Any]] = []
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("run", help="run a pipeline", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("config", help="path to the pipeline JSON file")
+    add_config_arguments(p)
     p.add_argument("--triggers", type=int, default=1, metavar="N",
                    help="trigger frames sent to triggered sources (default 1)")
     p.add_argument("--output", metavar="FILE.jsonl", help="write terminal nodes' frames as JSON lines")
@@ -69,7 +69,7 @@ def cmd(args: argparse.Namespace) -> int:
     if args.triggers < 0:
         print("error: --triggers must be >= 0", file=sys.stderr)
         return 2
-    spec = load_or_report(args.config)
+    spec = load_or_report(args.config, args.overrides)
     if spec is None:
         return 2
     try:

@@ -14,7 +14,8 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from streamlab.config.model import (
     PipelineSettings,
     PipelineSpec,
 )
+from streamlab.config.paths import check_path, iter_paths, path_fields, resolve_path
 from streamlab.errors import ConfigError, ConfigProblem, UnknownNodeTypeError
 from streamlab.graph import find_cycle
 
@@ -170,30 +172,68 @@ def _read(source: str | os.PathLike[str]) -> tuple[Any, str]:
 
 def load_config(
     source: str | os.PathLike[str] | Mapping[str, Any] | PipelineSpec,
+    *,
+    base_dir: str | os.PathLike[str] | None = None,
+    check_files: bool = False,
+    overrides: Sequence[str] = (),
 ) -> PipelineSpec:
     """Validate a pipeline config; returns a PipelineSpec with every node's config resolved.
 
     ``source`` may be a path to a JSON file, a JSON string (starting with ``{``), a dict, or an
     already loaded spec. Raises ConfigError listing every problem.
+
+    Relative file paths in node configs (fields marked :data:`~streamlab.config.InputPath` /
+    :data:`~streamlab.config.OutputPath`) are resolved against ``base_dir``, which defaults to
+    the folder of the config file; a JSON string or dict without ``base_dir`` keeps them
+    relative to the working directory. The returned spec holds the resolved paths.
+
+    ``check_files`` also checks what can be checked without running: input files exist and are
+    readable regular files, output files can be created (see :mod:`streamlab.config.paths`).
+
+    ``overrides`` are ``"dotted.path=value"`` settings applied to the document before it is
+    validated (``streamlab run --set``; see :func:`streamlab.config.overrides.apply_overrides`).
     """
     if isinstance(source, PipelineSpec):
-        if source._node_types:
+        if source._node_types and base_dir is None and not check_files and not overrides:
             return source
         source = source.to_json_dict()
     name = ""
+    base = Path(base_dir).absolute() if base_dir is not None else None
     if isinstance(source, (str, os.PathLike)):
         if isinstance(source, str) and source.lstrip().startswith("{"):
             data = parse_json(source)
         else:
             data, name = _read(source)
+            if base is None:
+                base = Path(name).absolute().parent
     else:
         data = source
         if _depth(data) > LIMITS.max_depth:
             raise ConfigError(f"config nested deeper than {LIMITS.max_depth} levels")
-    return _validate(data, name)
+    if overrides:
+        from streamlab.config.overrides import apply_overrides
+
+        data = apply_overrides(data, overrides, source=name)
+    return _validate(data, name, _Files(base, check_files, from_file=bool(name) and base_dir is None))
 
 
-def _validate(data: Any, source: str) -> PipelineSpec:
+@dataclass(frozen=True)
+class _Files:
+    """How node config paths are resolved and whether they are checked."""
+
+    base: Path | None
+    check: bool
+    from_file: bool
+
+    def note(self) -> str:
+        """Where a relative path was resolved, for "no such file" messages."""
+        if self.base is None:
+            return f" (relative paths are relative to the working directory {str(Path.cwd())!r})"
+        where = "the config file's folder" if self.from_file else "base_dir"
+        return f" (relative paths are relative to {where} {str(self.base)!r})"
+
+
+def _validate(data: Any, source: str, files: _Files) -> PipelineSpec:
     problems: list[ConfigProblem] = []
     if not isinstance(data, dict):
         raise ConfigError(f"expected a JSON object at the top level, got {type(data).__name__}",
@@ -241,7 +281,7 @@ def _validate(data: Any, source: str) -> PipelineSpec:
             elif isinstance(raw, dict):
                 invalid_conn_ends.append((i, raw))
 
-    node_types, node_configs = _check_nodes(nodes, problems)
+    node_types, node_configs = _check_nodes(nodes, problems, files)
     ids = _check_graph(nodes, conns, raw_nodes if isinstance(raw_nodes, list) else [], problems)
     for i, raw in invalid_conn_ends:  # still report dangling ends of otherwise invalid edges
         for key in ("from", "to"):
@@ -275,14 +315,21 @@ def _one(model: type[BaseModel], raw: Any, loc: tuple[Any, ...], problems: list[
 
 
 def _check_nodes(
-    nodes: list[tuple[int, NodeSpec]], problems: list[ConfigProblem]
+    nodes: list[tuple[int, NodeSpec]], problems: list[ConfigProblem], files: _Files
 ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Ids, types and node configs; resolves (and with ``files.check``, checks) file paths.
+
+    Entries of ``nodes`` whose paths were resolved are replaced by specs holding the resolved
+    paths, so that ``to_json_dict()`` round-trips to the same files.
+    """
     from streamlab.registry import get_node_type
+
+    written: dict[str, str] = {}  # resolved output file -> JSON path of its first writer
 
     seen: dict[str, int] = {}
     types: dict[str, Any] = {}
     configs: dict[str, Any] = {}
-    for i, node in nodes:
+    for k, (i, node) in enumerate(nodes):
         duplicate = node.id in seen
         if duplicate:
             problems.append(ConfigProblem(f"$.nodes[{i}].id",
@@ -300,6 +347,13 @@ def _check_nodes(
             for p in _pydantic_problems(exc, ("nodes", i, "config")):
                 problems.append(ConfigProblem(p.path, f"{p.message} [node {node.id!r}, type {node.type!r}]"))
             continue
+        fields = path_fields(cls.Config)
+        if fields:
+            given = node.config
+            node, cfg = _resolve_paths(node, cls, cfg, fields, files)
+            nodes[k] = (i, node)
+            if files.check:
+                _check_files(i, node, given, cfg, fields, files, written, problems)
         if not duplicate:
             types[node.id] = cls
             configs[node.id] = cfg
@@ -312,6 +366,45 @@ def _check_nodes(
             problems.append(ConfigProblem(f"$.nodes[{i}].dead_letter",
                                           f"no node with id {node.dead_letter!r}"))
     return types, configs
+
+
+def _resolve_paths(
+    node: NodeSpec, cls: Any, cfg: Any, fields: dict[str, str], files: _Files
+) -> tuple[NodeSpec, Any]:
+    """The node spec and config with relative paths joined to ``files.base``."""
+    changed = {}
+    for name, _kind, value in iter_paths(cfg, fields):
+        resolved = resolve_path(value, files.base)
+        if resolved != value:
+            changed[name] = resolved
+    if not changed:
+        return node, cfg
+    raw = {**node.config, **changed}
+    # re-validated (not copied) so that validators see the path the node will open
+    return node.model_copy(update={"config": raw}), cls.Config.model_validate(raw)
+
+
+def _check_files(
+    i: int, node: NodeSpec, given: dict[str, Any], cfg: Any, fields: dict[str, str],
+    files: _Files, written: dict[str, str], problems: list[ConfigProblem],
+) -> None:
+    """Problems with the node's files as they are now (``given``: the paths as written)."""
+    for name, kind, value in iter_paths(cfg, fields):
+        where = f"$.nodes[{i}].config.{name}"
+        tag = f" [node {node.id!r}, type {node.type!r}]"
+        relative = not Path(str(given.get(name, value))).expanduser().is_absolute()
+        note = files.note() if relative else ""
+        msg = check_path(value, kind, note)
+        if msg is not None:
+            problems.append(ConfigProblem(where, msg + tag))
+        if kind == "output":
+            key = os.path.normpath(Path(value).expanduser().absolute())
+            if key in written:
+                problems.append(ConfigProblem(
+                    where, f"{value!r} is also written by {written[key]}; two nodes cannot "
+                    f"write the same file{tag}"))
+            else:
+                written[key] = where
 
 
 def _check_graph(

@@ -51,9 +51,10 @@ class NodeRow:
     timestamp_regressions: int
     fates: dict[str, int]
     terminal: bool
-    e2e_p50_s: float | None = None
+    e2e_p50_s: float | None = None  # None: not a terminal node, or nothing measured yet
     e2e_p99_s: float | None = None
     e2e_late: int = 0
+    e2e_count: int = 0              # frames whose end-to-end latency was measured
 
 
 @dataclass(frozen=True)
@@ -89,9 +90,15 @@ def _queue(r: NodeRow) -> str:
     return f"{r.queue_depth}/{r.queue_capacity}" if r.queue_capacity else "-"
 
 
+#: What an end-to-end cell says at a terminal node before any frame has been measured.
+NOT_MEASURED = "n/a"
+
+
 def _e2e_cell(r: NodeRow) -> str:
-    if r.e2e_p99_s is None:
+    if not r.terminal:
         return ""
+    if r.e2e_p99_s is None:
+        return NOT_MEASURED
     late = f" [red]{r.e2e_late} late[/]" if r.e2e_late else ""
     return format_seconds(r.e2e_p99_s) + late
 
@@ -173,6 +180,7 @@ class PipelineMonitor:
             fates={k: v for k, v in m.fates.items() if v}, terminal=ns.terminal,
             e2e_p50_s=e2e["p50_s"] if e2e else None, e2e_p99_s=e2e["p99_s"] if e2e else None,
             e2e_late=m.end_to_end_deadline_misses,
+            e2e_count=int(m.end_to_end.get("count") or 0) if ns.terminal else 0,
         )
 
     # -- deadlines ------------------------------------------------------------------------
@@ -222,8 +230,11 @@ class PipelineMonitor:
             for r in rows:
                 if r.e2e_p50_s is not None:
                     late = f", {r.e2e_late} late" if info["end_to_end_budget_s"] else ""
-                    lines.append(f"  end-to-end at {r.node}: p50 {format_seconds(r.e2e_p50_s)} "
+                    lines.append(f"  end-to-end at {r.node}: {r.e2e_count} frames, "
+                                 f"p50 {format_seconds(r.e2e_p50_s)} "
                                  f"p99 {format_seconds(r.e2e_p99_s or 0.0)}{late}")
+                elif r.terminal:
+                    lines.append(f"  end-to-end at {r.node}: {NOT_MEASURED} (no frame measured)")
                 if r.sequence_gaps or r.timestamp_regressions:
                     lines.append(f"  stream health at {r.node}: {r.sequence_gaps} sequence gaps, "
                                  f"{r.timestamp_regressions} timestamp regressions")

@@ -17,6 +17,13 @@ pipeline's end-to-end budget (``pipeline_config.deadline_ms``) is counted at ter
 :class:`BudgetHistogram` installed with :meth:`NodeMetrics.set_end_to_end_budget` (the
 :class:`~streamlab.metrics.MetricsCollector` installs it when it registers a pipeline).
 
+**End-to-end latency** (``end_to_end``, terminal nodes only): from the moment the frame
+entered the pipeline (the runtime stamps ``DataFrame.ingress_ns`` on the pipeline clock's
+monotonic time when a source emits it; nodes' new frames inherit their input's) to its arrival
+at the terminal node, recorded once per frame the node receives, whether it is fused with its
+upstream nodes or not. It does not depend on frame timestamps. In a snapshot the times are
+None while nothing was measured.
+
 **Stream health.** :meth:`NodeMetrics.observe_batch` counts gaps in ``sequence_id`` and
 timestamps that go backwards, separately per input edge, so a fan-in node does not see the
 interleaving of its inputs as gaps.
@@ -207,6 +214,13 @@ class BudgetHistogram(Histogram):
         return h
 
 
+def _measured(summary: dict[str, float]) -> dict[str, float | None]:
+    """``summary`` with its times None when it has no observations (unmeasured, not 0)."""
+    if summary["count"]:
+        return dict(summary)
+    return {k: (v if k == "count" else None) for k, v in summary.items()}
+
+
 @dataclass(frozen=True)
 class NodeMetricsSnapshot:
     """Plain data copy of a node's metrics."""
@@ -220,7 +234,9 @@ class NodeMetricsSnapshot:
     restarts: int
     fates: dict[str, int]
     latency: dict[str, float]
-    end_to_end: dict[str, float]
+    #: count, mean_s, p50_s, p90_s, p99_s, max_s; the times are None while count is 0
+    #: (not a terminal node, or no frame reached it): unmeasured, not zero.
+    end_to_end: dict[str, float | None]
     blocked_seconds: float
     deadline_misses: int
     sequence_gaps: int
@@ -378,7 +394,7 @@ class NodeMetrics:
             pipeline=self.pipeline, node=self.node, node_type=self.node_type,
             received=self.received, frames_out=self.frames_out, errors=self.errors,
             restarts=self.restarts, fates=self.fates(), latency=self.latency.summary(),
-            end_to_end=self.end_to_end.summary(), blocked_seconds=self.blocked_seconds,
+            end_to_end=_measured(self.end_to_end.summary()), blocked_seconds=self.blocked_seconds,
             deadline_misses=self.deadline_misses, sequence_gaps=self.sequence_gaps,
             timestamp_regressions=self.timestamp_regressions,
             busy_seconds=self.latency.total_ns / 1e9,

@@ -87,7 +87,8 @@ def metric_families(snap: CollectorSnapshot) -> list[Any]:
                labels=_NODE)
     latency = H("streamlab_node_latency_seconds", "Time of one process() call.", labels=_NODE)
     e2e = H("streamlab_end_to_end_latency_seconds",
-            "From a frame's timestamp to its arrival at a terminal node.", labels=_NODE)
+            "From a frame's entry into the pipeline (its source emitted it) to its arrival "
+            "at a terminal node.", labels=_NODE)
     e2e_late = node_counter("streamlab_end_to_end_deadline_misses",
                             "Frames that reached a terminal node later than the pipeline's "
                             "deadline_ms.")

@@ -9,8 +9,11 @@ Which frames fail (exactly one of):
 * ``"every": k``: the k-th, 2k-th, ... frame this instance receives (counting from 1);
 * ``"at": [sequence ids]``: frames whose ``sequence_id`` is listed;
 * ``"probability": p`` with ``"seed"``: each frame fails with probability ``p``. The draw is
-  a hash of the seed and the frame's ``sequence_id`` and ``timestamp``, so the same frames
-  fail in every run and after restarts (a restarted instance does not replay its failures).
+  a hash of the seed and the frame's ``sequence_id`` only (not its timestamp, which a
+  triggered or realtime source takes from the wall clock, nor the node id), so with the same
+  seed and config the same sequence ids fail in every run and after restarts (a restarted
+  instance does not replay its failures). Two injectors with the same seed fail the same
+  sequence ids: give them different seeds for independent draws.
 
 What a failure is (``"mode"``):
 
@@ -117,8 +120,9 @@ class FaultInjector(ProcessingNode):
         elif self._at is not None:
             hit = frame.sequence_id in self._at
         else:
-            hit = _mix(self._seed ^ _mix(frame.sequence_id ^ _mix(frame.timestamp))) >> 11 \
-                < self._threshold
+            # Keyed on seed and sequence_id only: a timestamp may come from the wall clock and
+            # would make the selection differ between runs (issue #9, item 7).
+            hit = _mix(self._seed ^ _mix(frame.sequence_id & _MASK)) >> 11 < self._threshold
         if hit:
             self.injected += 1
         return hit

@@ -16,6 +16,7 @@ with hypothesis). Per-frame reductions (RMS without a window) emit one sample pe
 from __future__ import annotations
 
 import math
+import warnings
 from collections import deque
 from types import MappingProxyType
 from typing import Any, Literal
@@ -341,14 +342,26 @@ class ThresholdCrossing(_EventNode):
 
 @register_node
 class PeakDetector(_EventNode):
-    """Local maxima above ``height`` with a refractory period, across frame boundaries.
+    """Local maxima above a fixed and/or adaptive threshold, with a refractory period, streaming.
 
     A peak is a sample with ``x[n-1] < x[n] >= x[n+1]`` and ``x[n] >= height`` (decided when
     ``x[n+1]`` arrives). Within ``refractory`` seconds the larger peak wins: a candidate is
     held until ``refractory`` seconds of signal have passed without a larger one, then emitted;
-    peaks less than ``refractory`` after an emitted peak are ignored. So an event is reported
-    up to ``refractory`` seconds (plus one sample) after its peak, with the peak's own time.
-    Output: event frames (module docs).
+    peaks less than ``refractory`` after an emitted peak are ignored (exactly ``refractory``
+    apart both count). So an event is reported up to ``refractory`` seconds (plus one sample)
+    after its peak, with the peak's own time. Output: event frames (module docs).
+
+    **Adaptive threshold** (``relative_height``, in the spirit of Pan-Tompkins, whose threshold
+    follows the running signal-peak level): the stream is cut into consecutive blocks of
+    ``amplitude_window`` seconds; the *amplitude* of a block is the median of the maxima of the
+    previous ``amplitude_blocks`` complete blocks (robust to an artefact block), per channel.
+    A peak in a block must also reach ``relative_height * amplitude``. So the threshold follows
+    the signal's scale (mV or ADC counts alike) and its slow changes, with no lookahead; the
+    first block has no estimate and reports nothing.
+
+    **Warm-up**: samples in the first ``warmup`` seconds are ignored entirely (no peaks, not in
+    the amplitude): a filter's start-up transient cannot count as a peak nor inflate the
+    threshold. Blocks start after the warm-up. Neither option changes the latency above.
 
     >>> from streamlab.testing import run_node, make_frame
     >>> meta = {"sample_rate": "10.0"}
@@ -357,35 +370,91 @@ class PeakDetector(_EventNode):
     >>> out = run_node(PeakDetector, {"height": 0.5, "refractory": 0.3}, frames)
     >>> [f.payload["x"].tolist() for f in out]   # the peak at 0.1 s loses to the larger one at 0.3 s
     [[300000.0], [1300000.0]]
+    >>> x = [0, 4, 0, 0, 0, 0, 0, 0, 0, 0] + [0, 100, 0, 0, 0, 40, 0, 0, 0, 0] + [0, 0, 1, 0] * 5
+    >>> out = run_node(PeakDetector, {"relative_height": 0.3, "amplitude_window": 1.0},
+    ...                [make_frame(x=x, metadata=meta, timestamp=0)])
+    >>> out[0].payload["x"].tolist()   # 0-1 s: no estimate; 1-2 s: >= 0.3 * 4; then 0.3 * 52, 0.3 * 4
+    [1100000.0, 1500000.0]
     """
 
     class Config(NodeConfig):
-        height: float = Field(0.0, description="Minimum peak value.")
+        height: float = Field(0.0, description="Minimum peak value (absolute floor).")
         refractory: float = Field(0.0, ge=0, description="Seconds: minimum distance between peaks.")
+        relative_height: float | None = Field(
+            None, gt=0, le=1, description="Adaptive threshold: a peak must also reach this "
+            "fraction of the running amplitude (median of recent block maxima). None: off.")
+        amplitude_window: float = Field(1.0, gt=0, le=3600,
+                                        description="Seconds per block of the amplitude estimate.")
+        amplitude_blocks: int = Field(8, ge=1, le=10_000,
+                                      description="Blocks whose maxima the amplitude is the median of.")
+        warmup: float = Field(0.0, ge=0, le=86_400,
+                              description="Seconds at the start ignored (no peaks, no amplitude).")
         sample_rate: float | None = Field(None, gt=0, le=1e9, description="Hz; default: metadata.")
 
     def setup(self, n_channels: int, fs: float) -> None:
+        c = self.config
         self._tail = np.zeros((n_channels, 0))  # last two samples (fewer at the start)
         self._pending: list[tuple[int, float, float] | None] = [None] * n_channels
         self._last_event = [-(1 << 62)] * n_channels
-        self._r = max(1, round(self.config.refractory * fs))
+        self._r = max(1, round(c.refractory * fs))
+        self._warm = round(c.warmup * fs)  # global index of the first sample that counts
+        self._block = max(1, round(c.amplitude_window * fs))
+        # adaptive threshold state: maxima of complete blocks, running max of the current one,
+        # and the amplitude in force for each recent block index (only blocks a candidate of
+        # the current frame can still fall into are kept)
+        self._maxima: deque[np.ndarray] = deque(maxlen=c.amplitude_blocks)
+        self._cur_max = np.full(n_channels, -np.inf)
+        self._amp: dict[int, np.ndarray] = {}
+
+    def _track_amplitude(self, x: np.ndarray) -> None:
+        """Feed this frame's samples (global ``self._n`` on) into the block maxima."""
+        start = max(self._n, self._warm)
+        end = self._n + x.shape[1]
+        b = self._block
+        while start < end:
+            k = (start - self._warm) // b
+            stop = min(end, self._warm + (k + 1) * b)
+            seg = x[:, start - self._n:stop - self._n]
+            self._cur_max = np.fmax(self._cur_max, np.fmax.reduce(seg, axis=1))  # NaN-tolerant
+            if stop == self._warm + (k + 1) * b:  # block k complete: amplitude of block k+1
+                self._maxima.append(self._cur_max)
+                self._cur_max = np.full(x.shape[0], -np.inf)
+                hist = np.stack(self._maxima)
+                hist[~np.isfinite(hist)] = np.nan
+                with warnings.catch_warnings():  # a channel that was all NaN: no estimate
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    self._amp[k + 1] = np.nanmedian(hist, axis=0)
+            start = stop
+        first = (self._n - 2 - self._warm) // b  # earliest block a later candidate can be in
+        for k in [k for k in self._amp if k < first]:
+            del self._amp[k]
 
     def process(self, frame: DataFrame) -> DataFrame:
         x, fs = self.begin(frame)
+        c = self.config
         ext = np.concatenate([self._tail, x], axis=1)
         base = self._n - self._tail.shape[1]  # global index of ext[:, 0]
         mid = ext[:, 1:-1]
-        cand = (mid > ext[:, :-2]) & (mid >= ext[:, 2:]) & (mid >= self.config.height)
+        cand = (mid > ext[:, :-2]) & (mid >= ext[:, 2:]) & (mid >= c.height)
+        if self._warm > base + 1:
+            cand[:, :self._warm - base - 1] = False
         last_evaluated = base + ext.shape[1] - 2
         rows, cols = np.nonzero(cand)
         times: list[list[float]] = [[] for _ in range(x.shape[0])]
         r = self._r
+        rel = c.relative_height
+        if rel is not None:
+            self._track_amplitude(x)
 
         def stamp(g: int) -> float:
             return frame.timestamp + (g - self._n) * 1e6 / fs
 
         for i, k in zip(rows.tolist(), cols.tolist()):
             g, v = base + 1 + k, float(mid[i, k])
+            if rel is not None:
+                amp = self._amp.get((g - self._warm) // self._block)
+                if amp is None or not v >= rel * amp[i]:  # no estimate yet (or NaN): no peak
+                    continue
             p = self._pending[i]
             if p is not None and g - p[0] >= r:
                 times[i].append(p[2])

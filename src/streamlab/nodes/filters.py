@@ -6,6 +6,18 @@ gives the same output as the batch scipy call over the whole signal (``sosfilt``
 over random chunk sizes. State is held per channel; when the channels share a length (always,
 for block-backed payloads) one scipy call filters the whole 2-D block along ``axis=-1``.
 
+**Initial state** (``initial_state`` on IIRFilter, NotchFilter, FIRFilter and DCRemoval):
+``"zero"`` (the default) equals scipy without ``zi``: the filter assumes the signal was 0
+before the first sample, so a signal with an offset (ADC counts, electrode DC, a baseline)
+starts with a step, and a highpass or bandpass answers it with a start-up transient that can
+be far larger than the signal and last for the filter's settling time (a detector reads it as
+an event, a running amplitude estimate is inflated). ``"steady"`` starts from the steady
+state for a constant input equal to each channel's first sample (``sosfilt_zi(sos) * x[0]``,
+``lfilter_zi(b, a) * x[0]``, as ``scipy.signal.filtfilt`` does): no step, no transient.
+**Recommendation: use ``"steady"`` for any real recording** (anything whose first sample is
+not ~0); keep ``"zero"`` when you need the exact scipy-without-zi output or the signal starts
+at rest (synthetic test signals).
+
 The sample rate comes from the config's ``sample_rate`` or else from the frame's
 ``metadata["sample_rate"]``. With neither, the first frame fails with a NodeError naming the
 node. A cutoff at or above half the sample rate is a config error (with the JSON path) when
@@ -262,7 +274,8 @@ class IIRFilter(StreamingFilter):
         rs: float = Field(40.0, gt=0, description="Stopband attenuation in dB (cheby2, ellip).")
         initial_state: Literal["zero", "steady"] = Field(
             "zero", description="'zero': like sosfilt without zi; 'steady': sosfilt_zi scaled by "
-            "each channel's first sample (no start-up transient for a DC offset).")
+            "each channel's first sample (no start-up transient for a DC offset; recommended for "
+            "real recordings).")
 
         @field_validator("cutoff")
         @classmethod
@@ -335,6 +348,10 @@ class FIRFilter(StreamingFilter):
 
     Output equals ``lfilter(firwin(numtaps, cutoff, window=window, pass_zero=btype, fs=fs),
     1.0, x)`` over the whole signal. highpass and bandstop need an odd ``numtaps``.
+    ``firwin`` filters are linear-phase: every frequency is delayed by exactly
+    ``(numtaps - 1) / 2`` samples, so the shape of a transient (e.g. a QRS complex, narrow or
+    wide) is kept and its time is recovered by subtracting that constant. With
+    ``initial_state="steady"``: ``zi = lfilter_zi(taps, 1) * x[0]`` per channel.
 
     >>> from streamlab.testing import run_node, make_frame
     >>> out = run_node(FIRFilter, {"numtaps": 5, "cutoff": 10.0, "sample_rate": 100.0},
@@ -349,6 +366,8 @@ class FIRFilter(StreamingFilter):
         cutoff: float | list[float] = Field(
             ..., description="Cutoff in Hz: one value (lowpass/highpass) or [low, high] (band).")
         window: str = Field("hamming", description="Window name for firwin (scipy.signal.get_window).")
+        initial_state: Literal["zero", "steady"] = Field(
+            "zero", description="'zero' or 'steady' (see IIRFilter).")
 
         @field_validator("cutoff")
         @classmethod
@@ -408,6 +427,8 @@ class DCRemoval(StreamingFilter):
     * ``method="ema"``: ``y = x - m`` with ``m[n] = m[n-1] + alpha * (x[n] - m[n-1])``,
       ``alpha = 1 - exp(-2*pi*cutoff/fs)`` and ``m[-1] = x[0]`` (no start-up step), i.e.
       ``x - lfilter([alpha], [1, alpha - 1], x, zi=[(1 - alpha) * x[0]])``.
+    * ``initial_state="steady"`` (blocker): ``zi = lfilter_zi([1, -1], [1, -r]) * x[0]``, so a
+      constant offset gives 0 from the first sample instead of a decaying step.
 
     >>> from streamlab.testing import run_node, make_frame
     >>> out = run_node(DCRemoval, {"method": "ema", "cutoff": 1.0, "sample_rate": 100.0},
@@ -419,6 +440,9 @@ class DCRemoval(StreamingFilter):
     class Config(FilterConfig):
         method: Literal["blocker", "ema"] = Field("blocker", description="See the description.")
         cutoff: float = Field(0.5, gt=0, description="Corner frequency in Hz.")
+        initial_state: Literal["zero", "steady"] = Field(
+            "zero", description="blocker: 'zero' or 'steady' (see IIRFilter); ema always "
+            "starts from the first sample.")
 
         @field_validator("cutoff")
         @classmethod

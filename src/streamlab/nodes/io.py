@@ -1,8 +1,7 @@
 """File source: ``FileSource`` reads .npy, .csv and .wav files in frames.
 
-Paths in configs are used as given: a relative path is relative to the current working
-directory of the process (for ``streamlab run``, the directory you run it from), not to the
-config file.
+A relative path in a config loaded from a file is relative to that file's folder (resolved by
+:func:`streamlab.config.load_config`); in a config given as a dict, to the working directory.
 
 :class:`FileSource` picks the format by extension. ``.npy`` files are memory
 mapped (``np.load(mmap_mode="r")``) and ``.wav`` files are read block by block with soundfile,
@@ -21,6 +20,10 @@ The file sinks (JsonlSink, CsvSink, NpySink, NpzSink, WavSink, FileSink) moved t
 from __future__ import annotations
 
 import csv
+import errno
+import io
+import os
+import stat
 import warnings
 from pathlib import Path
 from typing import Any, Literal
@@ -28,12 +31,14 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
+from streamlab.config.paths import InputPath
 from streamlab.errors import EndOfStream, missing_extra
 from streamlab.frame import DataFrame, Payload
 from streamlab.node import SourceConfig, SourceNode
 from streamlab.registry import register_node
 
-__all__ = ["FileSource", "FileSourceConfig", "open_reader", "require_suffix"]
+__all__ = ["FileSource", "FileSourceConfig", "check_regular_file", "open_reader",
+           "path_problem", "require_suffix"]
 
 _READ_SUFFIXES = (".npy", ".csv", ".wav")
 
@@ -54,9 +59,64 @@ def _import_soundfile() -> Any:
     return soundfile
 
 
-def _missing(path: Path) -> FileNotFoundError:
-    return FileNotFoundError(f"no such file {str(path)!r} (relative paths are relative to the "
+def _missing(path: Path, what: str = "file") -> FileNotFoundError:
+    return FileNotFoundError(f"no such {what} {str(path)!r} (relative paths are relative to the "
                              f"working directory {str(Path.cwd())!r})")
+
+
+def _kind(mode: int) -> str:
+    """What a non-regular file is, in words."""
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def path_problem(path: Path, what: str = "file") -> OSError | ValueError | None:
+    """Why ``path`` cannot be read as a regular file (None if it can), as an exception to raise.
+
+    Only ``stat`` calls: nothing is opened, so a FIFO never blocks. The message says what the
+    path is: missing, a dangling symlink, a symlink loop, a directory, a FIFO, a device, or
+    permission denied.
+    """
+    p = str(path)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            return FileNotFoundError(f"{what} {p!r} is a symlink to {os.readlink(path)!r}, "
+                                     "which does not exist")
+        return _missing(path, what)
+    except PermissionError:
+        return PermissionError(f"{what} {p!r}: permission denied (a directory on the path "
+                               "cannot be searched)")
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return OSError(f"{what} {p!r} is a symlink loop (the links never reach a file)")
+        if exc.errno == errno.ENOTDIR:
+            return NotADirectoryError(f"{what} {p!r}: a component of the path is a file, "
+                                      "not a directory")
+        return OSError(f"{what} {p!r}: cannot access it: {exc.strerror}")
+    if stat.S_ISDIR(st.st_mode):
+        return IsADirectoryError(f"{what} {p!r} is a directory, not a file")
+    if not stat.S_ISREG(st.st_mode):
+        return ValueError(f"{what} {p!r} is {_kind(st.st_mode)}, not a regular file "
+                          "(only regular files can be read)")
+    if not os.access(path, os.R_OK):
+        return PermissionError(f"{what} {p!r}: permission denied (the file is not readable)")
+    return None
+
+
+def check_regular_file(path: Path, what: str = "file") -> None:
+    """Raise the error of :func:`path_problem`, if any."""
+    problem = path_problem(path, what)
+    if problem is not None:
+        raise problem
 
 
 # -- readers ------------------------------------------------------------------------------------
@@ -101,38 +161,123 @@ class _ArrayReader(_Reader):
 
 
 def _open_npy(path: Path) -> _Reader:
+    where = repr(str(path))
     try:
-        data = np.load(path, mmap_mode="r", allow_pickle=False)
+        # numpy warns (RuntimeWarning) instead of failing when a header's shape overflows:
+        # turn that into an error, and check the shape against the file before mapping it.
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)
+            with open(path, "rb") as f:
+                version = np.lib.format.read_magic(f)
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+                else:
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+                available = os.fstat(f.fileno()).st_size - f.tell()
+            if dtype.hasobject or dtype.kind not in "fiu":
+                raise ValueError(f"{where}: expected real numbers, got dtype {dtype}")
+            needed = dtype.itemsize
+            for n in shape:
+                needed *= n  # Python ints: no overflow
+            if needed > available:
+                raise ValueError(f"{where}: the .npy header says shape {shape} of {dtype} "
+                                 f"({needed} bytes) but the file holds {available} bytes of "
+                                 "data (truncated or corrupt file)")
+            data = np.load(path, mmap_mode="r", allow_pickle=False)
+    except RuntimeWarning as exc:
+        raise ValueError(f"{where}: corrupt .npy header ({exc})") from None
     except ValueError as exc:
-        raise ValueError(f"{str(path)!r}: not a numeric .npy array ({exc})") from exc
+        if str(exc).startswith(where):
+            raise
+        raise ValueError(f"{where}: not a numeric .npy array ({exc})") from None
     if not isinstance(data, np.ndarray):
-        raise ValueError(f"{str(path)!r}: expected a .npy array, got {type(data).__name__}")
+        raise ValueError(f"{where}: expected a .npy array, got {type(data).__name__}")
     return _ArrayReader(path, data)
 
 
-def _open_csv(path: Path) -> _Reader:
-    with open(path, newline="", encoding="utf-8") as f:
-        header = next(csv.reader(f), None)
-    if not header:
-        raise ValueError(f"{str(path)!r}: empty CSV file (expected a header row of channel names)")
-    names = tuple(h.strip() for h in header)
-    if any(not n for n in names) or len(set(names)) != len(names):
-        raise ValueError(f"{str(path)!r}: the header row must hold unique, non-empty channel "
-                         f"names, got {list(names)}")
+def _csv_error(path: Path, line: int, problem: str) -> ValueError:
+    return ValueError(f"{str(path)!r}, line {line}: {problem}")
+
+
+def _header_name(cell: str) -> str:
+    """A header cell without surrounding blanks and quotes ('"Fz"' -> 'Fz')."""
+    name = cell.strip()
+    if len(name) >= 2 and name[0] == name[-1] and name[0] in "\"'":
+        name = name[1:-1].strip()
+    return name
+
+
+def _is_number(cell: str) -> bool:
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # "input contained no data"
-            data = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2, dtype=np.float64)
-    except ValueError as exc:
-        raise ValueError(f"{str(path)!r}: {exc}") from exc
-    if data.size == 0:
-        data = np.empty((0, len(names)))
-    if data.shape[1] != len(names):
-        raise ValueError(f"{str(path)!r}: {data.shape[1]} columns of data but "
-                         f"{len(names)} names in the header")
-    reader = _ArrayReader(path, data)
-    reader.names = names
-    return reader
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _open_csv(path: Path, header: bool | Literal["auto"] = "auto") -> _Reader:
+    """Parse a CSV file at once: an optional header row of names, then rows of numbers.
+
+    ``header``: True (the first row is names), False (it is data) or "auto" (names unless every
+    cell of the first row is a number). Every error names the path, the 1-based line and the
+    problem.
+    """
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")  # -sig: a spreadsheet's byte-order mark is not a name
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise _csv_error(path, line, f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at column "
+                         f"{column}); save the file as UTF-8") from None
+    reader = csv.reader(io.StringIO(text, newline=""), skipinitialspace=True)
+    names: tuple[str, ...] | None = None
+    rows: list[list[str]] = []
+    lines: list[int] = []  # the line of each row, for errors found later
+    width: int | None = None
+    try:
+        for row in reader:
+            if not row or (len(row) == 1 and not row[0].strip()):
+                continue  # blank line
+            if names is None and width is None and header is not False and (
+                    header is True or not all(_is_number(c) for c in row)):
+                names = tuple(_header_name(c) for c in row)
+                if any(not n for n in names) or len(set(names)) != len(names):
+                    raise _csv_error(path, reader.line_num, "the header row must hold unique, "
+                                     f"non-empty channel names, got {list(names)}")
+                width = len(names)
+                continue
+            if width is None:
+                width = len(row)
+            elif len(row) != width:
+                expected = "names in the header" if names is not None else "values in line " \
+                    f"{lines[0]}"
+                raise _csv_error(path, reader.line_num, f"{len(row)} values, but {width} "
+                                 f"{expected}")
+            rows.append(row)
+            lines.append(reader.line_num)
+    except csv.Error as exc:
+        raise _csv_error(path, reader.line_num, f"cannot parse it as CSV ({exc})") from None
+    if width is None:
+        raise ValueError(f"{str(path)!r}: empty CSV file (expected rows of numbers, optionally "
+                         "after a header row of channel names)")
+    if not rows:
+        data = np.empty((0, width))
+    else:
+        try:
+            data = np.asarray(rows, dtype=np.float64)
+        except ValueError:  # the slow path: find the first bad cell
+            data = np.empty((len(rows), width))
+            for i, (row, line) in enumerate(zip(rows, lines, strict=True)):
+                for col, cell in enumerate(row):
+                    try:
+                        data[i, col] = float(cell)
+                    except ValueError:
+                        raise _csv_error(path, line, f"column {col + 1}: {cell[:40]!r} is not "
+                                         "a number") from None
+    reader_ = _ArrayReader(path, data)
+    reader_.names = names
+    return reader_
 
 
 class _WavReader(_Reader):
@@ -155,19 +300,22 @@ class _WavReader(_Reader):
         self._file.close()
 
 
-def open_reader(path: str | Path) -> _Reader:
-    """Open ``path`` for FileSource by extension; clear errors for missing or bad files."""
+def open_reader(path: str | Path, *, header: bool | Literal["auto"] = "auto") -> _Reader:
+    """Open ``path`` for FileSource by extension; clear errors for missing or bad files.
+
+    Anything but a regular file (a directory, a FIFO, a device, a symlink loop) is refused
+    before it is opened, so a FIFO never blocks. ``header`` applies to .csv files.
+    """
     p = Path(path).expanduser()
     suffix = p.suffix.lower()
     if suffix not in _READ_SUFFIXES:
         raise ValueError(f"{str(p)!r}: unsupported extension {suffix!r} "
                          f"(expected one of {', '.join(_READ_SUFFIXES)})")
-    if not p.is_file():
-        raise _missing(p)
+    check_regular_file(p)
     if suffix == ".npy":
         return _open_npy(p)
     if suffix == ".csv":
-        return _open_csv(p)
+        return _open_csv(p, header)
     return _WavReader(p)
 
 
@@ -178,9 +326,9 @@ class FileSourceConfig(SourceConfig):
     mode: Literal["triggered", "free"] = Field(
         "free", description="'free' (default): read to the end of the file on its own; "
         "'triggered': one frame per trigger frame.")
-    path: str = Field(..., min_length=1, description="File to read: .npy (samples x channels, "
-                      "1-D = one channel), .csv (header row = channel names) or .wav. A relative "
-                      "path is relative to the current working directory.")
+    path: InputPath = Field(..., min_length=1, description="File to read: .npy (samples x "
+                            "channels, 1-D = one channel), .csv (header row = channel names) or "
+                            ".wav. A relative path is relative to the config file's folder.")
     samples_per_frame: int = Field(..., ge=1, le=10_000_000,
                                    description="Samples per frame (the last frame may be shorter).")
     sample_rate: float | None = Field(
@@ -189,6 +337,10 @@ class FileSourceConfig(SourceConfig):
     channels: list[str] | None = Field(
         None, min_length=1, max_length=4096, description="Channel names (default: the CSV "
         "header, else ch0, ch1, ...); their number must match the file's channels.")
+    header: bool | Literal["auto"] = Field(
+        "auto", description=".csv only: whether the first row holds channel names. 'auto' "
+        "(default): it does unless every cell of it is a number; true: it does; false: the "
+        "file has no header and every row is data.")
     start_timestamp: int | None = Field(
         None, ge=0, description="Timestamp (µs since the epoch) of the first sample. Default: "
         "the first trigger's timestamp, or the pipeline clock's time at the first frame.")
@@ -200,6 +352,8 @@ class FileSourceConfig(SourceConfig):
         if self.sample_rate is None and suffix in (".npy", ".csv"):
             raise ValueError(f"sample_rate is required for {suffix} files (they do not carry "
                              f"a sample rate); add \"sample_rate\": <Hz> to the config")
+        if self.header != "auto" and suffix != ".csv":
+            raise ValueError(f"header applies to .csv files only (the path is a {suffix} file)")
         if self.channels is not None and len(set(self.channels)) != len(self.channels):
             raise ValueError(f"channel names must be unique, got {self.channels}")
         return self
@@ -229,7 +383,7 @@ class FileSource(SourceNode):
 
     def on_create(self, config: FileSourceConfig) -> None:  # type: ignore[override]
         self.config = config
-        reader = open_reader(config.path)
+        reader = open_reader(config.path, header=config.header)
         try:
             self._rate = self._sample_rate(config, reader)
             self._names = self._channel_names(config, reader)

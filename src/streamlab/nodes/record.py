@@ -14,9 +14,14 @@
 
 Integers and strings in JSON are exact and the samples are the raw float64 bytes, so a frame
 read back compares equal (``==``) to the frame recorded, bit for bit (NaN payloads and -0.0
-included). Records are written as frames arrive and the file is flushed and closed in
-``on_stop``; a run that crashes leaves every complete record readable, and Replay reports a
-truncated last record (or ignores it with ``allow_truncated``). The format needs no index: it
+included). Each record is handed to the operating system in one piece as its frame arrives
+and the file is closed in ``on_stop``; a run that crashes leaves every complete record
+readable, and Replay reports a truncated last record (or ignores it with ``allow_truncated``).
+A write that fails (a full disk) is cut off again, so the file stays a valid recording of the
+frames before it, and the error goes to the node's error policy (see
+:mod:`streamlab.nodes.sinks`). Replay checks every length against the file before reading, so
+a corrupt or hostile file fails with a :class:`RecordingError` naming the record and its byte
+offset, in memory bounded by the file's size. The format needs no index: it
 is read front to back, one record at a time, so recordings of any length replay in constant
 memory.
 
@@ -30,6 +35,7 @@ downstream nodes therefore reproduces the recorded run's outputs exactly.
 from __future__ import annotations
 
 import json
+import os
 import struct
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,13 +44,16 @@ from typing import Any, BinaryIO, Literal
 import numpy as np
 from pydantic import Field
 
+from streamlab.config.paths import InputPath
 from streamlab.errors import EndOfStream
 from streamlab.frame import DataFrame, Payload
 from streamlab.node import SourceConfig, SourceNode
-from streamlab.nodes.sinks import FileSink, FileSinkConfig, frame_source_name
+from streamlab.nodes.io import check_regular_file
+from streamlab.nodes.sinks import AppendFile, FileSink, FileSinkConfig, frame_source_name
 from streamlab.registry import register_node
 
-__all__ = ["Recorder", "Replay", "iter_recording", "read_recording_header", "MAGIC"]
+__all__ = ["Recorder", "Replay", "RecordingError", "iter_recording", "read_recording_header",
+           "MAGIC"]
 
 MAGIC = b"SLREC1\n"
 _U32 = struct.Struct("<I")
@@ -65,76 +74,175 @@ def _encode_record(frame: DataFrame, source: str) -> bytes:
     return _REC.pack(len(head), len(data)) + head + data
 
 
-def _read_exact(f: BinaryIO, n: int, path: Path, what: str) -> bytes | None:
-    """n bytes, None at a clean end of file, ValueError on a short read."""
+class RecordingError(ValueError):
+    """A recording that cannot be read: the message names the file, the record and the problem."""
+
+
+class _Truncated(RecordingError):
+    """The file ends inside a record (what a crash while recording leaves)."""
+
+
+# A record header holds a frame's channel names, lengths and metadata; nothing Recorder writes
+# comes near this, and a corrupt length must never make the reader allocate gigabytes.
+MAX_RECORD_HEADER = 64 * 1024 * 1024
+
+
+def _remaining(f: BinaryIO) -> int:
+    """Bytes left in the file after the current position (the bound on any read)."""
+    return os.fstat(f.fileno()).st_size - f.tell()
+
+
+def _read_exact(f: BinaryIO, n: int, where: str, what: str) -> bytes:
+    """Exactly n bytes; _Truncated if the file ends first (never allocates more than is there).
+
+    ``where`` starts the message (the file, and the record if any).
+    """
+    left = _remaining(f)
+    if n > left:
+        raise _Truncated(f"{where}: truncated {what} at byte {f.tell()} (expected {n} "
+                         f"bytes, the file has {max(left, 0)} more)")
     data = f.read(n)
-    if len(data) == n:
-        return data
-    if not data and what == "record":
-        return None
-    raise _Truncated(f"{str(path)!r}: truncated {what} at byte {f.tell() - len(data)} "
-                     f"(expected {n} bytes, got {len(data)})")
+    if len(data) != n:  # the file shrank while we read it
+        raise _Truncated(f"{where}: truncated {what} at byte {f.tell() - len(data)} "
+                         f"(expected {n} bytes, got {len(data)})")
+    return data
 
 
-class _Truncated(ValueError):
-    pass
+def _parse_json(raw: bytes) -> Any:
+    """json.loads, with every failure (bad UTF-8, bad JSON, absurd nesting) as a ValueError."""
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise ValueError("the JSON is nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, int too long
+        raise ValueError(f"not valid JSON ({exc})") from None
 
 
 def read_recording_header(f: BinaryIO, path: Path) -> dict[str, Any]:
-    """Check the magic and return the file header (ValueError if not a recording)."""
+    """Check the magic and return the file header (RecordingError if not a recording)."""
     magic = f.read(len(MAGIC))
     if magic != MAGIC:
-        raise ValueError(f"{str(path)!r}: not a StreamLab recording (expected it to start with "
-                         f"{MAGIC!r}, got {magic[:16]!r})")
-    raw = _read_exact(f, _U32.size, path, "file header")
-    assert raw is not None
-    body = _read_exact(f, _U32.unpack(raw)[0], path, "file header")
-    assert body is not None
-    header: dict[str, Any] = json.loads(body)
+        raise RecordingError(f"{str(path)!r}: not a StreamLab recording (expected it to start "
+                             f"with {MAGIC!r}, got {magic[:16]!r})")
+    raw = _read_exact(f, _U32.size, repr(str(path)), "file header")
+    body = _read_exact(f, _U32.unpack(raw)[0], repr(str(path)), "file header")
+    try:
+        header = _parse_json(body)
+    except ValueError as exc:
+        raise RecordingError(f"{str(path)!r}: bad file header: {exc}") from None
+    if not isinstance(header, dict):
+        raise RecordingError(f"{str(path)!r}: bad file header: expected a JSON object, got "
+                             f"{type(header).__name__}")
     return header
 
 
-def _read_record(f: BinaryIO, path: Path) -> DataFrame | None:
-    raw = _read_exact(f, _REC.size, path, "record")
-    if raw is None:
-        return None
-    h, d = _REC.unpack(raw)
-    head_raw = _read_exact(f, h, path, "record header")
-    data = _read_exact(f, d, path, "record data")
-    assert head_raw is not None and data is not None
-    head = json.loads(head_raw)
+def _is_int(x: Any) -> bool:
+    return type(x) is int  # JSON gives int, never bool-as-int here (bool is checked apart)
+
+
+def _check_head(head: Any, d: int) -> tuple[list[str], list[int]]:
+    """Validate a record header against the data length; ValueError says what is wrong."""
+    if not isinstance(head, dict):
+        raise ValueError(f"expected a JSON object, got {type(head).__name__}")
+    missing = [k for k in ("t", "s", "m", "c", "n") if k not in head]
+    if missing:
+        raise ValueError(f"missing field(s) {missing} (a record header holds t, s, m, c, n, i)")
+    for key, what in (("t", "timestamp"), ("s", "sequence id")):
+        if not _is_int(head[key]):
+            raise ValueError(f"{what} \"{key}\" must be an integer, got {head[key]!r:.40}")
+    m = head["m"]
+    if not isinstance(m, dict) or not all(isinstance(v, str) for v in m.values()):
+        raise ValueError(f"metadata \"m\" must be an object of strings, got {m!r:.60}")
     names, lengths = head["c"], head["n"]
+    if not isinstance(names, list) or not all(isinstance(x, str) for x in names):
+        raise ValueError(f"channel names \"c\" must be a list of strings, got {names!r:.60}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"duplicate channel names in \"c\": {names!r:.60}")
+    if not isinstance(lengths, list) or not all(_is_int(x) and x >= 0 for x in lengths):
+        raise ValueError(f"lengths \"n\" must be a list of non-negative integers, got "
+                         f"{lengths!r:.60}")
+    if len(lengths) != len(names):
+        raise ValueError(f"{len(names)} channel names but {len(lengths)} lengths")
+    if "i" in head and not isinstance(head["i"], str):
+        raise ValueError(f"input id \"i\" must be a string, got {head['i']!r:.40}")
+    total = sum(lengths)
+    if d != total * _F64.itemsize:
+        raise ValueError(f"the lengths {lengths!r:.60} add up to {total} samples "
+                         f"({total * _F64.itemsize} bytes) but the length prefix declares {d} "
+                         "bytes of data")
+    return names, lengths
+
+
+def _read_record(f: BinaryIO, path: Path, index: int) -> DataFrame | None:
+    """Record ``index`` (0-based), starting at the current position; None at a clean end.
+
+    Every length is checked against the rest of the file before anything is read, so a corrupt
+    or hostile file costs at most its own size in memory and fails with a RecordingError that
+    names the file, the record, its byte offset and the problem.
+    """
+    offset = f.tell()
+    where = f"{str(path)!r}: record {index} (at byte {offset})"
+    raw = f.read(_REC.size)
+    if not raw:
+        return None
+    if len(raw) != _REC.size:
+        raise _Truncated(f"{where}: truncated record length prefix (expected {_REC.size} "
+                         f"bytes, got {len(raw)})")
+    h, d = _REC.unpack(raw)
+    if h > MAX_RECORD_HEADER:
+        raise RecordingError(f"{where}: record header length {h} exceeds the limit of "
+                             f"{MAX_RECORD_HEADER} bytes (corrupt file?)")
+    head_raw = _read_exact(f, h, where, "record header")
+    try:
+        head = _parse_json(head_raw)
+        names, lengths = _check_head(head, d)
+    except ValueError as exc:
+        raise RecordingError(f"{where}: bad record header: {exc}") from None
+    data = _read_exact(f, d, where, "record data")
     samples = np.frombuffer(data, dtype=_F64)
-    if lengths and all(n == lengths[0] for n in lengths):
-        payload = Payload.from_block(names, samples.reshape(len(names), lengths[0]))
-    else:
-        bounds = np.cumsum([0, *lengths])
-        payload = Payload({n: samples[bounds[i]:bounds[i + 1]] for i, n in enumerate(names)})
-    return DataFrame(head["t"], head["s"], payload, head["m"])
+    try:
+        if lengths and all(n == lengths[0] for n in lengths):
+            payload = Payload.from_block(names, samples.reshape(len(names), lengths[0]))
+        else:
+            bounds = np.cumsum([0, *lengths])
+            payload = Payload({n: samples[bounds[i]:bounds[i + 1]]
+                               for i, n in enumerate(names)})
+        return DataFrame(head["t"], head["s"], payload, head["m"])
+    except ValueError as exc:  # FrameError: e.g. a timestamp out of range
+        raise RecordingError(f"{where}: bad record: {exc}") from None
 
 
 def iter_recording(path: str | Path, *, allow_truncated: bool = False) -> Iterator[DataFrame]:
-    """Yield the frames of a recording in order (ValueError on a bad or truncated file)."""
+    """Yield the frames of a recording in order.
+
+    Raises RecordingError (a ValueError) naming the file, record index and byte offset for a
+    foreign, corrupt or truncated file; with ``allow_truncated`` a truncated last record ends
+    the iteration quietly instead.
+    """
     p = Path(path)
+    check_regular_file(p, "recording")
     with open(p, "rb") as f:
         read_recording_header(f, p)
+        index = 0
         while True:
             try:
-                frame = _read_record(f, p)
+                frame = _read_record(f, p, index)
             except _Truncated:
                 if allow_truncated:
                     return
                 raise
             if frame is None:
                 return
+            index += 1
             yield frame
 
 
 class RecorderConfig(FileSinkConfig):
     """Settings of Recorder."""
 
-    flush: bool = Field(False, description="Flush after every frame (survives a crash with at "
-                        "most the current frame lost, at some cost per frame).")
+    flush: bool = Field(False, description="Kept for compatibility: every record is now handed "
+                        "to the operating system as it is written, so a crash of the process "
+                        "loses at most the record being written.")
 
 
 @register_node
@@ -160,16 +268,16 @@ class Recorder(FileSink):
     fixed_channels = False
 
     def _open(self, frame: DataFrame) -> None:
-        self._file = open(self.path, "wb")
+        self._file = AppendFile(self.path)
         header = json.dumps({"format": "streamlab-recording", "version": 1,
                              "node": self.node_id, "pipeline": self.context.pipeline,
                              "created_us": self.context.clock.time_us()}).encode("utf-8")
-        self._file.write(MAGIC + _U32.pack(len(header)) + header)
+        self._file.append(MAGIC + _U32.pack(len(header)) + header)
 
     def _write(self, frame: DataFrame) -> None:
-        self._file.write(_encode_record(frame, frame_source_name(self)))
-        if self.config.flush:
-            self._file.flush()
+        # One append per record: on a failed write (a full disk) the file is cut back to the
+        # end of the previous record, so it stays a valid recording.
+        self._file.append(_encode_record(frame, frame_source_name(self)))
 
     def _finish(self) -> None:
         self._file.close()
@@ -181,8 +289,8 @@ class ReplayConfig(SourceConfig):
     mode: Literal["triggered", "free"] = Field(
         "free", description="'free' (default): replay the whole recording on its own; "
         "'triggered': one recorded frame per trigger frame.")
-    path: str = Field(..., min_length=1, description="Recording made by Recorder. A relative "
-                      "path is relative to the current working directory.")
+    path: InputPath = Field(..., min_length=1, description="Recording made by Recorder. A "
+                            "relative path is relative to the config file's folder.")
     realtime: bool = Field(False, description="Free mode: reproduce the recorded timing (gaps "
                            "between frame timestamps) on the pipeline clock; default: as fast "
                            "as possible.")
@@ -215,9 +323,7 @@ class Replay(SourceNode):
     def on_create(self, config: ReplayConfig) -> None:  # type: ignore[override]
         self.config = config
         self.path = Path(config.path).expanduser()
-        if not self.path.is_file():
-            raise FileNotFoundError(f"no such recording {str(self.path)!r} (relative paths are "
-                                    f"relative to the working directory {str(Path.cwd())!r})")
+        check_regular_file(self.path, "recording")  # a FIFO is never opened (it would block)
         self._file: BinaryIO | None = open(self.path, "rb")
         try:
             self.header = read_recording_header(self._file, self.path)
@@ -227,19 +333,25 @@ class Replay(SourceNode):
         self._first_ts: int | None = None
         self._start = 0.0
         self.frames_replayed = 0
+        self._index = 0  # of the next record, for error messages
 
     def _next(self) -> DataFrame | None:
         if self._file is None:
             return None
         try:
-            frame = _read_record(self._file, self.path)
+            frame = _read_record(self._file, self.path, self._index)
         except _Truncated:
             if not self.config.allow_truncated:
                 self.close()
                 raise
             frame = None
+        except RecordingError:
+            self.close()  # a corrupt record ends the replay: nothing after it can be trusted
+            raise
         if frame is None:
             self.close()
+        else:
+            self._index += 1
         return frame
 
     async def process(self, frame: DataFrame | None) -> DataFrame | None:  # type: ignore[override]

@@ -1,8 +1,7 @@
 """File sinks: JSON Lines, CSV, .npy, .npz and .wav, and ``FileSink``, their base.
 
-Paths in configs are used as given: a relative path is relative to the current working
-directory of the process (for ``streamlab run``, the directory you run it from), not to the
-config file.
+A relative path in a config loaded from a file is relative to that file's folder (resolved by
+:func:`streamlab.config.load_config`); in a config given as a dict, to the working directory.
 
 Every sink opens its file at the first frame (creating missing parent directories), writes
 incrementally where the format allows (.jsonl, .csv, .npy, .wav; .npz is written at the end
@@ -13,13 +12,28 @@ input ends, when the run is stopped, and after a failure, so the file is complet
 .npz, .wav) require every frame to carry the same channels as the first; a different set
 raises ValueError naming both. A restarted sink (restart strategy) starts its file again.
 
+**Write failures** (a full disk, an I/O error). The incremental sinks (.jsonl, .csv, .npy and
+:class:`~streamlab.nodes.record.Recorder`) hand each frame to the operating system in one
+piece as it arrives (:class:`AppendFile`). When a write fails, the file is cut back to the end
+of the last complete frame (.npy: its header is rewritten with that row count), so the format's
+own reader opens it and finds every frame written before the failure; the frame is not written,
+and a :class:`SinkWriteError` (an OSError) naming the node, the path, the problem ("no space
+left on device") and the number of frames the file holds goes to the node's error policy.
+With ``SkipFrame`` the sink keeps writing later frames (after the gap) once space is back.
+An existing output path that is not a regular file (a directory, a FIFO, a device) is refused
+before it is opened; a FIFO is never opened.
+
 Reading files back is :class:`streamlab.nodes.io.FileSource`.
 """
 
 from __future__ import annotations
 
 import csv
+import errno
+import io
 import json
+import os
+import stat
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +42,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import Field, model_validator
 
+from streamlab.config.paths import OutputPath
 from streamlab.frame import DataFrame
 from streamlab.node import NodeConfig, ProcessingNode
 from streamlab.nodes.io import _import_soundfile, require_suffix
@@ -35,8 +50,110 @@ from streamlab.registry import register_node
 
 __all__ = [
     "JsonlSink", "CsvSink", "NpySink", "NpzSink", "WavSink", "SinkStatistics", "FileSink",
-    "FileSinkConfig", "frame_source_name", "npy_header",
+    "FileSinkConfig", "frame_source_name", "npy_header", "AppendFile", "SinkWriteError",
 ]
+
+
+class SinkWriteError(OSError):
+    """A sink could not write its file; ``errno`` is the operating system's (e.g. ENOSPC)."""
+
+    def __init__(self, message: str, errno_: int | None) -> None:
+        super().__init__(message)
+        self.errno = errno_  # type: ignore[misc]  # OSError(message) leaves it None
+
+
+def _problem(exc: OSError) -> str:
+    """'no space left on device' from an OSError (the strerror, lower-cased first letter)."""
+    text = exc.strerror or str(exc) or type(exc).__name__
+    return text[:1].lower() + text[1:]
+
+
+def check_output_path(path: Path, what: str) -> None:
+    """Refuse an existing output path that is not a regular file, saying what it is.
+
+    Only ``stat`` is used, so a FIFO is never opened (opening one for writing blocks until a
+    reader appears).
+    """
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return  # a new file (or a dangling symlink, which open() follows and creates)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise OSError(f"{what}: {str(path)!r} is a symlink loop") from None
+        raise OSError(f"{what}: cannot use {str(path)!r}: {_problem(exc)}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise IsADirectoryError(f"{what}: {str(path)!r} is a directory, not a file")
+    if not stat.S_ISREG(st.st_mode):
+        kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(st.st_mode) else
+                "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else
+                "a socket" if stat.S_ISSOCK(st.st_mode) else "not a regular file")
+        raise ValueError(f"{what}: {str(path)!r} is {kind}; file sinks write regular files only")
+
+
+class AppendFile:
+    """A new output file written in whole pieces (a header, then one piece per frame).
+
+    Each piece goes to the operating system in unbuffered ``os.write`` calls as it is given, so
+    the file ends at a piece boundary whenever :meth:`append` returns. If a write fails (no
+    space left on device, an I/O error), the partial piece is cut off again (``ftruncate`` to
+    the previous end) and the OSError propagates: the file then holds exactly the pieces
+    appended before. Opened with O_NONBLOCK and checked with fstat, so a FIFO put there in a
+    race never blocks.
+    """
+
+    #: The write system call; a seam for tests that simulate a full disk.
+    _os_write = staticmethod(os.write)
+
+    def __init__(self, path: Path) -> None:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+        fd = os.open(path, flags, 0o666)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise ValueError(f"{str(path)!r} is not a regular file")
+        self._fd: int | None = fd
+        self.path = path
+        self.size = 0  #: bytes in the file, always at a piece boundary
+
+    def _fileno(self) -> int:
+        if self._fd is None:
+            raise ValueError(f"{str(self.path)!r} is closed")
+        return self._fd
+
+    def append(self, data: bytes | bytearray | memoryview) -> None:
+        """Write ``data`` whole, or (on an OSError) not at all, and re-raise the error."""
+        fd = self._fileno()
+        view = memoryview(data).cast("B")
+        done = 0
+        try:
+            while done < len(view):
+                n = self._os_write(fd, view[done:])
+                if n <= 0:  # pragma: no cover - a regular file never returns 0 for len > 0
+                    raise OSError(errno.EIO, "the write made no progress")
+                done += n
+        except OSError:
+            if done:  # cut the partial piece: the file must end where the last piece ended
+                try:
+                    os.ftruncate(fd, self.size)
+                    os.lseek(fd, self.size, os.SEEK_SET)  # else the next write leaves a hole
+                except OSError:  # pragma: no cover - truncating never needs space
+                    pass  # the write's error is the one to report
+            raise
+        self.size += done
+
+    def write_at(self, offset: int, data: bytes) -> None:
+        """Overwrite bytes already in the file (a header), without moving the append position."""
+        os.pwrite(self._fileno(), data, offset)
+
+    def close(self) -> None:
+        """Close the file (idempotent). Nothing is buffered, so closing cannot lose data."""
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
+
+    @property
+    def closed(self) -> bool:
+        return self._fd is None
 
 
 def frame_source_name(node: ProcessingNode) -> str:
@@ -60,8 +177,9 @@ class SinkStatistics:
 class FileSinkConfig(NodeConfig):
     """Settings shared by file sinks."""
 
-    path: str = Field(..., min_length=1, description="Output file. A relative path is relative "
-                      "to the current working directory; missing parent directories are created.")
+    path: OutputPath = Field(..., min_length=1, description="Output file. A relative path is "
+                             "relative to the config file's folder; missing parent directories "
+                             "are created.")
     passthrough: bool = Field(False, description="Also emit every frame unchanged (default: the "
                               "sink is terminal and emits nothing).")
 
@@ -84,6 +202,7 @@ class FileSink(ProcessingNode):
         self._closed = False
         self._frames = 0
         self._samples = 0
+        self._file: Any = None  # set by _open
 
     def process(self, frame: DataFrame) -> DataFrame | None:
         if self._closed:
@@ -91,14 +210,27 @@ class FileSink(ProcessingNode):
                              "already finished")
         if not self._opened:
             self._names = frame.channels
+            check_output_path(self.path, f"{type(self).__name__} {self.node_id!r}")
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._open(frame)
+            try:
+                self._open(frame)
+            except OSError as exc:
+                self._discard_partial()
+                raise self._write_error(exc, "could not start the file; no file was left") \
+                    from exc
             self._opened = True
         elif self.fixed_channels and frame.channels != self._names:
             raise ValueError(f"{type(self).__name__} {self.node_id!r}: frame "
                              f"{frame.sequence_id} has channels {list(frame.channels)}, but "
                              f"{str(self.path)!r} was started with {list(self._names or ())}")
-        self._write(frame)
+        try:
+            self._write(frame)
+        except SinkWriteError:
+            raise
+        except OSError as exc:
+            self._after_write_error()
+            raise self._write_error(exc, f"frame {frame.sequence_id} was not written; the file "
+                                    f"holds the {self._frames} frames before it") from exc
         self._frames += 1
         self._samples += frame.n_samples
         return frame if self.config.passthrough else None
@@ -106,10 +238,29 @@ class FileSink(ProcessingNode):
     def on_stop(self) -> None:
         if self._opened and not self._closed:
             self._closed = True
-            self._finish()
+            try:
+                self._finish()
+            except SinkWriteError:
+                raise
+            except OSError as exc:
+                raise self._write_error(exc, "could not finish the file") from exc
         elif not self._opened:
             self.context.logger.info("%s %r received no frame; %s not written",
                                      type(self).__name__, self.node_id, self.path)
+
+    def _write_error(self, exc: OSError, outcome: str) -> SinkWriteError:
+        return SinkWriteError(f"{type(self).__name__} {self.node_id!r}: writing "
+                              f"{str(self.path)!r} failed: {_problem(exc)}; {outcome}", exc.errno)
+
+    def _after_write_error(self) -> None:
+        """Bring the file back to a readable state after a failed ``_write`` (AppendFile has
+        already cut the partial frame; NpySink also rewrites its header)."""
+
+    def _discard_partial(self) -> None:
+        """Remove a file whose header could not be written (it would not be readable)."""
+        if self._file is not None:  # only a file this sink created (never someone else's)
+            self._file.close()
+            self.path.unlink(missing_ok=True)
 
     def _open(self, frame: DataFrame) -> None:
         raise NotImplementedError
@@ -144,8 +295,9 @@ class FileSink(ProcessingNode):
 class JsonlSinkConfig(FileSinkConfig):
     """Settings of JsonlSink."""
 
-    flush: bool = Field(False, description="Flush after every line (for readers that follow "
-                        "the file while it grows).")
+    flush: bool = Field(False, description="Kept for compatibility: every line is now handed "
+                        "to the operating system as it is written, so readers that follow the "
+                        "file see it at once.")
 
     @model_validator(mode="after")
     def _check(self) -> JsonlSinkConfig:
@@ -174,12 +326,11 @@ class JsonlSink(FileSink):
     fixed_channels = False
 
     def _open(self, frame: DataFrame) -> None:
-        self._file = open(self.path, "w", encoding="utf-8")
+        self._file = AppendFile(self.path)
 
     def _write(self, frame: DataFrame) -> None:
-        self._file.write(json.dumps({"node": frame_source_name(self), **frame.to_dict()}) + "\n")
-        if self.config.flush:
-            self._file.flush()
+        line = json.dumps({"node": frame_source_name(self), **frame.to_dict()}) + "\n"
+        self._file.append(line.encode("utf-8"))
 
     def _finish(self) -> None:
         self._file.close()
@@ -231,19 +382,23 @@ class CsvSink(FileSink):
             if cfg.time_column in frame.channels:
                 raise ValueError(f"CsvSink {self.node_id!r}: time_column {cfg.time_column!r} "
                                  "is also a channel name")
-        self._file = open(self.path, "w", encoding="utf-8", newline="")
+        self._file = AppendFile(self.path)
         header = ([cfg.time_column] if cfg.time_column else []) + list(frame.channels)
-        csv.writer(self._file, lineterminator="\n").writerow(header)
+        text = io.StringIO()
+        csv.writer(text, lineterminator="\n").writerow(header)
+        self._file.append(text.getvalue().encode("utf-8"))
 
     def _write(self, frame: DataFrame) -> None:
         rows = np.asarray(frame.block()).T
+        text = io.StringIO()  # the whole frame, then one write: a frame lands whole or not at all
         if self._rate is not None:
             n = rows.shape[0]
             times = frame.timestamp + np.round(np.arange(n) * (1e6 / self._rate)).astype(np.int64)
             for t, row in zip(times.tolist(), rows.tolist(), strict=True):
-                self._file.write(f"{t}," + ",".join(f"{v:.17g}" for v in row) + "\n")
-            return
-        np.savetxt(self._file, rows, delimiter=",", fmt="%.17g")
+                text.write(f"{t}," + ",".join(f"{v:.17g}" for v in row) + "\n")
+        else:
+            np.savetxt(text, rows, delimiter=",", fmt="%.17g")
+        self._file.append(text.getvalue().encode("utf-8"))
 
     def _finish(self) -> None:
         self._file.close()
@@ -274,7 +429,8 @@ class NpySink(FileSink):
     """Write the samples to a .npy file, shape samples x channels (float64), frames concatenated.
 
     The data is appended as it arrives; the header's shape is completed in ``on_stop``
-    (until then the header says 0 samples). Timestamps and metadata are not stored: use
+    (until then the header says 0 samples), and also at once when a write fails (the file then
+    holds the complete rows written before, see the module docstring). Timestamps and metadata are not stored: use
     NpzSink or Recorder for those. Channel order is the first frame's.
 
     >>> import numpy as np, tempfile, os
@@ -289,16 +445,25 @@ class NpySink(FileSink):
     Config = NpySinkConfig
 
     def _open(self, frame: DataFrame) -> None:
-        self._file = open(self.path, "wb")
-        self._file.write(npy_header(0, len(frame.channels)))
+        self._file = AppendFile(self.path)
+        self._file.append(npy_header(0, len(frame.channels)))
 
     def _write(self, frame: DataFrame) -> None:
-        self._file.write(np.ascontiguousarray(frame.block().T, dtype="<f8").tobytes())
+        self._file.append(np.ascontiguousarray(frame.block().T, dtype="<f8").tobytes())
+
+    def _rows_in_file(self) -> int:
+        row = 8 * max(len(self._names or ()), 1)
+        return (self._file.size - _NPY_HEADER_LEN) // row
+
+    def _after_write_error(self) -> None:
+        # Overwrites bytes already on disk, so it needs no new space.
+        self._file.write_at(0, npy_header(self._rows_in_file(), len(self._names or ())))
 
     def _finish(self) -> None:
-        with self._file:
-            self._file.seek(0)
-            self._file.write(npy_header(self._samples, len(self._names or ())))
+        try:
+            self._file.write_at(0, npy_header(self._rows_in_file(), len(self._names or ())))
+        finally:
+            self._file.close()
 
 
 class NpzSinkConfig(FileSinkConfig):
@@ -348,11 +513,18 @@ class NpzSink(FileSink):
                 else np.empty((0, len(names))))
         stamps = np.array(self._stamps, dtype=np.int64).reshape(-1, 3)
         save = np.savez_compressed if self.config.compressed else np.savez
-        with open(self.path, "wb") as f:
-            save(f, data=np.ascontiguousarray(data), channels=np.array(names, dtype=str),
-                 timestamps=stamps[:, 0], sequence_ids=stamps[:, 1], frame_lengths=stamps[:, 2],
-                 sample_rate=np.float64(self._rate))
-        self._blocks = []
+        try:
+            with open(self.path, "wb") as f:
+                save(f, data=np.ascontiguousarray(data), channels=np.array(names, dtype=str),
+                     timestamps=stamps[:, 0], sequence_ids=stamps[:, 1],
+                     frame_lengths=stamps[:, 2], sample_rate=np.float64(self._rate))
+        except OSError as exc:
+            # A zip archive cut short is unreadable: leave no file rather than a broken one.
+            self.path.unlink(missing_ok=True)
+            raise self._write_error(exc, f"the archive of {self._frames} frames could not be "
+                                    "completed and was removed") from exc
+        finally:
+            self._blocks = []
 
 
 class WavSinkConfig(FileSinkConfig):

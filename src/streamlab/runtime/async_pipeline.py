@@ -232,14 +232,13 @@ class AsyncPipeline:
         dead = {k: Outlet([self.channels[(n, target)]], [target])
                 for k, target in task.dead_letters for n in (task.nodes[k],)}
         driver = NodeDriver(stages, outlet, runs=runs, aborting=self._is_aborting,
-                            dead_outlets=dead)
+                            dead_outlets=dead, terminal=task.terminal)
         if task.feed == "source":
             driver.feed = SourceFeed(stages[0], chained=len(stages) > 1,
                                      stop_requested=self._stop_requested, clock=self.clock,
-                                     send_dead=driver.send_dead)
+                                     send_dead=driver.send_dead, latency=driver.latency)
         else:
-            driver.feed = InletFeed(inlet, stages[0], clock_us=self.clock.time_us,
-                                    terminal=stages[-1].metrics if task.terminal else None)
+            driver.feed = InletFeed(inlet, stages[0])
         return driver
 
     def _make_sink_outlet(self, node_id: str) -> Any:

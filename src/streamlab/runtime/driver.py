@@ -22,6 +22,12 @@ cancellation by a forced stop or a failure elsewhere) is settled in its node's l
 holds for every node whatever ends the run. Frames a node left unused after its end of data
 are ``dropped_shutdown``.
 
+**End-to-end latency** (docs/metrics.md): a driver whose head is a source stamps every frame
+that source emits with ``DataFrame.ingress_ns`` (the pipeline clock's monotonic time, in ns);
+each stage passes the stamp from its inputs to outputs that have none (new frames a node
+made: one output per input in order, else by relative position in the batch); the stage of a
+terminal node records ``arrival - ingress_ns`` once per frame it receives, fused or not.
+
 A node that overrides ``run(rx, tx)`` owns its loop: :class:`CustomRunDriver` hands it the
 channels and settles what it took.
 """
@@ -29,7 +35,6 @@ channels and settles what it took.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
@@ -38,12 +43,11 @@ from streamlab.channel import Inlet, Outlet
 from streamlab.clock import Clock
 from streamlab.errors import EndOfStream, NodeError
 from streamlab.frame import DataFrame
-from streamlab.metrics.node_metrics import NodeMetrics
 from streamlab.node import SourceNode
 from streamlab.resilience.resilient import ResilientNode, _maybe_await
 
-__all__ = ["NodeDriver", "CustomRunDriver", "InletFeed", "SourceFeed", "Sender", "stage_runner",
-           "ENDED"]
+__all__ = ["NodeDriver", "CustomRunDriver", "InletFeed", "SourceFeed", "Latency", "Sender",
+           "stage_runner", "ENDED"]
 
 _DataFrame = DataFrame
 _BATCH_BYTES = 4 * 1024 * 1024
@@ -163,22 +167,71 @@ def stage_runner(executor: str, pool: ThreadPoolExecutor | None = None) -> Stage
     return _each(_call_async)
 
 
+# -- end-to-end latency -----------------------------------------------------------------------
+class Latency:
+    """Ingress stamps and end-to-end records for one chain (see the module docstring).
+
+    ``stamp_k``: the stage whose outputs get a fresh ingress time (0: the head is a source),
+    or -1; ``record_k``: the stage that is a terminal node, or -1.
+    """
+
+    def __init__(self, stages: list[ResilientNode], terminal: bool) -> None:
+        mono = stages[0].clock.monotonic
+        self.now_ns: Callable[[], int] = lambda: int(mono() * 1e9)
+        head_is_source = not stages[0].node.context.inputs
+        self.stamp_k = 0 if head_is_source else -1
+        last = len(stages) - 1
+        self.record_k = last if terminal and not (head_is_source and last == 0) else -1
+        self._tail = stages[-1].metrics
+
+    def arrived(self, frames: Sequence[DataFrame]) -> None:
+        """One record per frame reaching the terminal stage (frames without a stamp, from a
+        node that owns its ``run`` loop, are skipped)."""
+        h = self._tail.end_to_end  # read each time: a collector may install a budget
+        now = self.now_ns()
+        for f in frames:
+            t = f.ingress_ns
+            if t is not None:
+                h.record(now - t if now > t else 0)
+
+    def carry(self, k: int, ins: Sequence[DataFrame], outs: list[DataFrame]) -> None:
+        """Ingress times for ``outs``, made by stage k from ``ins``.
+
+        A source stage stamps them now (a frame that already has one keeps it). Otherwise an
+        output without one takes the ingress of its input: one output per input in order,
+        else the input at the same relative position in the batch (exact for a node that
+        makes one frame per j inputs or j frames per input).
+        """
+        if k == self.stamp_k:
+            now = self.now_ns()
+            for o in outs:
+                if o.ingress_ns is None:
+                    o.ingress_ns = now
+            return
+        n, m = len(ins), len(outs)
+        if n == m:
+            for o, i in zip(outs, ins):
+                if o.ingress_ns is None:
+                    o.ingress_ns = i.ingress_ns
+        elif n:
+            for j in range(m):
+                o = outs[j]
+                if o.ingress_ns is None:
+                    o.ingress_ns = ins[((j + 1) * n - 1) // m].ingress_ns
+
+
 # -- feeds ------------------------------------------------------------------------------------
 class InletFeed:
-    """Batches from the task's input channels; per batch: current input, stream health and,
-    at a terminal task, end-to-end latency."""
+    """Batches from the task's input channels; per batch: current input and stream health."""
 
     first_stage = 0
 
-    def __init__(self, inlet: Inlet, head: ResilientNode, *, terminal: NodeMetrics | None = None,
-                 clock_us: Callable[[], int] | None = None) -> None:
+    def __init__(self, inlet: Inlet, head: ResilientNode) -> None:
         self.inlet = inlet
         self.head = head
         self._ctx = head.node.context
         self._fan_in = len(inlet.channels) > 1
         self._ctx.current_input = inlet.last_source
-        self._terminal = terminal  # the terminal node's metrics, at a terminal task
-        self._clock_us = clock_us or (lambda: time.time_ns() // 1000)
 
     async def next(self) -> list[DataFrame] | None:
         """The next batch (at least one frame), or None once every input has ended."""
@@ -190,12 +243,6 @@ class InletFeed:
         if self._fan_in:
             self._ctx.current_input = inlet.last_source
         self.head.metrics.observe_batch(batch, inlet.last_source)
-        if self._terminal is not None:
-            e2e = self._terminal.end_to_end  # read per batch: a collector may install a budget
-            now = self._clock_us()
-            for f in batch:
-                lat = now - f.timestamp
-                e2e.record(lat * 1000 if lat > 0 else 0)
         return batch
 
     def close(self) -> None:
@@ -216,8 +263,10 @@ class SourceFeed:
     first_stage = 1
 
     def __init__(self, source: ResilientNode, *, chained: bool, stop_requested: asyncio.Event,
-                 clock: Clock, send_dead: Callable[[int], Awaitable[None]]) -> None:
+                 clock: Clock, send_dead: Callable[[int], Awaitable[None]],
+                 latency: Latency) -> None:
         self.st = source
+        self.latency = latency
         node = source.node
         cfg = node.config
         self.limit: int | None = getattr(cfg, "max_frames", None)
@@ -252,7 +301,10 @@ class SourceFeed:
         else:
             await self._produce(want, outs)
         if st.dead_letters:
+            self.latency.carry(0, (), st.dead_letters)  # failed productions: ingress now
             await self._send_dead(0)
+        if outs:
+            self.latency.carry(0, (), outs)
         st.metrics.frames_out += len(outs)
         if not self._sized and outs:
             self._sized = True
@@ -296,8 +348,9 @@ class NodeDriver:
 
     def __init__(self, stages: list[ResilientNode], outlet: Sender, *,
                  runs: Sequence[StageRun | None], aborting: Callable[[], bool],
-                 dead_outlets: dict[int, Outlet] | None = None) -> None:
+                 dead_outlets: dict[int, Outlet] | None = None, terminal: bool = False) -> None:
         self.stages = stages
+        self.latency = Latency(stages, terminal)
         self.name = "+".join(st.node_id for st in stages)
         self.outlet = outlet
         self.feed: Feed | None = None
@@ -343,6 +396,8 @@ class NodeDriver:
         try:
             while k < n:
                 st = self.stages[k]
+                if k == self.latency.record_k and i == 0:  # first arrival at the terminal stage
+                    self.latency.arrived(frames)
                 if st.pending_restart:
                     await st.restart()
                 outs: list[DataFrame] = []
@@ -351,6 +406,8 @@ class NodeDriver:
                 taken, outcome = (_run_inline(st, frames, i, outs) if run is None
                                   else await run(st, frames, i, outs))
                 calling = False
+                if outs or st.dead_letters:
+                    self._carry(k, frames[i:i + taken] if i or taken < len(frames) else frames, outs)
                 i += taken
                 st.metrics.frames_out += len(outs)
                 if st.dead_letters:
@@ -375,6 +432,14 @@ class NodeDriver:
             if k < n and lost > 0:
                 self.stages[k].metrics.settle(self._drop_fate(exc), lost)
             raise
+
+    def _carry(self, k: int, ins: list[DataFrame], outs: list[DataFrame]) -> None:
+        """Ingress stamps for stage k's outputs and dead letters (each dead letter its input's)."""
+        if outs:
+            self.latency.carry(k, ins, outs)
+        dead = self.stages[k].dead_letters
+        if dead:
+            self.latency.carry(k, ins[-len(dead):] if len(ins) >= len(dead) else ins, dead)
 
     def _stop_stage(self, k: int, unused: int, outcome: Outcome) -> None:
         """Settle the ``unused`` frames of stage ``k`` when its node ended or failed."""

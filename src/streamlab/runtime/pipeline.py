@@ -5,6 +5,17 @@ every node's ``process()`` once per frame it received, in topological order, rou
 along the connections (fan-out and fan-in included). It returns the frames that reached each
 terminal node. Node state persists across calls, so repeated calls stream a signal.
 
+**End of data.** A source ends by raising :class:`~streamlab.errors.EndOfStream` (FileSource and
+Replay in free mode at the end of their file); an ended source is not called
+again. Once every source has ended, :attr:`Pipeline.exhausted` is True: the call during which
+the last one ended still returns the frames it produced, and any later :meth:`process` raises
+``EndOfStream``. So a file-driven graph is drained with::
+
+    while not pipe.exhausted:
+        outputs = pipe.process_sync()
+
+A pipeline with a triggered generator never ends on its own (each trigger makes new data).
+
 Error policies and restart strategies apply as in the async runtime; a ``Propagate`` failure
 raises :class:`~streamlab.errors.PipelineError` naming the node. No tasks are started: this is
 the simplest way to test a graph, or to run one inside code that owns its own loop.
@@ -49,8 +60,14 @@ class Pipeline:
         self._started = False
         self._closed = False
         self._next_trigger = 0
-        self.exhausted: set[str] = set()
+        #: Sources that raised EndOfStream (never called again).
+        self.ended_sources: set[str] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def exhausted(self) -> bool:
+        """True once every source has ended (raised EndOfStream); process() then raises it."""
+        return all(s in self.ended_sources for s in self.graph.sources)
 
     @classmethod
     def from_config(cls, config: PipelineSpec | Mapping[str, Any] | str | os.PathLike[str],
@@ -65,9 +82,15 @@ class Pipeline:
                 await _maybe_await(self.built.nodes[n].node.on_start())
 
     async def process(self, trigger: DataFrame | None = None) -> dict[str, list[DataFrame]]:
-        """Run the graph once; returns ``{terminal node id: [frames]}``."""
+        """Run the graph once; returns ``{terminal node id: [frames]}``.
+
+        Raises EndOfStream if every source had already ended (:attr:`exhausted`), and
+        PipelineError if the pipeline is closed or a node failed under ``Propagate``.
+        """
         if self._closed:
             raise PipelineError(f"pipeline {self.name!r} is closed")
+        if self.exhausted:
+            raise EndOfStream(f"pipeline {self.name!r}: every source has ended")
         await self.start()
         if trigger is None:
             trigger = DataFrame(self.clock.time_us(), self._next_trigger)
@@ -82,7 +105,7 @@ class Pipeline:
             outs: list[DataFrame] = []
             free = isinstance(res.node, SourceNode) and res.node.free_running()
             frames = inbox[n] if not free else [None]
-            if free and n in self.exhausted:
+            if n in self.ended_sources:
                 frames = []
             for f in frames:
                 if res.pending_restart:
@@ -95,7 +118,8 @@ class Pipeline:
                     else:
                         out = res.process(f)
                 except EndOfStream:
-                    self.exhausted.add(n)
+                    if n in self.graph.sources:
+                        self.ended_sources.add(n)
                     continue
                 except NodeError as exc:
                     err = PipelineError(f"pipeline {self.name!r} failed: {exc}", node_id=n)
