@@ -304,6 +304,16 @@ class NodeMetrics:
         h.merge(self.end_to_end)
         self.end_to_end = h
 
+    def settle(self, fate: str, n: int = 1, *, received: int | None = None) -> None:
+        """The ledger: ``n`` frames end as ``fate``. The one place a fate counter is written.
+
+        ``received`` (default ``n``) is how many of them enter the count of received frames
+        here: 0 for frames already counted, or when a fate is corrected (a negative ``n``
+        takes frames back out of a fate, e.g. outputs that never left a node at a forced stop).
+        """
+        setattr(self, fate, getattr(self, fate) + n)
+        self.received += n if received is None else received
+
     def fates(self) -> dict[str, int]:
         return {f: getattr(self, f) for f in FATES}
 

@@ -28,7 +28,6 @@ import asyncio
 import inspect
 import random
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -40,6 +39,7 @@ from streamlab.frame import DataFrame, Payload
 from streamlab.metrics.node_metrics import NodeMetrics
 from streamlab.node import ProcessingNode
 from streamlab.resilience.breaker import CircuitBreaker
+from streamlab.resilience.decision import RestartHistory, decide
 from streamlab.resilience.policy import (
     CircuitBreakerStrategy,
     ErrorPolicy,
@@ -87,11 +87,8 @@ class ResilientNode:
         self._per_frame = bool(self.breaker is not None or self.deadline_ns or self._use_default)
         self.batch_consumed = 0
         self._last_good: DataFrame | None = None
-        self.attempts = 0                      # restart attempts since the last healthy period
+        self.history = RestartHistory()        # restart attempts, last failure, recent restarts
         self.restart_delays: list[float] = []  # seconds waited before each restart, in order
-        self._restart_times: deque[float] = deque()
-        self._last_failure: float | None = None
-        self.pending_restart = False
         self._restart_due = 0.0
         self.dead_letters: list[DataFrame] = []
         self._collect_dead = collect_dead_letters
@@ -103,11 +100,20 @@ class ResilientNode:
     def node_id(self) -> str:
         return self.node.context.node_id
 
+    @property
+    def pending_restart(self) -> bool:
+        """A failure scheduled a fresh instance: :meth:`restart` must run before the next frame."""
+        return self.history.pending
+
+    @property
+    def attempts(self) -> int:
+        """Restart attempts since the last healthy period."""
+        return self.history.attempts
+
     # -- per frame ------------------------------------------------------------------------
     def process(self, frame: DataFrame) -> Any:
         """Process one frame under the policy (sync nodes). See the module docstring."""
         m = self.metrics
-        m.received += 1
         ticket = None
         if self.breaker is not None:
             ticket = self.breaker.admit(self.clock.monotonic())
@@ -116,8 +122,7 @@ class ResilientNode:
         t0 = _perf_ns()
         try:
             out = self._process(frame)
-        except EndOfStream:
-            m.received -= 1  # a source's end of data is not a frame
+        except EndOfStream:  # a source's end of data is not a frame
             raise
         except Exception as exc:
             return self._failed(frame, exc, t0, ticket)
@@ -125,7 +130,7 @@ class ResilientNode:
         m.latency.record(dt)
         if self.deadline_ns and dt > self.deadline_ns:
             m.deadline_misses += 1
-        m.delivered += 1
+        m.settle("delivered")
         if ticket is not None:
             self.breaker.record(ticket, True, self.clock.monotonic())  # type: ignore[union-attr]
         if self._use_default and out is not None:
@@ -190,7 +195,6 @@ class ResilientNode:
         except Exception as exc:
             self._tally(0 if produce else done, total, mx)
             self.batch_consumed = done + 1
-            self.metrics.received += 1  # a failed production attempt is accounted as a frame
             r = self._failed(DataFrame() if produce else frames[done], exc, t_prev, None)
             if r is not None:
                 out.append(r)
@@ -202,15 +206,13 @@ class ResilientNode:
         return done
 
     def _tally(self, n: int, total_ns: int, max_ns: int) -> None:
-        m = self.metrics
-        m.received += n
-        m.delivered += n
+        if n:
+            self.metrics.settle("delivered", n)
         self._add_latency(total_ns, max_ns)
 
     async def process_async(self, frame: DataFrame) -> Any:
         """Process one frame under the policy (async nodes)."""
         m = self.metrics
-        m.received += 1
         ticket = None
         if self.breaker is not None:
             ticket = self.breaker.admit(self.clock.monotonic())
@@ -220,11 +222,9 @@ class ResilientNode:
         try:
             out = await self._process(frame)  # type: ignore[misc]
         except EndOfStream:
-            m.received -= 1
             raise
         except asyncio.CancelledError:
-            fate = self.cancel_fate()
-            setattr(m, fate, getattr(m, fate) + 1)
+            m.settle(self.cancel_fate())
             raise
         except Exception as exc:
             return self._failed(frame, exc, t0, ticket)
@@ -232,7 +232,7 @@ class ResilientNode:
         m.latency.record(dt)
         if self.deadline_ns and dt > self.deadline_ns:
             m.deadline_misses += 1
-        m.delivered += 1
+        m.settle("delivered")
         if ticket is not None:
             self.breaker.record(ticket, True, self.clock.monotonic())  # type: ignore[union-attr]
         if self._use_default and out is not None:
@@ -249,9 +249,7 @@ class ResilientNode:
             out = self._process(None)
         except EndOfStream:
             raise
-        except Exception as exc:
-            m = self.metrics
-            m.received += 1  # account the failed production attempt as a frame
+        except Exception as exc:  # a failed production attempt is accounted as a frame
             return self._failed(DataFrame(), exc, t0, None)
         self.metrics.latency.record(_perf_ns() - t0)
         return out
@@ -281,19 +279,23 @@ class ResilientNode:
         except EndOfStream:
             raise
         except Exception as exc:
-            self.metrics.received += 1
             return self._failed(DataFrame(), exc, t0, None)
         self.metrics.latency.record(_perf_ns() - t0)
         return out
 
     # -- failure paths ----------------------------------------------------------------------
     def _rejected(self, frame: DataFrame) -> Any:
-        self.metrics.rejected += 1
+        self.metrics.settle("rejected")
         if self._use_default:
             return self._substitute(frame)
         return None
 
     def _failed(self, frame: DataFrame, exc: Exception, t0: int, ticket: Any) -> Any:
+        """Perform the policy's decision for ``frame`` (see :mod:`.decision`).
+
+        Returns the substitute frame (UseDefault) or None; raises NodeError when the error
+        propagates or the strategy gives up: the frame is then ``aborted`` and the run fails.
+        """
         m = self.metrics
         m.latency.record(_perf_ns() - t0)
         m.record_error(exc)
@@ -301,26 +303,22 @@ class ResilientNode:
         now = self.clock.monotonic()
         if ticket is not None:
             self.breaker.record(ticket, False, now)  # type: ignore[union-attr]
-        if not self.policy.handles(exc):
-            m.aborted += 1
+        decision, self.history = decide(self.policy, self.strategy, self.history, exc, now,
+                                        self._rng)
+        m.settle(decision.fate)
+        if decision.outcome == "propagate":
             raise NodeError(self.node_id, f"{type(exc).__name__}: {exc}") from exc
-        if self.strategy.restarts:
-            try:
-                self._schedule_restart(now, exc)
-            except NodeError:
-                m.aborted += 1  # escalation: this frame ends the run
-                raise
+        if decision.escalation is not None:
+            raise NodeError(self.node_id, f"{decision.escalation}; last error "
+                                          f"{type(exc).__name__}: {exc}") from exc
+        if decision.restart_in is not None:
+            self._restart_due = now + decision.restart_in
+            self.restart_delays.append(decision.restart_in)
         if self._collect_dead:
             self.dead_letters.append(frame.with_metadata(
                 error_type=type(exc).__name__, error_message=str(exc)[:500],
                 error_node=self.node_id, error_policy=self.policy.name))
-        if self._use_default:
-            m.defaulted += 1
-            out = self._substitute(frame)
-        else:
-            m.skipped += 1
-            out = None
-        return out
+        return self._substitute(frame) if decision.outcome == "substitute" else None
 
     def _substitute(self, frame: DataFrame) -> DataFrame:
         policy: UseDefault = self.policy  # type: ignore[assignment]
@@ -336,39 +334,6 @@ class ResilientNode:
             payload = Payload({n: np.full(len(p[n]), fill) for n in p.names})
         return DataFrame._make(frame.timestamp, frame.sequence_id, payload, frame.metadata)
 
-    def _schedule_restart(self, now: float, exc: Exception) -> None:
-        """Plan a restart after ``exc``; NodeError if the strategy gives up (escalation).
-
-        A failure while a restart is already pending uses no extra attempt.
-        """
-        s = self.strategy
-        if self.pending_restart:
-            return
-        if self._last_failure is not None and now - self._last_failure >= s.healthy_after_s:
-            self.attempts = 0
-        self._last_failure = now
-        self.attempts += 1
-        delay = s.delay(self.attempts, self._rng)
-        if delay is None:
-            raise NodeError(
-                self.node_id,
-                f"gave up after {self.attempts - 1} restarts ({s.name}); last error "
-                f"{type(exc).__name__}: {exc}",
-            ) from exc
-        times = self._restart_times
-        while times and now - times[0] > s.within_s:
-            times.popleft()
-        if len(times) >= s.max_restarts:
-            raise NodeError(
-                self.node_id,
-                f"restart intensity exceeded: more than {s.max_restarts} restarts within "
-                f"{s.within_s:g} s; last error {type(exc).__name__}: {exc}",
-            ) from exc
-        times.append(now)
-        self.pending_restart = True
-        self._restart_due = now + delay
-        self.restart_delays.append(delay)
-
     async def restart(self) -> None:
         """Perform a scheduled restart: wait the backoff, then a fresh instance. Cancellable."""
         if not self.pending_restart:
@@ -383,7 +348,8 @@ class ResilientNode:
         self.is_async = inspect.iscoroutinefunction(self.node.process)
         await _maybe_await(self.node.on_start())
         self.metrics.restarts += 1
-        self.pending_restart = False
+        h = self.history
+        self.history = RestartHistory(h.attempts, h.last_failure, h.recent, False)
 
     def __repr__(self) -> str:
         return (f"<ResilientNode {self.node_id!r} policy={self.policy.name} "

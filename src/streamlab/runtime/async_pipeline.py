@@ -45,9 +45,15 @@ from streamlab.config import PipelineSpec, load_config
 from streamlab.errors import EndOfStream, NodeError, PipelineError, PipelineStopped
 from streamlab.frame import DataFrame
 from streamlab.metrics.node_metrics import NodeMetrics, NodeMetricsSnapshot
-from streamlab.node import SourceNode
 from streamlab.runtime.build import BuiltGraph, build_graph
-from streamlab.runtime.runner import ChainRunner, CustomRunRunner, FreeSourceRunner, uses_custom_run
+from streamlab.runtime.driver import (
+    CustomRunDriver,
+    InletFeed,
+    NodeDriver,
+    SourceFeed,
+    stage_runner,
+)
+from streamlab.runtime.plan import TRIGGER, TaskPlan, make_plan
 
 __all__ = ["AsyncPipeline", "RunReport", "PipelineStatistics", "OutputMode"]
 
@@ -181,8 +187,10 @@ class AsyncPipeline:
         self.channels: dict[tuple[str, str], Channel] = {}
         self.trigger_channels: dict[str, Channel] = {}
         self._sink_outlets: dict[str, Any] = {}
-        self._runners: list[Any] = []
-        self._plan()
+        self._runners: list[NodeDriver | CustomRunDriver] = []
+        self.plan = make_plan(self.built, fusion=self.fusion, capacity=self._capacity)
+        self.chains = self.plan.chains
+        self._wire()
 
     @classmethod
     def from_config(cls, config: PipelineSpec | Mapping[str, Any] | str | os.PathLike[str],
@@ -190,81 +198,48 @@ class AsyncPipeline:
         """Load, validate and instantiate (see ``__init__`` for the keywords)."""
         return cls(config, **kw)
 
-    # -- planning ---------------------------------------------------------------------------
-    def _fusable(self, node_id: str) -> bool:
-        st = self.built.nodes[node_id]
-        spec = self.spec.node(node_id)
-        return (
-            spec.executor == "inline"
-            and not st.is_async
-            and not uses_custom_run(st)
-            and node_id not in self.built.dead_letter_edges
-        )
+    # -- wiring -----------------------------------------------------------------------------
+    def _wire(self) -> None:
+        """Channels and one driver per task, as the plan says."""
+        plan = self.plan
+        for e in plan.edges:
+            self.channels[(e.source, e.target)] = Channel(e.capacity, overflow=e.overflow,  # type: ignore[arg-type]
+                                                          name=e.name)
+        for e in plan.triggers:
+            self.trigger_channels[e.target] = Channel(e.capacity, name=e.name)
+        for task in plan.tasks:
+            self._runners.append(self._driver(task))
 
-    def _plan(self) -> None:
+    def _driver(self, task: TaskPlan) -> NodeDriver | CustomRunDriver:
         b = self.built
-        g = b.graph
-        dead_targets = set(b.dead_letter_edges.items())
-
-        def joinable(a: str, c: str) -> bool:
-            conn = b.edge_settings.get((a, c))
-            return (conn is not None and conn.capacity is None and conn.overflow == "block"
-                    and (a, c) not in dead_targets)
-
-        fusable = {n for n in g.nodes if self._fusable(n)} if self.fusion else set()
-        chains = g.chains(fusable, joinable)
-        internal = {(c[i], c[i + 1]) for c in chains for i in range(len(c) - 1)}
-        for a, c in g.edges:
-            if (a, c) in internal:
-                continue
-            conn = b.edge_settings.get((a, c))
-            cap = conn.capacity if conn is not None and conn.capacity else self._capacity
-            overflow = conn.overflow if conn is not None else "block"
-            self.channels[(a, c)] = Channel(cap, overflow=overflow, name=f"{a}->{c}")
-        for src in g.sources:
-            node = b.nodes[src].node
-            if not (isinstance(node, SourceNode) and node.free_running()):
-                self.trigger_channels[src] = Channel(self._capacity, name=f"trigger->{src}")
-
-        for chain in chains:
-            head, tail = chain[0], chain[-1]
-            stages = [b.nodes[n] for n in chain]
-            for n in chain[1:]:  # a fused node has exactly one input
-                b.contexts[n].current_input = b.contexts[n].inputs[0]
-            ins = [a for a in g.inputs[head]]
-            in_chans = [self.channels[(a, head)] for a in ins]
-            if not ins:  # a source: triggers in (a free-running source takes none)
-                in_chans = [self.trigger_channels[head]] if head in self.trigger_channels else []
-                ins = ["trigger"] if in_chans else []
-            inlet = Inlet(in_chans, ins)
-            dl = b.dead_letter_edges.get(tail)
-            outs = [c for c in g.outputs[tail] if c != dl]
-            if outs:
-                outlet: Any = Outlet([self.channels[(tail, c)] for c in outs], outs)
-            else:
-                outlet = self._make_sink_outlet(tail)
-            dead_outlets = {}
-            for k, n in enumerate(chain):
-                target = b.dead_letter_edges.get(n)
-                if target:
-                    dead_outlets[k] = Outlet([self.channels[(n, target)]], [target])
-            st = stages[0]
-            if isinstance(st.node, SourceNode) and st.node.free_running():
-                runner: Any = FreeSourceRunner(
-                    stages, outlet, aborting=self._is_aborting,
-                    stop_requested=self._stop_requested, dead_outlet=dead_outlets.get(0))
-            elif len(chain) == 1 and uses_custom_run(st):
-                runner = CustomRunRunner(st, inlet, outlet, aborting=self._is_aborting)
-            else:
-                executor = None
-                if len(chain) == 1 and self.spec.node(head).executor == "thread":
-                    executor = ThreadPoolExecutor(1, thread_name_prefix=f"streamlab-{head}")
-                    self._executors.append(executor)
-                runner = ChainRunner(
-                    stages, inlet, outlet, aborting=self._is_aborting, dead_outlets=dead_outlets,
-                    is_sink=not g.outputs[tail], clock_us=self.clock.time_us, executor=executor)
-            self._runners.append(runner)
-        self.chains = chains
+        stages = [b.nodes[n] for n in task.nodes]
+        for n in task.nodes[1:]:  # a fused node has exactly one input
+            b.contexts[n].current_input = b.contexts[n].inputs[0]
+        head, tail = task.nodes[0], task.nodes[-1]
+        if task.outputs:
+            outlet: Any = Outlet([self.channels[(tail, c)] for c in task.outputs], list(task.outputs))
+        else:
+            outlet = self._make_sink_outlet(tail)
+        inlet = Inlet([self.trigger_channels[head] if a == TRIGGER else self.channels[(a, head)]
+                       for a in task.inputs], list(task.inputs))
+        if task.executor == "custom" and task.feed == "inlet":
+            return CustomRunDriver(stages[0], inlet, outlet, aborting=self._is_aborting)
+        pool = None
+        if task.executor == "thread":
+            pool = ThreadPoolExecutor(1, thread_name_prefix=f"streamlab-{head}")
+            self._executors.append(pool)
+        runs = [stage_runner(task.executor, pool)] + [None] * (len(stages) - 1)
+        dead = {k: Outlet([self.channels[(n, target)]], [target])
+                for k, target in task.dead_letters for n in (task.nodes[k],)}
+        driver = NodeDriver(stages, outlet, runs=runs, aborting=self._is_aborting,
+                            dead_outlets=dead, terminal=task.terminal)
+        if task.feed == "source":
+            driver.feed = SourceFeed(stages[0], chained=len(stages) > 1,
+                                     stop_requested=self._stop_requested, clock=self.clock,
+                                     send_dead=driver.send_dead, latency=driver.latency)
+        else:
+            driver.feed = InletFeed(inlet, stages[0])
+        return driver
 
     def _make_sink_outlet(self, node_id: str) -> Any:
         if self.output_mode == "collect":
@@ -306,7 +281,7 @@ class AsyncPipeline:
             task = asyncio.create_task(self._guard(runner), name=f"streamlab:{self.name}:{runner.name}")
             self._tasks.append(task)
 
-    async def _guard(self, runner: Any) -> None:
+    async def _guard(self, runner: NodeDriver | CustomRunDriver) -> None:
         try:
             await runner.run()
         except asyncio.CancelledError:
@@ -576,10 +551,8 @@ class AsyncPipeline:
         for (_, to), ch in edges:
             m = self.metrics[to]
             left = len(ch.drain_nowait())
-            lost = left + ch.discarded
-            m.received += ch.dropped + lost
-            m.dropped_overflow += ch.dropped
-            setattr(m, fate, getattr(m, fate) + lost)
+            m.settle("dropped_overflow", ch.dropped)
+            m.settle(fate, left + ch.discarded)
             ch.discarded += left
 
     def _make_report(self) -> RunReport:

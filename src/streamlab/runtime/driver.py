@@ -1,0 +1,534 @@
+"""The node driver: the one loop that moves frames through a node or a fused chain of nodes.
+
+A :class:`NodeDriver` runs inside one pipeline task. Its **feed** gives it batches of frames:
+an :class:`InletFeed` takes every ready frame from the task's input channels; a
+:class:`SourceFeed` calls the task's free-running source (paced in real time if asked) until
+it ends, reaches ``max_frames`` or a graceful stop is requested. The driver passes each batch
+through the chain's stages (each a :class:`~streamlab.resilience.ResilientNode`, which counts
+fates and decides what a failure means) and sends the results on the task's outlet.
+
+How one stage runs its frames is a small strategy chosen from the plan's executor:
+``inline`` (a synchronous batch call, no await), ``async`` (the node's coroutine, one frame at
+a time), ``thread`` (the node's ``process`` in a worker thread) and ``process`` (a worker
+process, up to ``ProcessNode.pipeline_depth`` frames in flight). Each returns how many frames
+the stage took and an *outcome*: nothing, the end of the node's data, or the error that ends
+the run. A restart, skip or substitute is decided by the stage itself (a value, see
+:mod:`streamlab.resilience.decision`); the driver only awaits a pending restart before the next
+frame. Outputs made before a failure or a restart always flow on first.
+
+**Accounting.** Every frame the driver holds when something ends the loop (a node's error, a
+cancellation by a forced stop or a failure elsewhere) is settled in its node's ledger as
+``aborted`` (the pipeline failed) or ``dropped_shutdown``, so ``received == sum of fates``
+holds for every node whatever ends the run. Frames a node left unused after its end of data
+are ``dropped_shutdown``.
+
+**End-to-end latency** (docs/metrics.md): a driver whose head is a source stamps every frame
+that source emits with ``DataFrame.ingress_ns`` (the pipeline clock's monotonic time, in ns);
+each stage passes the stamp from its inputs to outputs that have none (new frames a node
+made: one output per input in order, else by relative position in the batch); the stage of a
+terminal node records ``arrival - ingress_ns`` once per frame it receives, fused or not.
+
+A node that overrides ``run(rx, tx)`` owns its loop: :class:`CustomRunDriver` hands it the
+channels and settles what it took.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol
+
+from streamlab.channel import Inlet, Outlet
+from streamlab.clock import Clock
+from streamlab.errors import EndOfStream, NodeError
+from streamlab.frame import DataFrame
+from streamlab.node import SourceNode
+from streamlab.resilience.resilient import ResilientNode, _maybe_await
+
+__all__ = ["NodeDriver", "CustomRunDriver", "InletFeed", "SourceFeed", "Latency", "Sender",
+           "stage_runner", "ENDED"]
+
+_DataFrame = DataFrame
+_BATCH_BYTES = 4 * 1024 * 1024
+
+
+class _Ended:
+    """The outcome of a stage whose node has no more to give (it raised EndOfStream)."""
+
+    def __repr__(self) -> str:
+        return "ENDED"
+
+
+ENDED = _Ended()
+Outcome = BaseException | _Ended | None
+#: ``(stage, frames, i, outs) -> (taken, outcome)``: stage runs frames[i:], outputs appended.
+StageRun = Callable[[ResilientNode, list[DataFrame], int, list[DataFrame]],
+                    Awaitable[tuple[int, Outcome]]]
+
+
+class Sender(Protocol):
+    """Where a task's outputs go: an Outlet, or a terminal collector."""
+
+    sent: int
+
+    def try_send(self, frame: DataFrame) -> bool: ...
+    async def send(self, frame: DataFrame) -> None: ...
+    async def send_all(self, frames: Sequence[DataFrame]) -> None: ...
+    def close(self) -> None: ...
+
+
+# -- how one stage runs its frames -----------------------------------------------------------
+def _run_inline(st: ResilientNode, frames: list[DataFrame], i: int,
+                outs: list[DataFrame]) -> tuple[int, Outcome]:
+    """A synchronous node: the whole batch in one call, without awaiting."""
+    try:
+        return st.process_batch(frames if i == 0 else frames[i:], outs), None
+    except EndOfStream:
+        return st.batch_consumed, ENDED
+    except Exception as exc:  # NodeError: the error propagates, the frame is settled
+        return st.batch_consumed, exc
+
+
+def _each(call: Callable[[ResilientNode, DataFrame], Awaitable[Any]]) -> StageRun:
+    """A stage run that takes one frame per call (its outputs flow on before the next)."""
+
+    async def run(st: ResilientNode, frames: list[DataFrame], i: int,
+                  outs: list[DataFrame]) -> tuple[int, Outcome]:
+        try:
+            out = await call(st, frames[i])
+        except EndOfStream:
+            return 0, ENDED
+        except Exception as exc:
+            return 1, exc
+        if out is not None:
+            if type(out) is _DataFrame:
+                outs.append(out)
+            else:
+                outs.extend(out)
+        return 1, None
+
+    return run
+
+
+async def _call_async(st: ResilientNode, frame: DataFrame) -> Any:
+    return await st.process_async(frame)
+
+
+def _call_thread(pool: ThreadPoolExecutor) -> Callable[[ResilientNode, DataFrame], Awaitable[Any]]:
+    async def call(st: ResilientNode, frame: DataFrame) -> Any:
+        if st.is_async:
+            return await st.process_async(frame)
+        return await asyncio.get_running_loop().run_in_executor(pool, st.process, frame)
+
+    return call
+
+
+async def _call_process(st: ResilientNode, frame: DataFrame) -> Any:
+    return await st.process_async(frame)
+
+
+def _process_run() -> StageRun:
+    """The process executor: the frames after this one go to the worker before it is awaited,
+    so the worker computes while this process runs the rest of the pipeline.
+
+    Nothing is sent ahead to a node with a circuit breaker (admission is per frame) or with a
+    restart pending (the next frame must meet the fresh instance).
+    """
+    from streamlab.runtime.executor import ProcessNode
+
+    each = _each(_call_process)
+
+    async def run(st: ResilientNode, frames: list[DataFrame], i: int,
+                  outs: list[DataFrame]) -> tuple[int, Outcome]:
+        node = st.node
+        if st.breaker is None and not st.pending_restart and isinstance(node, ProcessNode):
+            try:
+                if node.submit(frames[i]):
+                    for f in frames[i + 1:i + ProcessNode.pipeline_depth]:
+                        if not node.submit(f):
+                            break  # frames go in order: none after one held back
+            except Exception:  # noqa: S110 - the same error comes from process() below,
+                pass  # where the node's policy applies to it
+        return await each(st, frames, i, outs)
+
+    return run
+
+
+def stage_runner(executor: str, pool: ThreadPoolExecutor | None = None) -> StageRun | None:
+    """The strategy for a plan's executor name; None for ``inline`` (a synchronous call)."""
+    if executor == "inline":
+        return None
+    if executor == "thread":
+        assert pool is not None, "a thread executor needs its pool"
+        return _each(_call_thread(pool))
+    if executor == "process":
+        return _process_run()
+    return _each(_call_async)
+
+
+# -- end-to-end latency -----------------------------------------------------------------------
+class Latency:
+    """Ingress stamps and end-to-end records for one chain (see the module docstring).
+
+    ``stamp_k``: the stage whose outputs get a fresh ingress time (0: the head is a source),
+    or -1; ``record_k``: the stage that is a terminal node, or -1.
+    """
+
+    def __init__(self, stages: list[ResilientNode], terminal: bool) -> None:
+        mono = stages[0].clock.monotonic
+        self.now_ns: Callable[[], int] = lambda: int(mono() * 1e9)
+        head_is_source = not stages[0].node.context.inputs
+        self.stamp_k = 0 if head_is_source else -1
+        last = len(stages) - 1
+        self.record_k = last if terminal and not (head_is_source and last == 0) else -1
+        self._tail = stages[-1].metrics
+
+    def arrived(self, frames: Sequence[DataFrame]) -> None:
+        """One record per frame reaching the terminal stage (frames without a stamp, from a
+        node that owns its ``run`` loop, are skipped)."""
+        h = self._tail.end_to_end  # read each time: a collector may install a budget
+        now = self.now_ns()
+        for f in frames:
+            t = f.ingress_ns
+            if t is not None:
+                h.record(now - t if now > t else 0)
+
+    def carry(self, k: int, ins: Sequence[DataFrame], outs: list[DataFrame]) -> None:
+        """Ingress times for ``outs``, made by stage k from ``ins``.
+
+        A source stage stamps them now (a frame that already has one keeps it). Otherwise an
+        output without one takes the ingress of its input: one output per input in order,
+        else the input at the same relative position in the batch (exact for a node that
+        makes one frame per j inputs or j frames per input).
+        """
+        if k == self.stamp_k:
+            now = self.now_ns()
+            for o in outs:
+                if o.ingress_ns is None:
+                    o.ingress_ns = now
+            return
+        n, m = len(ins), len(outs)
+        if n == m:
+            for o, i in zip(outs, ins):
+                if o.ingress_ns is None:
+                    o.ingress_ns = i.ingress_ns
+        elif n:
+            for j in range(m):
+                o = outs[j]
+                if o.ingress_ns is None:
+                    o.ingress_ns = ins[((j + 1) * n - 1) // m].ingress_ns
+
+
+# -- feeds ------------------------------------------------------------------------------------
+class InletFeed:
+    """Batches from the task's input channels; per batch: current input and stream health."""
+
+    first_stage = 0
+
+    def __init__(self, inlet: Inlet, head: ResilientNode) -> None:
+        self.inlet = inlet
+        self.head = head
+        self._ctx = head.node.context
+        self._fan_in = len(inlet.channels) > 1
+        self._ctx.current_input = inlet.last_source
+
+    async def next(self) -> list[DataFrame] | None:
+        """The next batch (at least one frame), or None once every input has ended."""
+        inlet = self.inlet
+        try:
+            batch = await inlet.receive_batch()
+        except EndOfStream:
+            return None
+        if self._fan_in:
+            self._ctx.current_input = inlet.last_source
+        self.head.metrics.observe_batch(batch, inlet.last_source)
+        return batch
+
+    def close(self) -> None:
+        """The chain ended before its inputs: frames still coming are counted by the channels."""
+        for ch in self.inlet.channels:
+            ch.close_receiver()
+
+
+class SourceFeed:
+    """Outputs of the task's free-running source (stage 0), in batches.
+
+    Unpaced, a source heading a fused chain makes up to 16 frames per batch (capped at 4 MiB
+    of payload, measured on the first frame), so the chain works stage by stage on a batch; a
+    paced (``realtime``) source makes one frame per batch, on time. A failed production goes
+    through the source's policy like any frame's failure.
+    """
+
+    first_stage = 1
+
+    def __init__(self, source: ResilientNode, *, chained: bool, stop_requested: asyncio.Event,
+                 clock: Clock, send_dead: Callable[[int], Awaitable[None]],
+                 latency: Latency) -> None:
+        self.st = source
+        self.latency = latency
+        node = source.node
+        cfg = node.config
+        self.limit: int | None = getattr(cfg, "max_frames", None)
+        realtime = bool(getattr(cfg, "realtime", False))
+        self.period = node.frame_period() if isinstance(node, SourceNode) and realtime else None
+        self.stop = stop_requested
+        self.clock = clock
+        self._send_dead = send_dead
+        self.most = 1 if (self.period or not chained) else 16
+        self._sized = self.most == 1
+        self.produced = 0
+        self.ended = False
+        self._start: float | None = None
+        self._since_yield = 0
+
+    async def next(self) -> list[DataFrame] | None:
+        """The next outputs of the source (possibly empty), or None once it has ended."""
+        if self.ended or self.stop.is_set() or (self.limit is not None and self.produced >= self.limit):
+            return None
+        if self._start is None:
+            self._start = self.clock.monotonic()
+        self._since_yield += 1
+        if self._since_yield >= 32:  # never starve the loop when downstream keeps up
+            self._since_yield = 0
+            await asyncio.sleep(0)
+        st = self.st
+        outs: list[DataFrame] = []
+        want = self.most if self.limit is None else min(self.most, self.limit - self.produced)
+        if want > 1 and not st.is_async and not st.pending_restart and not st.dead_letters:
+            made, self.ended = st.produce_batch(want, outs)  # the fast path: no waiting
+            self.produced += made
+        else:
+            await self._produce(want, outs)
+        if st.dead_letters:
+            self.latency.carry(0, (), st.dead_letters)  # failed productions: ingress now
+            await self._send_dead(0)
+        if outs:
+            self.latency.carry(0, (), outs)
+        st.metrics.frames_out += len(outs)
+        if not self._sized and outs:
+            self._sized = True
+            self.most = max(1, min(self.most, _BATCH_BYTES // max(1, outs[0].payload.nbytes())))
+        return outs
+
+    async def _produce(self, want: int, outs: list[DataFrame]) -> None:
+        st = self.st
+        for _ in range(want):
+            if st.pending_restart:
+                if outs:
+                    return  # what was made before the failure goes first
+                await st.restart()
+            if self.period:
+                wait = self._start + self.produced * self.period - self.clock.monotonic()  # type: ignore[operator]
+                if wait > 0:
+                    await self.clock.sleep(wait)
+                    self._since_yield = 0
+            try:
+                out = await st.produce_async() if st.is_async else st.produce()
+            except EndOfStream:
+                self.ended = True
+                return
+            self.produced += 1
+            if out is not None:
+                if type(out) is _DataFrame:
+                    outs.append(out)
+                else:
+                    outs.extend(out)
+
+    def close(self) -> None:
+        self.ended = True
+
+
+Feed = InletFeed | SourceFeed
+
+
+# -- the driver -------------------------------------------------------------------------------
+class NodeDriver:
+    """One task: feed -> stages -> outlet. See the module docstring."""
+
+    def __init__(self, stages: list[ResilientNode], outlet: Sender, *,
+                 runs: Sequence[StageRun | None], aborting: Callable[[], bool],
+                 dead_outlets: dict[int, Outlet] | None = None, terminal: bool = False) -> None:
+        self.stages = stages
+        self.latency = Latency(stages, terminal)
+        self.name = "+".join(st.node_id for st in stages)
+        self.outlet = outlet
+        self.feed: Feed | None = None
+        self._runs = list(runs)
+        self._aborting = aborting
+        self.dead_outlets = dead_outlets or {}
+        self.ended = False  # a node of the chain ended its data: the task ends after this batch
+
+    async def run(self) -> None:
+        assert self.feed is not None, "a driver needs a feed"
+        for st in self.stages:
+            await _maybe_await(st.node.on_start())
+        try:
+            await self._loop(self.feed)
+        finally:
+            self.outlet.close()
+            for o in self.dead_outlets.values():
+                o.close()
+            # on_stop runs after the outlet closed, so downstream can finish meanwhile.
+            for st in self.stages:
+                await _maybe_await(st.node.on_stop())
+
+    async def _loop(self, feed: Feed) -> None:
+        k0 = feed.first_stage
+        while not self.ended:
+            batch = await feed.next()
+            if batch is None:
+                return
+            if batch:
+                await self.push(k0, batch)
+        feed.close()
+
+    async def push(self, k: int, frames: list[DataFrame]) -> None:
+        """``frames`` into stage ``k``, on through the chain, then out of the task.
+
+        A batch goes stage by stage while every stage takes all of it. When a stage stops
+        early (a restart is pending, its node ended or failed) what it made so far flows on
+        first; then the restart is awaited and the rest continues, or the task ends.
+        """
+        n = len(self.stages)
+        i = 0            # frames[:i] have been taken by stage k
+        calling = False  # a per-frame stage call is in progress (its frame is counted by it)
+        try:
+            while k < n:
+                st = self.stages[k]
+                if k == self.latency.record_k and i == 0:  # first arrival at the terminal stage
+                    self.latency.arrived(frames)
+                if st.pending_restart:
+                    await st.restart()
+                outs: list[DataFrame] = []
+                run = self._runs[k]
+                calling = run is not None
+                taken, outcome = (_run_inline(st, frames, i, outs) if run is None
+                                  else await run(st, frames, i, outs))
+                calling = False
+                if outs or st.dead_letters:
+                    self._carry(k, frames[i:i + taken] if i or taken < len(frames) else frames, outs)
+                i += taken
+                st.metrics.frames_out += len(outs)
+                if st.dead_letters:
+                    await self.send_dead(k)
+                if outcome is None and i == len(frames):  # the whole batch went through stage k
+                    if not outs:
+                        return
+                    k, frames, i = k + 1, outs, 0
+                    continue
+                if outs:
+                    await self.push(k + 1, outs)
+                if outcome is not None or self.ended:
+                    self._stop_stage(k, len(frames) - i, outcome)
+                    i = len(frames)
+                    if isinstance(outcome, BaseException):
+                        raise outcome
+                    return
+            i = len(frames)
+            await self._emit(frames)
+        except BaseException as exc:
+            lost = len(frames) - i - calling
+            if k < n and lost > 0:
+                self.stages[k].metrics.settle(self._drop_fate(exc), lost)
+            raise
+
+    def _carry(self, k: int, ins: list[DataFrame], outs: list[DataFrame]) -> None:
+        """Ingress stamps for stage k's outputs and dead letters (each dead letter its input's)."""
+        if outs:
+            self.latency.carry(k, ins, outs)
+        dead = self.stages[k].dead_letters
+        if dead:
+            self.latency.carry(k, ins[-len(dead):] if len(ins) >= len(dead) else ins, dead)
+
+    def _stop_stage(self, k: int, unused: int, outcome: Outcome) -> None:
+        """Settle the ``unused`` frames of stage ``k`` when its node ended or failed."""
+        if outcome is None or isinstance(outcome, _Ended):
+            # The node has no more to give (e.g. a triggered source at the end of its data):
+            # the frames it did not use, the one that met the end included, are dropped.
+            self.ended = True
+            fate = "dropped_shutdown"
+        else:
+            fate = self._drop_fate(outcome)
+        if unused:
+            self.stages[k].metrics.settle(fate, unused)
+
+    def _drop_fate(self, exc: BaseException | None = None) -> str:
+        """Fate of frames in hand when ``exc`` ends the loop (a node's own error: aborted)."""
+        if exc is not None and not isinstance(exc, asyncio.CancelledError):
+            return "aborted"
+        return "aborted" if self._aborting() else "dropped_shutdown"
+
+    async def send_dead(self, k: int) -> None:
+        """Send stage ``k``'s dead letters to its dead-letter node (if it has one)."""
+        st = self.stages[k]
+        dead, st.dead_letters = st.dead_letters, []
+        outlet = self.dead_outlets.get(k)
+        if outlet is not None:
+            await outlet.send_all(dead)
+
+    async def _emit(self, outs: list[DataFrame]) -> None:
+        """Send ``outs`` on the outlet; if cancelled midway, the unsent ones are accounted."""
+        outlet = self.outlet
+        if len(outs) == 1 and outlet.try_send(outs[0]):
+            return
+        unsent = len(outs)
+        try:
+            for o in outs:
+                if not outlet.try_send(o):
+                    await outlet.send(o)
+                unsent -= 1
+        except BaseException as exc:
+            if unsent:
+                self._unsent(unsent, self._drop_fate(exc))
+            raise
+
+    def _unsent(self, unsent: int, fate: str) -> None:
+        """``unsent`` outputs of the tail never left: move the tail's inputs that made them from
+        delivered to ``fate`` (one input per output, at most what it delivered)."""
+        m = self.stages[-1].metrics
+        moved = min(unsent, m.delivered)
+        m.frames_out -= unsent
+        m.settle("delivered", -moved, received=0)
+        m.settle(fate, moved, received=0)
+
+
+class CustomRunDriver:
+    """One task for a node that overrides ``run(rx, tx)``: the node owns its loop.
+
+    Frames the node takes are settled ``delivered`` when it returns normally; if it fails or
+    is cancelled, the frame it was holding is ``aborted`` (or dropped at a forced stop) and the
+    others delivered.
+    """
+
+    def __init__(self, stage: ResilientNode, inlet: Inlet, outlet: Sender, *,
+                 aborting: Callable[[], bool]) -> None:
+        self.stages = [stage]
+        self.name = stage.node_id
+        self.inlet = inlet
+        self.outlet = outlet
+        self._aborting = aborting
+
+    async def run(self) -> None:
+        st = self.stages[0]
+        m = st.metrics
+        await _maybe_await(st.node.on_start())
+        base_taken, base_sent = self.inlet.taken, self.outlet.sent
+        holding = "delivered"
+        try:
+            await st.node.run(self.inlet, self.outlet)  # type: ignore[arg-type]
+        except asyncio.CancelledError:
+            holding = "aborted" if self._aborting() else "dropped_shutdown"
+            raise
+        except Exception as exc:
+            holding = "aborted"
+            m.record_error(exc)
+            raise NodeError(st.node_id, f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            taken = self.inlet.taken - base_taken
+            m.settle("delivered", taken if holding == "delivered" else max(0, taken - 1))
+            if holding != "delivered" and taken:
+                m.settle(holding)
+            m.frames_out += self.outlet.sent - base_sent
+            self.outlet.close()
+            await _maybe_await(st.node.on_stop())
