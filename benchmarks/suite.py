@@ -104,7 +104,7 @@ def _cases() -> list[Case]:
              target="fps >= 1.5 x plain; 0 payload copies"),
         Case("W4", "heavy DSP: source -> Butterworth-8 IIR (zi) -> |rFFT| -> sink, 8 x 4096",
              Tree(8, 4096, ((("iir",), ("fft",)),)), w4_variants, latency=False,
-             target="fps >= 1.4 x loop; 2 cores"),
+             target="fps >= 1.4 x loop; 2 cores", per_channel=w4_variants),
         Case("W5", "tiny frames: source -> gain -> sink, 1 x 1",
              Tree(1, 1, (GAIN,)), {"free source": SLOptions()}, latency=False,
              target="fps >= 1.5 x plain"),
