@@ -63,15 +63,26 @@ def _handed_over(name: object, value: Any) -> np.ndarray:
     return _channel(name, value)
 
 
-def _hand_over(arrays: dict[str, np.ndarray], new: Mapping[str, Any]) -> dict[str, np.ndarray]:
+def _hand_over(arrays: dict[str, np.ndarray], new: Mapping[str, Any],
+               str_names: bool = False) -> dict[str, np.ndarray]:
     """``arrays`` (a dict of our own) updated with ``new``'s channels, handed over.
 
-    See :func:`_handed_over`. The common case, a fresh float64 1-D array under a str name, is
-    inlined: per channel a few attribute checks and one ``setflags``; the dict is filled by
-    one C-level ``update`` and only a channel that needs converting is stored again.
+    See :func:`_handed_over`. The common case, a fresh float64 1-D array, is inlined: per
+    channel a few attribute checks and one ``setflags``; the dict is filled by one C-level
+    ``update`` and only a channel that needs converting is stored again. ``str_names``: the
+    names are known to be str (keyword arguments), so the first pass looks at values only.
     """
     arrays.update(new)
-    for name, value in new.items():
+    if str_names:
+        for value in new.values():
+            if (type(value) is _ndarray and value.base is None and value.dtype is _F64
+                    and value.ndim == 1):
+                value.setflags(False)
+            else:
+                break
+        else:
+            return arrays
+    for name, value in new.items():  # the general pass (setflags again is harmless)
         if (type(value) is _ndarray and value.base is None and value.dtype is _F64
                 and value.ndim == 1 and type(name) is str):
             value.setflags(False)
@@ -389,7 +400,8 @@ class DataFrame:
             new = channels
         p = self.payload
         rows = p._rows
-        arrays = _hand_over((p._row_dict() if rows is None else rows).copy(), new)
+        arrays = _hand_over((p._row_dict() if rows is None else rows).copy(), new,
+                            channels is None)  # keyword names are str
         payload = _new_payload(Payload)
         payload._arrays = payload._rows = arrays
         payload._names = p._names if len(arrays) == len(p._names) else tuple(arrays)

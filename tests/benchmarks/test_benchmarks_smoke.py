@@ -166,7 +166,14 @@ def test_cli_writes_json_and_prints_the_table(tmp_path, capsys):
     assert set(data["results"]["cases"]) == {"W1", "W5"}
     assert data["environment"]["event_loop"] == "asyncio"
     assert any(r["workload"] == "W5" and r["target"] for r in data["table"])
+    assert {r["layout"] for r in data["table"]} == {"block", "per-channel"}
+    assert "per-channel" in printed and "layout" in printed
     capsys.readouterr()
+    one = tmp_path / "one.json"
+    assert bench_run.main(["--quick", "--only", "W5", "--scale", "0.05",
+                           "--layout", "per-channel", "--out", str(one)]) == 0
+    assert "per-channel" in capsys.readouterr().out
+    assert {r["layout"] for r in json.loads(one.read_text())["table"]} == {"per-channel"}
     assert bench_run.main(["--table-from", str(out), "--stat", "best"]) == 0
     assert "W5" in capsys.readouterr().out
 
