@@ -175,8 +175,9 @@ class BenchSink(ProcessingNode):
         probe = self.probe
         probe.arrived[frame.sequence_id % probe.n] = _perf_ns()
         probe.count += 1
-        if probe.keep:
-            probe.record(self.context.node_id, frame.block())
+        if probe.keep:  # a block as it is; per-channel arrays as they are (no stacking copy)
+            p = frame.payload
+            probe.record(self.context.node_id, p.block() if p.is_block else list(p.values()))
         return None
 
 
@@ -193,7 +194,8 @@ class BenchSlowSink(BenchSink):
 
 
 class BenchIIR(ProcessingNode):
-    """Benchmark IIR: one Butterworth ``sosfilt`` over the whole block per frame, state carried."""
+    """Benchmark IIR: one Butterworth ``sosfilt`` over the whole block per frame, state carried
+    (one call per channel, state per channel, if the payload is per-channel)."""
 
     class Config(NodeConfig):
         order: int = Field(8, ge=1)
@@ -208,8 +210,20 @@ class BenchIIR(ProcessingNode):
         self.sosfilt = sosfilt
         self.zi: np.ndarray | None = None
 
+        self.zis: dict[str, np.ndarray] = {}
+
     def process(self, frame: DataFrame) -> DataFrame:
-        block = frame.block()
+        p = frame.payload
+        if not p.is_block:  # per-channel payload: one sosfilt per channel, state per channel
+            out = {}
+            zis, sos, sosfilt = self.zis, self.sos, self.sosfilt
+            for k, a in p.items():
+                zi = zis.get(k)
+                if zi is None:
+                    zi = np.zeros((sos.shape[0], 2))
+                out[k], zis[k] = sosfilt(sos, a, zi=zi)
+            return frame.with_channels(out)
+        block = p.block()
         if self.zi is None:
             self.zi = np.zeros((self.sos.shape[0], block.shape[0], 2))
         y, self.zi = self.sosfilt(self.sos, block, axis=-1, zi=self.zi)
@@ -217,10 +231,34 @@ class BenchIIR(ProcessingNode):
 
 
 class BenchFFT(ProcessingNode):
-    """Benchmark spectrum: one ``|rfft|`` over the whole block per frame."""
+    """Benchmark spectrum: one ``|rfft|`` over the whole block per frame (per channel if the
+    payload is per-channel)."""
 
     def process(self, frame: DataFrame) -> DataFrame:
+        p = frame.payload
+        if not p.is_block:
+            rfft, absolute = np.fft.rfft, np.abs
+            return frame.with_channels({k: absolute(rfft(a)) for k, a in p.items()})
         return frame.with_block(np.abs(np.fft.rfft(frame.block(), axis=-1)))
+
+
+class BenchChannelGain(ProcessingNode):
+    """A gain written the natural per-channel way: one numpy call per channel, ``with_channels``.
+
+    What a user writes against the spec's data model (channel name -> array), whatever the
+    payload's layout; the library's ``Gain`` does the same for per-channel payloads but one
+    call per frame for blocks.
+    """
+
+    class Config(NodeConfig):
+        gain: float = Field(..., description="Factor applied to every sample.")
+
+    def on_create(self, config: Config) -> None:  # type: ignore[override]
+        self.gain = config.gain
+
+    def process(self, frame: DataFrame) -> DataFrame:
+        g = self.gain
+        return frame.with_channels(**{k: v * g for k, v in frame.payload.items()})
 
 
 BENCH_NODE_TYPES: dict[str, type[ProcessingNode]] = {
@@ -229,6 +267,7 @@ BENCH_NODE_TYPES: dict[str, type[ProcessingNode]] = {
     "BenchSlowSink": BenchSlowSink,
     "BenchIIR": BenchIIR,
     "BenchFFT": BenchFFT,
+    "BenchChannelGain": BenchChannelGain,
 }
 
 

@@ -4,6 +4,7 @@ Usage::
 
     python -m benchmarks.profiling W1            # top functions by own time
     python -m benchmarks.profiling W5 --frames 50000 --top 30 --sort cumulative
+    python -m benchmarks.profiling W1 --per-channel   # one array per channel (layout "dict")
 
 Only the StreamLab implementation is profiled (built outside the profile; the run inside).
 cProfile adds a fixed cost per call, so small functions look heavier than they are: read
@@ -59,10 +60,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--top", type=int, default=25)
     p.add_argument("--triggered", action="store_true", help="triggered source instead of free")
     p.add_argument("--no-fusion", action="store_true")
+    p.add_argument("--per-channel", action="store_true",
+                   help="per-channel payloads (one array per channel) instead of blocks")
     p.add_argument("--no-profile", action="store_true", help="just run (for py-spy)")
     args = p.parse_args(argv)
     frames = args.frames or FULL.get(args.workload, 50_000)
-    opts = SLOptions(mode="triggered" if args.triggered else "free", fusion=not args.no_fusion)
+    opts = SLOptions(mode="triggered" if args.triggered else "free", fusion=not args.no_fusion,
+                     layout="dict" if args.per_channel else "block")
     print(profile_case(args.workload, frames, sort=args.sort, top=args.top, opts=opts,
                        enabled=not args.no_profile))
     return 0

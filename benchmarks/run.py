@@ -6,11 +6,14 @@ Usage::
     python -m benchmarks.run --quick         # small sizes, one repetition: a smoke run
     python -m benchmarks.run --uvloop        # the same on uvloop's event loop
     python -m benchmarks.run --only W1,W4 --repeat 5 --out results.json
-    python -m benchmarks.run --extras        # also fusion off / dict payload variants
+    python -m benchmarks.run --extras        # also fusion-off variants
+    python -m benchmarks.run --layout block  # one payload layout only (default: both)
     python -m benchmarks.run --table-from results.json --stat best   # re-print a saved run
 
-Ratios are StreamLab / baseline: above 1 StreamLab is faster for frames/s; for latency,
-below 1 StreamLab is quicker. See benchmarks/README.md for each workload and target.
+Every workload runs in both payload layouts (``block``: channels as rows of one 2-D array;
+``per-channel``: one array per channel, the spec's data model), each against plain asyncio
+and against the single loop *of its layout* (its floor). Ratios are StreamLab / baseline:
+above 1 StreamLab is faster for frames/s; for latency, below 1 StreamLab is quicker. See benchmarks/README.md for each workload and target.
 The exit status is 0 even when targets fail (the table says which): a benchmark measures,
 it does not gate.
 """
@@ -29,11 +32,20 @@ from typing import Any
 if __package__ in (None, ""):  # ``python benchmarks/run.py``
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.suite import DEEP_HOPS, FULL, QUICK, run_suite  # noqa: E402
+from benchmarks.suite import (  # noqa: E402
+    BLOCK,
+    DEEP_HOPS,
+    FULL,
+    LAYOUTS,
+    LOOP_OF,
+    PER_CHANNEL,
+    QUICK,
+    run_suite,
+)
 
 __all__ = ["main", "build_table", "format_table", "environment"]
 
-COLUMNS = ("workload", "variant", "metric", "streamlab", "plain", "loop", "SL/plain",
+COLUMNS = ("workload", "layout", "variant", "metric", "streamlab", "plain", "loop", "SL/plain",
            "SL/loop", "target", "result")
 
 
@@ -52,8 +64,14 @@ def _verdict(ok: bool | None) -> str:
 
 
 def _fps_target(key: str, sl: float | None, plain: float | None, loop: float | None,
-                extra: dict[str, Any]) -> tuple[str, bool | None]:
+                extra: dict[str, Any], layout: str = BLOCK) -> tuple[str, bool | None]:
+    """The frames/s target of a row and whether it passes (None: not judged)."""
     r_plain, r_loop = _ratio(sl, plain), _ratio(sl, loop)
+    if layout == PER_CHANNEL and key == "W1":
+        ok = None if r_plain is None or r_loop is None else (r_plain >= 1.5 and r_loop >= 0.9)
+        return ">= 1.5x plain, >= 0.9x loop", ok
+    if layout == PER_CHANNEL and key == "W4":
+        return ">= 1.2x plain", None if r_plain is None else r_plain >= 1.2
     if key in ("W1", "W5"):
         return ">= 1.5x plain", None if r_plain is None else r_plain >= 1.5
     if key == "W3":
@@ -69,6 +87,12 @@ def _fps_target(key: str, sl: float | None, plain: float | None, loop: float | N
     return "", None
 
 
+def _display(variant: str, layout: str) -> str:
+    """A variant's label without its layout suffix (the layout has its own column)."""
+    suffix = f" [{layout}]"
+    return variant[: -len(suffix)] if variant.endswith(suffix) else variant
+
+
 def _pick(impls: dict[str, Any], stat: str) -> dict[str, Any]:
     """Per implementation, the median figures or (``stat="best"``) the best run's."""
     if stat == "best":
@@ -80,14 +104,17 @@ def build_table(results: dict[str, Any], stat: str = "median") -> list[dict[str,
     """Rows of the table (plain dicts, also written to the JSON); ``stat``: median or best."""
     rows: list[dict[str, Any]] = []
     cases = results.get("cases", {})
-    copies = results.get("copies", {}).get("copies")
+    copies_of = {BLOCK: results.get("copies", {}).get("copies"),
+                 PER_CHANNEL: results.get("copies_per_channel", {}).get("copies")}
     base = _pick(cases.get("W2base", {}).get("impls", {}), stat)
+    layout = BLOCK
 
     def row(key: str, variant: str, metric: str, sl: Any, plain: Any, loop: Any,
             target: str = "", ok: bool | None = None, ratios: bool = True,
             paired: tuple[float | None, float | None] | None = None) -> None:
         r_plain, r_loop = paired if paired is not None else (_ratio(sl, plain), _ratio(sl, loop))
-        rows.append({"workload": key, "variant": variant, "metric": metric, "streamlab": sl,
+        rows.append({"workload": key, "layout": layout, "variant": _display(variant, layout),
+                     "metric": metric, "streamlab": sl,
                      "plain": plain, "loop": loop,
                      "SL/plain": r_plain if ratios else None,
                      "SL/loop": r_loop if ratios else None,
@@ -101,22 +128,27 @@ def build_table(results: dict[str, Any], stat: str = "median") -> list[dict[str,
 
     for key, case in cases.items():
         impls = _pick(case["impls"], stat)
-        plain, loop = impls.get("plain", {}), impls.get("loop", {})
+        plain = impls.get("plain", {})
         for variant in case["variants"]:
+            layout = case.get("layouts", {}).get(variant, BLOCK)  # older JSON: block only
+            loop_key = case.get("loop_of", {}).get(variant, LOOP_OF[layout])
+            loop = impls.get(loop_key, {})
             if variant in case["errors"]:
                 row(key, variant, "error: " + case["errors"][variant], None, None, None)
                 continue
             sl = impls.get(variant, {})
-            extra: dict[str, Any] = {"copies": copies}
+            extra: dict[str, Any] = {"copies": copies_of[layout]}
             if key == "W2":
-                extra["hop_us"] = _hop_us(sl.get("fps"), base.get("free source", {}).get("fps"))
+                ref = base.get(f"free source [{layout}]" if layout != BLOCK else "free source",
+                               {})
+                extra["hop_us"] = _hop_us(sl.get("fps"), ref.get("fps"))
             fps_pair = pair(case, variant, "fps")
             if fps_pair is not None:  # judge the paired ratios (sl / (1 / ratio) == ratio)
                 inv = [1 / r if r else None for r in fps_pair]
-                target, ok = _fps_target(key, 1.0, inv[0], inv[1], extra)
+                target, ok = _fps_target(key, 1.0, inv[0], inv[1], extra, layout)
             else:
                 target, ok = _fps_target(key, sl.get("fps"), plain.get("fps"), loop.get("fps"),
-                                         extra)
+                                         extra, layout)
             if key == "W1p":
                 target, ok = "", None
             row(key, variant, "frames/s", sl.get("fps"), plain.get("fps"), loop.get("fps"),
@@ -124,7 +156,7 @@ def build_table(results: dict[str, Any], stat: str = "median") -> list[dict[str,
             if key == "W2":
                 row(key, variant, "us/hop", extra["hop_us"],
                     _hop_us(plain.get("fps"), base.get("plain", {}).get("fps")),
-                    _hop_us(loop.get("fps"), base.get("loop", {}).get("fps")))
+                    _hop_us(loop.get("fps"), base.get(loop_key, {}).get("fps")))
             if sl.get("p50_us") is not None:
                 t, good = "", None
                 p50_pair = pair(case, variant, "p50_us")
@@ -139,16 +171,18 @@ def build_table(results: dict[str, Any], stat: str = "median") -> list[dict[str,
                 row(key, variant, "CPU cores used", sl.get("cpu_cores"), plain.get("cpu_cores"),
                     loop.get("cpu_cores"), "2 cores (>= 1.5)",
                     None if sl.get("cpu_cores") is None else sl["cpu_cores"] >= 1.5, ratios=False)
-    if "copies" in results:
-        c = results["copies"]
-        rows.append({"workload": "W3", "variant": "4 pass-through branches",
-                     "metric": f"payload copies / {c['checked']} frames", "streamlab": c["copies"],
-                     "plain": None, "loop": None, "SL/plain": None, "SL/loop": None,
-                     "target": "0", "result": _verdict(c["copies"] == 0)})
+    for lay, field in ((BLOCK, "copies"), (PER_CHANNEL, "copies_per_channel")):
+        if field in results:
+            c = results[field]
+            rows.append({"workload": "W3", "layout": lay, "variant": "4 pass-through branches",
+                         "metric": f"payload copies / {c['checked']} frames",
+                         "streamlab": c["copies"], "plain": None, "loop": None,
+                         "SL/plain": None, "SL/loop": None,
+                         "target": "0", "result": _verdict(c["copies"] == 0)})
     for impl, mem in results.get("memory", {}).items():
         mib = 1024 * 1024
         rows.append({
-            "workload": "Memory",
+            "workload": "Memory", "layout": BLOCK,
             "variant": f"{impl}: {mem['live_frames']:.1f} frames live (bound {mem['bound_frames']})",
             "metric": "peak RSS MiB",
             "streamlab": mem["peak_rss"] / mib, "plain": None, "loop": None,
@@ -177,13 +211,14 @@ def _cell(value: Any, metric: str, column: str) -> str:
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     """The rows as an aligned text table."""
-    cells = [list(COLUMNS)] + [[_cell(r[c], r["metric"], c) for c in COLUMNS] for r in rows]
+    cells = [list(COLUMNS)] + [[_cell(r.get(c), r["metric"], c) for c in COLUMNS]
+                               for r in rows]
     for line in cells[1:]:
-        line[2] = line[2][:48]
+        line[3] = line[3][:48]
     widths = [max(len(line[i]) for line in cells) for i in range(len(COLUMNS))]
     out = []
     for k, line in enumerate(cells):
-        out.append("  ".join(v.ljust(w) if i < 3 or i >= 8 else v.rjust(w)
+        out.append("  ".join(v.ljust(w) if i < 4 or i >= 9 else v.rjust(w)
                              for i, (v, w) in enumerate(zip(line, widths, strict=True))).rstrip())
         if k == 0:
             out.append("  ".join("-" * w for w in widths))
@@ -218,7 +253,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="small sizes, one repetition")
     p.add_argument("--repeat", type=int, default=None, help="repetitions (default 3; quick 1)")
     p.add_argument("--uvloop", action="store_true", help="run on uvloop's event loop")
-    p.add_argument("--extras", action="store_true", help="also fusion-off / dict-payload variants")
+    p.add_argument("--extras", action="store_true", help="also fusion-off variants")
+    p.add_argument("--layout", choices=["both", *LAYOUTS], default="both",
+                   help="payload layouts to run (default both: block and per-channel)")
     p.add_argument("--only", default="", help="comma-separated workloads: W1,W1p,W2,W3,W4,W5,"
                                               "Pool,Memory")
     p.add_argument("--out", default="", help="write the results as JSON to this file")
@@ -241,8 +278,9 @@ def main(argv: list[str] | None = None) -> int:
     only = {s.strip() for s in args.only.split(",") if s.strip()} or None
     env = environment(args.uvloop)
     t0 = time.perf_counter()
+    layouts = LAYOUTS if args.layout == "both" else (args.layout,)
     results = run_suite(sizes, repeat=repeat, uvloop=args.uvloop, extras=args.extras, only=only,
-                        log=lambda s: print(s, file=sys.stderr, flush=True))
+                        log=lambda s: print(s, file=sys.stderr, flush=True), layouts=layouts)
     elapsed = time.perf_counter() - t0
     rows = build_table(results, args.stat)
     env["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]

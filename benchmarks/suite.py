@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -28,7 +28,15 @@ from benchmarks.workloads import (
     measure_streamlab,
 )
 
-__all__ = ["Case", "CASES", "FULL", "QUICK", "run_suite", "check_fanout_copies", "median_of"]
+__all__ = ["Case", "CASES", "FULL", "QUICK", "LAYOUTS", "PER_CHANNEL", "run_suite",
+           "check_fanout_copies", "median_of", "per_channel_variants"]
+
+#: Payload layouts a case runs in: channels as rows of one 2-D block, or one array per channel
+#: (the spec's data model: channel name -> array; SLOptions.layout "dict").
+BLOCK, PER_CHANNEL = "block", "per-channel"
+LAYOUTS = (BLOCK, PER_CHANNEL)
+#: The floor for each layout: the single loop over blocks, or over per-channel dicts.
+LOOP_OF = {BLOCK: "loop", PER_CHANNEL: "loop per-channel"}
 
 GAIN = (("gain", 2.0),)
 DEEP_HOPS = 10
@@ -45,6 +53,22 @@ class Case:
     latency: bool = True
     target: str = ""
     extras: dict[str, SLOptions] = field(default_factory=dict)
+    #: Per-channel variants (layout "dict" is set on them); None: the main variant only.
+    per_channel: dict[str, SLOptions] | None = None
+
+
+def per_channel_variants(case: Case) -> dict[str, SLOptions]:
+    """The case's variants in the per-channel layout (labels as in the block layout)."""
+    chosen = case.per_channel
+    if chosen is None:
+        label, opts = next(iter(case.variants.items()))
+        chosen = {label: opts}
+    return {label: replace(opts, layout="dict") for label, opts in chosen.items()}
+
+
+def _key(label: str, layout: str) -> str:
+    """Key of a variant in the results: block variants keep their label."""
+    return label if layout == BLOCK else f"{label} [{layout}]"
 
 
 def _cases() -> list[Case]:
@@ -58,8 +82,11 @@ def _cases() -> list[Case]:
              Tree(8, 256, (GAIN,)),
              {"free source": SLOptions(), "triggered source": SLOptions(mode="triggered")},
              target="fps >= 1.5 x plain",
-             extras={"fusion off": SLOptions(fusion=False),
-                     "dict payload": SLOptions(layout="dict")}),
+             extras={"fusion off": SLOptions(fusion=False)},
+             per_channel={"free source": SLOptions(),
+                          "triggered source": SLOptions(mode="triggered"),
+                          "node written per channel (with_channels)":
+                              SLOptions(gain_node="BenchChannelGain")}),
         Case("W1p", "paced at 1 kHz: W1 with the source paced",
              Tree(8, 256, (GAIN,), period=0.001),
              {"free source, realtime": SLOptions()},
@@ -77,7 +104,7 @@ def _cases() -> list[Case]:
              target="fps >= 1.5 x plain; 0 payload copies"),
         Case("W4", "heavy DSP: source -> Butterworth-8 IIR (zi) -> |rFFT| -> sink, 8 x 4096",
              Tree(8, 4096, ((("iir",), ("fft",)),)), w4_variants, latency=False,
-             target="fps >= 1.4 x loop; 2 cores"),
+             target="fps >= 1.4 x loop; 2 cores", per_channel=w4_variants),
         Case("W5", "tiny frames: source -> gain -> sink, 1 x 1",
              Tree(1, 1, (GAIN,)), {"free source": SLOptions()}, latency=False,
              target="fps >= 1.5 x plain"),
@@ -117,15 +144,24 @@ def _summary(ms: list[Measurement]) -> dict[str, Any]:
 
 
 def _run_case(case: Case, n: int, repeat: int, uvloop: bool, extras: bool,
-              log: Callable[[str], None]) -> dict[str, Any]:
-    variants = dict(case.variants)
-    if extras:
-        variants.update(case.extras)
-    if case.key == "W4" and node_types_available("IIRFilter", "FFT"):
-        variants["library IIRFilter+FFT"] = SLOptions(real_dsp=True)
-        variants["library, iir executor=process"] = SLOptions(real_dsp=True,
-                                                              executors={"iir": "process"})
-    runs: dict[str, list[Measurement]] = {k: [] for k in (*variants, "plain", "loop")}
+              log: Callable[[str], None], layouts: tuple[str, ...] = LAYOUTS) -> dict[str, Any]:
+    block: dict[str, SLOptions] = {}
+    if BLOCK in layouts:
+        block = dict(case.variants)
+        if extras:
+            block.update(case.extras)
+        if case.key == "W4" and node_types_available("IIRFilter", "FFT"):
+            block["library IIRFilter+FFT"] = SLOptions(real_dsp=True)
+            block["library, iir executor=process"] = SLOptions(real_dsp=True,
+                                                               executors={"iir": "process"})
+    variants = {_key(k, BLOCK): v for k, v in block.items()}
+    layout_of = dict.fromkeys(variants, BLOCK)
+    if PER_CHANNEL in layouts:
+        for label, opts in per_channel_variants(case).items():
+            variants[_key(label, PER_CHANNEL)] = opts
+            layout_of[_key(label, PER_CHANNEL)] = PER_CHANNEL
+    loops = [LOOP_OF[lay] for lay in layouts]
+    runs: dict[str, list[Measurement]] = {k: [] for k in (*variants, "plain", *loops)}
     errors: dict[str, str] = {}
     for rep in range(repeat):
         for label, opts in variants.items():
@@ -137,14 +173,18 @@ def _run_case(case: Case, n: int, repeat: int, uvloop: bool, extras: bool,
             except Exception as exc:  # recorded in the report: a variant may not exist yet
                 errors[label] = f"{type(exc).__name__}: {exc}"[:300]
         runs["plain"].append(measure_plain(case.tree, n, uvloop=uvloop, latency=case.latency))
-        runs["loop"].append(measure_loop(case.tree, n, latency=case.latency))
+        for lay in layouts:
+            runs[LOOP_OF[lay]].append(measure_loop(case.tree, n, latency=case.latency,
+                                                   layout="dict" if lay == PER_CHANNEL
+                                                   else "block"))
         log(f"  {case.key} rep {rep + 1}/{repeat}: " + ", ".join(
             f"{k} {v[-1].fps:,.0f}/s" for k, v in runs.items() if v))
     return {
         "key": case.key, "title": case.title, "frames": n, "target": case.target,
-        "variants": list(variants), "errors": errors,
+        "variants": list(variants), "errors": errors, "layouts": layout_of,
+        "loop_of": {k: LOOP_OF[lay] for k, lay in layout_of.items()},
         "impls": {k: _summary(v) for k, v in runs.items() if v},
-        "paired": {k: paired_ratios(runs[k], runs["plain"], runs["loop"])
+        "paired": {k: paired_ratios(runs[k], runs["plain"], runs[LOOP_OF[layout_of[k]]])
                    for k in variants if runs[k]},
     }
 
@@ -166,45 +206,59 @@ def paired_ratios(sl: list[Measurement], plain: list[Measurement],
     return out
 
 
-def _run_pool(n_each: int, repeat: int, uvloop: bool, log: Callable[[str], None]) -> dict[str, Any]:
+def _run_pool(n_each: int, repeat: int, uvloop: bool, log: Callable[[str], None],
+              layouts: tuple[str, ...] = LAYOUTS) -> dict[str, Any]:
     tree = Tree(8, 256, (GAIN,))
-    runs: dict[str, list[Measurement]] = {"PipelinePool": [], "plain": [], "loop": []}
+    sl = {_key("PipelinePool", lay): lay for lay in layouts}
+    loops = {LOOP_OF[lay]: lay for lay in layouts}
+    runs: dict[str, list[Measurement]] = {k: [] for k in (*sl, "plain", *loops)}
     for rep in range(repeat):
-        for label, impl in (("PipelinePool", "streamlab"), ("plain", "plain"), ("loop", "loop")):
-            runs[label].append(measure_pool(impl, tree, n_each, uvloop=uvloop))
+        for label, lay in sl.items():
+            runs[label].append(measure_pool("streamlab", tree, n_each, uvloop=uvloop,
+                                            layout="dict" if lay == PER_CHANNEL else "block"))
+        runs["plain"].append(measure_pool("plain", tree, n_each, uvloop=uvloop))
+        for label, lay in loops.items():
+            runs[label].append(measure_pool("loop", tree, n_each, uvloop=uvloop,
+                                            layout="dict" if lay == PER_CHANNEL else "block"))
         log(f"  Pool rep {rep + 1}/{repeat}: " + ", ".join(
             f"{k} {v[-1].fps:,.0f}/s" for k, v in runs.items()))
     return {"key": "Pool", "title": "8 instances of W1 (8 x 256), 4 at a time", "frames": n_each,
-            "target": "", "variants": ["PipelinePool"], "errors": {},
+            "target": "", "variants": list(sl), "errors": {}, "layouts": sl,
+            "loop_of": {k: LOOP_OF[lay] for k, lay in sl.items()},
             "impls": {k: _summary(v) for k, v in runs.items()},
-            "paired": {"PipelinePool": paired_ratios(runs["PipelinePool"], runs["plain"],
-                                                     runs["loop"])}}
+            "paired": {k: paired_ratios(runs[k], runs["plain"], runs[LOOP_OF[lay]])
+                       for k, lay in sl.items()}}
 
 
-def check_fanout_copies(n: int, uvloop: bool = False) -> dict[str, Any]:
+def check_fanout_copies(n: int, uvloop: bool = False, layout: str = BLOCK) -> dict[str, Any]:
     """Fan-out to 4 pass-through branches: does every sink get the source's own arrays?
 
     Returns the number of frames checked and how many did not share memory with the block
-    the source sent (a copy somewhere between source and sink).
+    the source sent (a copy somewhere between source and sink). In the per-channel layout
+    every channel array a sink got must be one of the source's (rows of its block).
     """
     tree = Tree(8, 256, ((("pass",),),) * 4)
-    m = measure_streamlab(tree, n, SLOptions(), keep=True, uvloop=uvloop, latency=False)
+    opts = SLOptions(layout="dict" if layout == PER_CHANNEL else "block")
+    m = measure_streamlab(tree, n, opts, keep=True, uvloop=uvloop, latency=False)
     assert m.outputs is not None and m.sources
     sources = m.sources
     checked = copies = 0
     for outs in m.outputs.values():
         for seq, out in enumerate(outs):
             checked += 1
-            if not np.shares_memory(out, sources[seq % len(sources)]):
+            src = sources[seq % len(sources)]
+            arrays = out if isinstance(out, list) else [out]
+            if not all(np.shares_memory(a, src) for a in arrays):
                 copies += 1
-    return {"checked": checked, "copies": copies, "sinks": len(m.outputs)}
+    return {"checked": checked, "copies": copies, "sinks": len(m.outputs), "layout": layout}
 
 
 def run_suite(sizes: dict[str, int], *, repeat: int = 3, uvloop: bool = False,
               extras: bool = False, only: set[str] | None = None,
-              log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run the cases (``only``: keys to run) and return the results as plain data."""
-    out: dict[str, Any] = {"cases": {}}
+              log: Callable[[str], None] = print,
+              layouts: tuple[str, ...] = LAYOUTS) -> dict[str, Any]:
+    """Run the cases (``only``: keys to run) in ``layouts``; the results as plain data."""
+    out: dict[str, Any] = {"cases": {}, "layouts": list(layouts)}
 
     def wanted(key: str) -> bool:
         return only is None or key in only or (key == "W2base" and "W2" in only)
@@ -212,12 +266,16 @@ def run_suite(sizes: dict[str, int], *, repeat: int = 3, uvloop: bool = False,
     for case in CASES:
         if wanted(case.key):
             log(f"{case.key}: {case.title} ({sizes[case.key]:,} frames x {repeat})")
-            out["cases"][case.key] = _run_case(case, sizes[case.key], repeat, uvloop, extras, log)
+            out["cases"][case.key] = _run_case(case, sizes[case.key], repeat, uvloop, extras, log,
+                                               layouts)
     if wanted("W3"):
-        out["copies"] = check_fanout_copies(sizes["copies"], uvloop)
+        if BLOCK in layouts:
+            out["copies"] = check_fanout_copies(sizes["copies"], uvloop)
+        if PER_CHANNEL in layouts:
+            out["copies_per_channel"] = check_fanout_copies(sizes["copies"], uvloop, PER_CHANNEL)
     if wanted("Pool"):
         log(f"Pool: 8 x {sizes['Pool']:,} frames, max_concurrent=4 (x {repeat})")
-        out["cases"]["Pool"] = _run_pool(sizes["Pool"], repeat, uvloop, log)
+        out["cases"]["Pool"] = _run_pool(sizes["Pool"], repeat, uvloop, log, layouts)
     if wanted("Memory"):
         log(f"Memory: {sizes['Memory']} frames of 64 x 4096 float64, sink 1 ms/frame")
         out["memory"] = {impl: measure_memory(impl, sizes["Memory"], uvloop=uvloop)

@@ -66,7 +66,8 @@ class SLOptions:
 
     mode: str = "free"                   # "free": the source produces itself; "triggered"
     fusion: bool = True
-    layout: str = "block"                # source payload: "block" or "dict"
+    layout: str = "block"                # source payload: "block" or "dict" (per-channel)
+    gain_node: str = "Gain"              # node type for "gain": Gain or BenchChannelGain
     executors: dict[str, str] = field(default_factory=dict)   # op name -> executor
     real_dsp: bool = False               # IIRFilter/FFT from streamlab.nodes instead of Bench*
     fresh: bool = False                  # the source allocates a new block per frame
@@ -119,7 +120,8 @@ def run_async(make: Callable[[], Any], use_uvloop: bool = False) -> Any:
 def _sl_node(op: Op, node_id: str, opts: SLOptions) -> dict[str, Any]:
     kind = op[0]
     if kind == "gain":
-        node: dict[str, Any] = {"id": node_id, "type": "Gain", "config": {"gain": op[1]}}
+        node: dict[str, Any] = {"id": node_id, "type": opts.gain_node,
+                                "config": {"gain": op[1]}}
     elif kind == "pass":
         node = {"id": node_id, "type": "Passthrough"}
     elif kind == "iir":
@@ -314,10 +316,15 @@ def measure_plain(tree: Tree, n: int, *, keep: bool = False, uvloop: bool = Fals
 
 
 def measure_loop(tree: Tree, n: int, *, keep: bool = False, latency: bool = True,
-                 uvloop: bool = False) -> Measurement:
-    """One run of the single plain loop (block payloads; ``uvloop`` is ignored)."""
+                 uvloop: bool = False, layout: str = "block") -> Measurement:
+    """One run of the single plain loop (``uvloop`` is ignored).
+
+    ``layout="block"``: channels as one 2-D block, one numpy call per frame (the floor for
+    block work); ``"dict"``: one array per channel, one call per channel (the floor for
+    per-channel work).
+    """
     key, probe = new_probe(n, keep)
-    source, branches = _baseline_parts(tree, probe, "block")
+    source, branches = _baseline_parts(tree, probe, layout)
     gc.collect()
     cpu0 = _cpu_start()
     t0 = time.perf_counter()
@@ -328,17 +335,19 @@ def measure_loop(tree: Tree, n: int, *, keep: bool = False, latency: bool = True
 
 
 def measure_pool(impl: str, tree: Tree, n_each: int, instances: int = 8,
-                 max_concurrent: int = 4, *, uvloop: bool = False) -> Measurement:
+                 max_concurrent: int = 4, *, uvloop: bool = False,
+                 layout: str = "block") -> Measurement:
     """``instances`` runs of ``tree`` (``n_each`` frames each), at most ``max_concurrent`` at once.
 
     StreamLab goes through PipelinePool (triggered sources: the pool sends the triggers);
     the plain programs through a semaphore; the loop runs the instances one after another.
+    ``layout`` is StreamLab's and the loop's payload layout (the plain programs are per-channel).
     """
     key, probe = new_probe(n_each)
     total = n_each * instances * len(tree.branches)
     if impl == "streamlab":
         register_bench_nodes()
-        cfg = streamlab_config(tree, n_each, key, SLOptions(mode="triggered"))
+        cfg = streamlab_config(tree, n_each, key, SLOptions(mode="triggered", layout=layout))
 
         async def go() -> float:
             pool = PipelinePool(cfg, max_concurrent=max_concurrent, outputs="discard")
@@ -356,7 +365,7 @@ def measure_pool(impl: str, tree: Tree, n_each: int, instances: int = 8,
                  for s, b in parts], max_concurrent)
             return time.perf_counter() - t0
     else:
-        parts = [_baseline_parts(tree, probe, "block") for _ in range(instances)]
+        parts = [_baseline_parts(tree, probe, layout) for _ in range(instances)]
 
         async def go() -> float:
             t0 = time.perf_counter()

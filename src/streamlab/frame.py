@@ -30,6 +30,7 @@ from streamlab.errors import FrameError
 __all__ = ["DataFrame", "Payload", "readonly"]
 
 _F64 = np.dtype(np.float64)
+_ndarray = np.ndarray
 _new_payload = object.__new__
 _new_frame = object.__new__
 _EMPTY_META: Mapping[str, str] = MappingProxyType({})
@@ -39,8 +40,55 @@ def readonly(array: np.ndarray) -> np.ndarray:
     """Return ``array`` if already read-only, else a read-only view of it (no copy)."""
     if array.flags.writeable:
         array = array.view()
-        array.setflags(write=False)  # about 3x cheaper than assigning flags.writeable
+        array.setflags(False)  # positional: 3x cheaper than write=False, 6x than flags.writeable
     return array
+
+
+def _handed_over(name: object, value: Any) -> np.ndarray:
+    """A channel a node hands over in an output frame (with_channels, with_payload).
+
+    The emitting node gives the array away: a float64 1-D ndarray that owns its data is made
+    read-only *in place* (no view, no copy), so neither the node nor anyone downstream can
+    write it afterwards. A writeable *view* (of a buffer the node keeps, e.g. a ring buffer)
+    is not flipped, since the node may still write its buffer through it: the frame holds a
+    read-only view of it instead, as :func:`readonly` does (the frame's array cannot be
+    written, but later writes into the node's own buffer show through, because nothing is
+    copied). Anything else goes through full validation (:func:`_channel`).
+    """
+    if type(value) is np.ndarray and value.dtype is _F64 and value.ndim == 1 and type(name) is str:
+        if value.base is None:
+            value.setflags(False)  # no-op if already read-only
+            return value
+        return readonly(value)
+    return _channel(name, value)
+
+
+def _hand_over(arrays: dict[str, np.ndarray], new: Mapping[str, Any],
+               str_names: bool = False) -> dict[str, np.ndarray]:
+    """``arrays`` (a dict of our own) updated with ``new``'s channels, handed over.
+
+    See :func:`_handed_over`. The common case, a fresh float64 1-D array, is inlined: per
+    channel a few attribute checks and one ``setflags``; the dict is filled by one C-level
+    ``update`` and only a channel that needs converting is stored again. ``str_names``: the
+    names are known to be str (keyword arguments), so the first pass looks at values only.
+    """
+    arrays.update(new)
+    if str_names:
+        for value in new.values():
+            if (type(value) is _ndarray and value.base is None and value.dtype is _F64
+                    and value.ndim == 1):
+                value.setflags(False)
+            else:
+                break
+        else:
+            return arrays
+    for name, value in new.items():  # the general pass (setflags again is harmless)
+        if (type(value) is _ndarray and value.base is None and value.dtype is _F64
+                and value.ndim == 1 and type(name) is str):
+            value.setflags(False)
+        else:
+            arrays[name] = _handed_over(name, value)
+    return arrays
 
 
 _checked_names: dict[tuple[str, ...], None] = {}
@@ -84,17 +132,29 @@ def _channel(name: object, value: Any) -> np.ndarray:
 class Payload(Mapping[str, np.ndarray]):
     """Read-only mapping of channel name -> read-only 1-D float64 array.
 
-    Either a dict of independent arrays, or a 2-D block whose rows are the channels.
+    Either a dict of independent arrays, or a 2-D block whose rows are the channels. The
+    mapping methods (``items``, ``values``, ``keys``, ``get``, ``in``, iteration) are native:
+    they go straight to a dict of the arrays (for a block, a dict of its row views, made once
+    on first use and kept), not through the generic ``Mapping`` mix-ins.
+    ``items()``/``values()``/``keys()`` return live views of that private dict: reading only.
     """
 
-    __slots__ = ("_arrays", "_names", "_block", "_index")
+    __slots__ = ("_arrays", "_names", "_block", "_rows")
 
     def __init__(self, channels: Mapping[str, Any] | Iterable[tuple[str, Any]] = ()) -> None:
         items = channels.items() if isinstance(channels, Mapping) else channels
-        self._arrays: dict[str, np.ndarray] | None = {n: _channel(n, v) for n, v in items}
-        self._names: tuple[str, ...] = tuple(self._arrays)
+        arrays: dict[str, np.ndarray] = {}
+        for n, v in items:
+            # fast path: a float64 1-D ndarray under a str name needs only to be read-only;
+            # the caller keeps its own array writeable (the frame holds a read-only view)
+            if type(v) is np.ndarray and v.dtype is _F64 and v.ndim == 1 and type(n) is str:
+                arrays[n] = readonly(v)
+            else:
+                arrays[n] = _channel(n, v)
+        self._arrays: dict[str, np.ndarray] | None = arrays
+        self._names: tuple[str, ...] = tuple(arrays)
         self._block: np.ndarray | None = None
-        self._index: dict[str, int] | None = None
+        self._rows: dict[str, np.ndarray] | None = arrays
 
     @classmethod
     def from_block(cls, names: Iterable[str], block: np.ndarray) -> Payload:
@@ -123,30 +183,61 @@ class Payload(Mapping[str, np.ndarray]):
 
     @classmethod
     def _of_block(cls, names: tuple[str, ...], block: np.ndarray) -> Payload:
-        self = object.__new__(cls)
+        self = _new_payload(cls)
         self._arrays = None
         self._names = names
         self._block = block
-        self._index = None
+        self._rows = None
         return self
 
     @classmethod
     def _of_arrays(cls, arrays: dict[str, np.ndarray]) -> Payload:
-        """Trusted constructor: arrays already validated and read-only."""
-        self = object.__new__(cls)
+        """Trusted constructor: arrays already validated and read-only; the dict is taken."""
+        self = _new_payload(cls)
         self._arrays = arrays
         self._names = tuple(arrays)
         self._block = None
-        self._index = None
+        self._rows = arrays
         return self
 
-    # Mapping protocol -------------------------------------------------------------------
+    def _row_dict(self) -> dict[str, np.ndarray]:
+        """Name -> array: the arrays' dict, or (block) the rows' read-only views, made once."""
+        rows = self._rows
+        if rows is None:
+            # iterating a 2-D array yields its rows as views (read-only: the block is)
+            rows = self._rows = dict(zip(self._names, self._block))  # type: ignore[arg-type]
+        return rows
+
+    # Mapping protocol: native, no generic mix-in on the per-frame path ------------------
     def __getitem__(self, name: str) -> np.ndarray:
-        if self._arrays is not None:
-            return self._arrays[name]
-        if self._index is None:
-            self._index = {n: i for i, n in enumerate(self._names)}
-        return self._block[self._index[name]]  # type: ignore[index]
+        rows = self._rows
+        if rows is None:
+            rows = self._row_dict()
+        return rows[name]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        rows = self._rows
+        if rows is None:
+            rows = self._row_dict()
+        return rows.get(name, default)
+
+    def items(self):  # type: ignore[override]  # dict_items: a set-like read-only view
+        rows = self._rows
+        if rows is None:
+            rows = self._row_dict()
+        return rows.items()
+
+    def values(self):  # type: ignore[override]
+        rows = self._rows
+        if rows is None:
+            rows = self._row_dict()
+        return rows.values()
+
+    def keys(self):  # type: ignore[override]
+        rows = self._rows
+        if rows is None:
+            rows = self._row_dict()
+        return rows.keys()
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._names)
@@ -155,6 +246,9 @@ class Payload(Mapping[str, np.ndarray]):
         return len(self._names)
 
     def __contains__(self, name: object) -> bool:
+        rows = self._rows
+        if rows is not None:
+            return name in rows
         return name in self._names
 
     @property
@@ -186,9 +280,10 @@ class Payload(Mapping[str, np.ndarray]):
 
     def to_dict(self) -> dict[str, np.ndarray]:
         """A new plain dict of the (shared, read-only) arrays."""
-        if self._arrays is not None:
-            return dict(self._arrays)
-        return {n: self._block[i] for i, n in enumerate(self._names)}  # type: ignore[index]
+        rows = self._rows
+        if rows is None:
+            rows = self._row_dict()
+        return rows.copy()
 
     def nbytes(self) -> int:
         """Bytes held by the channel data."""
@@ -294,19 +389,58 @@ class DataFrame:
 
     # Derivation: unchanged channels stay shared ---------------------------------------------
     def with_channels(self, channels: Mapping[str, Any] | None = None, /, **kw: Any) -> DataFrame:
-        """A new frame with some channels replaced or added; the others are shared."""
-        new = dict(channels or {}, **kw)
-        arrays = self.payload.to_dict()
-        for name, value in new.items():
-            arrays[name] = _channel(name, value)
-        return DataFrame._make(self.timestamp, self.sequence_id, Payload._of_arrays(arrays),
-                               self.metadata)
+        """A new frame with some channels replaced or added; the others are shared.
+
+        The new arrays are *handed over*: a float64 1-D array that owns its data (a fresh
+        result such as ``a * 2``) becomes read-only in place, without a view or a copy, so
+        the node cannot write it afterwards either; a writeable view of a buffer the node
+        keeps is wrapped in a read-only view (the buffer stays the node's, not copied). Other
+        values are converted and checked as by the constructor.
+        """
+        if kw:
+            new = kw if channels is None else {**channels, **kw}
+        elif channels is None:
+            new = {}
+        else:
+            new = channels
+        p = self.payload
+        rows = p._rows
+        arrays = _hand_over((p._row_dict() if rows is None else rows).copy(), new,
+                            channels is None)  # keyword names are str
+        payload = _new_payload(Payload)
+        payload._arrays = payload._rows = arrays
+        payload._names = p._names if len(arrays) == len(p._names) else tuple(arrays)
+        payload._block = None
+        f = _new_frame(DataFrame)
+        f.timestamp = self.timestamp
+        f.sequence_id = self.sequence_id
+        f.payload = payload
+        f.metadata = self.metadata
+        return f
 
     def with_payload(self, payload: Payload | Mapping[str, Any]) -> DataFrame:
-        """A new frame with the whole payload replaced (same timestamp, id and metadata)."""
-        if not isinstance(payload, Payload):
-            payload = Payload(payload)
-        return DataFrame._make(self.timestamp, self.sequence_id, payload, self.metadata)
+        """A new frame with the whole payload replaced (same timestamp, id and metadata).
+
+        A mapping's arrays are handed over as in :meth:`with_channels` (fresh arrays become
+        read-only in place); a :class:`Payload` is taken as it is.
+        """
+        tp = type(payload)
+        # exact type checks first: isinstance against the Mapping ABC costs ~0.3 us each
+        if tp is dict or (tp is not Payload and not isinstance(payload, Payload)
+                          and isinstance(payload, Mapping)):
+            arrays = _hand_over({}, payload)  # type: ignore[arg-type]
+            payload = _new_payload(Payload)
+            payload._arrays = payload._rows = arrays
+            payload._names = tuple(arrays)
+            payload._block = None
+        elif tp is not Payload and not isinstance(payload, Payload):
+            payload = Payload(payload)  # pairs: checked as by the constructor
+        f = _new_frame(DataFrame)
+        f.timestamp = self.timestamp
+        f.sequence_id = self.sequence_id
+        f.payload = payload
+        f.metadata = self.metadata
+        return f
 
     def with_block(self, block: np.ndarray, names: Iterable[str] | None = None) -> DataFrame:
         """A new frame whose channels are the rows of ``block`` (names default to this frame's).
@@ -322,12 +456,12 @@ class DataFrame:
             trusted = names in _checked_names
         if (trusted and type(block) is np.ndarray and block.dtype is _F64 and block.ndim == 2
                 and block.shape[0] == len(names)):
-            block.setflags(write=False)
+            block.setflags(False)
             payload = _new_payload(Payload)
             payload._arrays = None
             payload._names = names
             payload._block = block
-            payload._index = None
+            payload._rows = None
         else:
             payload = Payload.from_block(names, block)
         f = _new_frame(DataFrame)
@@ -377,8 +511,11 @@ class DataFrame:
     @property
     def n_samples(self) -> int:
         """Samples per channel (0 for an empty payload; the first channel's length otherwise)."""
-        names = self.payload.names
-        return len(self.payload[names[0]]) if names else 0
+        p = self.payload
+        if p._block is not None and p._names:  # no row view needed
+            return int(p._block.shape[1])
+        names = p._names
+        return len(p[names[0]]) if names else 0
 
     def block(self) -> np.ndarray:
         """All channels as one read-only 2-D array (channels x samples); see Payload.block."""
