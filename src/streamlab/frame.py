@@ -416,6 +416,7 @@ class DataFrame:
         f.sequence_id = self.sequence_id
         f.payload = payload
         f.metadata = self.metadata
+        f.ingress_ns = self.ingress_ns  # a derived frame entered the pipeline with its input
         return f
 
     def with_payload(self, payload: Payload | Mapping[str, Any]) -> DataFrame:
@@ -440,6 +441,7 @@ class DataFrame:
         f.sequence_id = self.sequence_id
         f.payload = payload
         f.metadata = self.metadata
+        f.ingress_ns = self.ingress_ns  # a derived frame entered the pipeline with its input
         return f
 
     def with_block(self, block: np.ndarray, names: Iterable[str] | None = None) -> DataFrame:
@@ -469,7 +471,7 @@ class DataFrame:
         f.sequence_id = self.sequence_id
         f.payload = payload
         f.metadata = self.metadata
-        f.ingress_ns = None
+        f.ingress_ns = self.ingress_ns
         return f
 
     def without_channels(self, *names: str) -> DataFrame:
