@@ -21,7 +21,7 @@ config (``on_create``, ``on_start``), and forwards each frame to it:
 
 **Frames in flight.** :meth:`ProcessNode.submit` sends a frame to the worker at once;
 :meth:`ProcessNode.process` (the node interface) collects the result of a submitted frame, or
-submits and collects. The runtime's pipelined path (``ChainRunner``) keeps up to
+submits and collects. The node driver's process strategy (``runtime/driver.py``) keeps up to
 :attr:`ProcessNode.pipeline_depth` frames submitted before awaiting the oldest, so the worker
 does not wait for the event loop; results still come back one per frame, in order. If frame k
 fails, the worker *holds*: frames sent after it are not processed until the proxy is asked for
