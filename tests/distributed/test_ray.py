@@ -1,7 +1,9 @@
 """RayBackend on a real single-machine Ray cluster bound to 127.0.0.1 (started once per module)."""
 
 import asyncio
+import os
 import random
+import signal
 import time
 
 import numpy as np
@@ -182,6 +184,37 @@ def test_killed_actor_fails_its_instance_and_is_restarted(backend):
     assert again.report["state"] == "completed" and again.worker != first  # a new process
     assert pool.statistics().worker_failures == 1
     assert "it is gone; 0 of 1 workers remain" in str(gone) and workers == 0
+    assert backend.workers == 2  # the module's actors are untouched
+
+
+def test_actor_killed_from_outside_is_awaited_while_it_restarts(backend):
+    # SIGKILL from outside Ray (as the OOM killer would): the driver sees the run fail before
+    # Ray has restarted the actor, and a probe at once may fail too. A restarting actor is not
+    # a dead one: the backend must wait for it (this failed at the 2nd kill before the fix).
+    async def go():
+        b = RayBackend(1, max_restarts=3, cpus_per_actor=0)  # joins the module's cluster
+        await asyncio.wait_for(b.start(), T)
+        errors, workers = [], []
+        try:
+            for _ in range(3):
+                pool = DistributedPool(HANG, b)
+                handle = pool.execute(triggers=3)
+                await until(pool.snapshot, "a running instance")
+                pid = (await asyncio.wait_for(b._slots[0].actor.info.remote(), T))["pid"]
+                os.kill(pid, signal.SIGKILL)
+                with pytest.raises(BackendError) as info:
+                    await asyncio.wait_for(handle, 2 * T)
+                errors.append(str(info.value))
+                workers.append(b.workers)
+            after = await asyncio.wait_for(DistributedPool(SINE, b).execute(triggers=2), T)
+            return errors, workers, after
+        finally:
+            await b.aclose()
+
+    errors, workers, after = run(go())
+    assert workers == [1, 1, 1], errors
+    assert all("died while running it" in e and "Ray restarted it as" in e for e in errors), errors
+    assert after.report["state"] == "completed"
     assert backend.workers == 2  # the module's actors are untouched
 
 
