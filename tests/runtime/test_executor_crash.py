@@ -80,3 +80,19 @@ def test_killed_main_process_leaves_no_worker_no_shared_memory_no_traceback(tmp_
     assert left == [], f"shared memory left behind: {left}"
     stderr = err_file.read_text()
     assert "Traceback" not in stderr and "Error" not in stderr, stderr
+
+
+def test_regions_have_no_name_left_even_without_memfd(monkeypatch):
+    # Where os.memfd_create is missing, a region is a /dev/shm file unlinked at once.
+    from streamlab.runtime import worker
+
+    monkeypatch.delattr(os, "memfd_create", raising=False)
+    r = worker.new_region(4096)
+    try:
+        assert glob.glob(f"/dev/shm/streamlab-{os.getpid()}-*") == []
+        r.view((2, 4))[:] = 7.0
+        twin = worker.Region(r.idx, r.size, fd=os.dup(r.fd))  # as the worker maps it
+        assert twin.array((2, 4)).tolist() == [[7.0] * 4] * 2
+    finally:
+        r.handed_over()
+    assert r.fd is None
