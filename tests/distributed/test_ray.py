@@ -158,7 +158,9 @@ async def _when(coro, check):
 
 def test_killed_actor_fails_its_instance_and_is_restarted(backend):
     async def go():
-        b = RayBackend(1, max_restarts=1, cpus_per_actor=0)  # joins the module's cluster
+        # cancel_timeout bounds snapshot(): a fresh actor builds its first pipeline (imports)
+        # on its event loop, seconds on a busy machine
+        b = RayBackend(1, max_restarts=1, cpus_per_actor=0, cancel_timeout=T)  # joins the module's cluster
         await asyncio.wait_for(b.start(), T)
         try:
             pool = DistributedPool(HANG, b)
@@ -192,7 +194,7 @@ def test_actor_killed_from_outside_is_awaited_while_it_restarts(backend):
     # Ray has restarted the actor, and a probe at once may fail too. A restarting actor is not
     # a dead one: the backend must wait for it (this failed at the 2nd kill before the fix).
     async def go():
-        b = RayBackend(1, max_restarts=3, cpus_per_actor=0)  # joins the module's cluster
+        b = RayBackend(1, max_restarts=3, cpus_per_actor=0, cancel_timeout=T)  # module cluster
         await asyncio.wait_for(b.start(), T)
         errors, workers = [], []
         try:
