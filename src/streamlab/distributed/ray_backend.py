@@ -346,6 +346,8 @@ class RayBackend:
                 return None
             except ray.exceptions.RayActorError:
                 pass  # dead, or restarting: Ray's control store tells which
+            except ray.exceptions.RayError:
+                return None  # any other failure to answer: not a worker to send work to
             if await self._actor_state(slot) == "DEAD":
                 return None
             await asyncio.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
@@ -361,7 +363,7 @@ class RayBackend:
 
             actor_id = slot.actor._actor_id.hex()
             info = await asyncio.to_thread(ray_state.actors, actor_id)
-        except (ImportError, AttributeError, self._ray.exceptions.RayError) as exc:
+        except Exception as exc:  # noqa: BLE001 - a developer API: unknown state is the policy
             log.debug("state of %s unknown: %s: %s", slot.label, type(exc).__name__, exc)
             return None
         state = info.get("State") if isinstance(info, dict) else None
