@@ -1,7 +1,9 @@
 """RayBackend on a real single-machine Ray cluster bound to 127.0.0.1 (started once per module)."""
 
 import asyncio
+import os
 import random
+import signal
 import time
 
 import numpy as np
@@ -17,14 +19,18 @@ from tests.distributed.test_backend import FAIL, HANG, SINE  # noqa: E402
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 T = 30.0  # bound on every wait in this module
+# A new actor is a new Python process importing Ray: on a loaded 2-core machine (load 18
+# measured) that took over 30 s, and each restart as long.
+T_ACTOR = 120.0
+SLOW = pytest.mark.timeout(600)  # tests that start and restart their own actors
 
 
 @pytest.fixture(scope="module")
 def backend():
     init_local_ray(num_cpus=2, object_store_memory=100 * 1024 * 1024)
-    b = RayBackend(2, cpus_per_actor=1, cancel_timeout=5.0)
+    b = RayBackend(2, cpus_per_actor=1, cancel_timeout=5.0, start_timeout=T_ACTOR)
     try:
-        run(asyncio.wait_for(b.start(), T))
+        run(asyncio.wait_for(b.start(), 2 * T_ACTOR))
         yield b
     finally:
         run(b.aclose())
@@ -154,18 +160,22 @@ async def _when(coro, check):
     return value if check(value) else None
 
 
+@SLOW
 def test_killed_actor_fails_its_instance_and_is_restarted(backend):
     async def go():
-        b = RayBackend(1, max_restarts=1, cpus_per_actor=0)  # joins the module's cluster
-        await asyncio.wait_for(b.start(), T)
+        # cancel_timeout bounds snapshot(): a fresh actor builds its first pipeline (imports)
+        # on its event loop, seconds on a busy machine
+        b = RayBackend(1, max_restarts=1, cpus_per_actor=0, cancel_timeout=T,
+                       start_timeout=T_ACTOR)  # joins the module's cluster
+        await asyncio.wait_for(b.start(), 2 * T_ACTOR)
         try:
             pool = DistributedPool(HANG, b)
             handle = pool.execute(triggers=3)
             seen = await until(lambda: pool.snapshot(), "a running instance")
             ray.kill(b._slots[0].actor, no_restart=False)
             with pytest.raises(BackendError) as info:
-                await asyncio.wait_for(handle, T)
-            again = await asyncio.wait_for(DistributedPool(SINE, b).execute(triggers=2), T)
+                await asyncio.wait_for(handle, 2 * T_ACTOR)
+            again = await asyncio.wait_for(DistributedPool(SINE, b).execute(triggers=2), T_ACTOR)
             ray.kill(b._slots[0].actor, no_restart=False)  # no restart left
             await until(lambda: _dead(b._slots[0].actor), "the actor to die")  # kill is async
             with pytest.raises(BackendError) as gone:
@@ -182,6 +192,39 @@ def test_killed_actor_fails_its_instance_and_is_restarted(backend):
     assert again.report["state"] == "completed" and again.worker != first  # a new process
     assert pool.statistics().worker_failures == 1
     assert "it is gone; 0 of 1 workers remain" in str(gone) and workers == 0
+    assert backend.workers == 2  # the module's actors are untouched
+
+
+@SLOW
+def test_actor_killed_from_outside_is_awaited_while_it_restarts(backend):
+    # SIGKILL from outside Ray (as the OOM killer would): the driver sees the run fail before
+    # Ray has restarted the actor, and a probe at once may fail too. A restarting actor is not
+    # a dead one: the backend must wait for it (this failed at the 2nd kill before the fix).
+    async def go():
+        b = RayBackend(1, max_restarts=2, cpus_per_actor=0, cancel_timeout=T,
+                       start_timeout=T_ACTOR)  # joins the module's cluster
+        await asyncio.wait_for(b.start(), 2 * T_ACTOR)
+        errors, workers = [], []
+        try:
+            for _ in range(2):
+                pool = DistributedPool(HANG, b)
+                handle = pool.execute(triggers=3)
+                await until(pool.snapshot, "a running instance")
+                pid = (await asyncio.wait_for(b._slots[0].actor.info.remote(), T))["pid"]
+                os.kill(pid, signal.SIGKILL)
+                with pytest.raises(BackendError) as info:
+                    await asyncio.wait_for(handle, 2 * T_ACTOR)
+                errors.append(str(info.value))
+                workers.append(b.workers)
+            after = await asyncio.wait_for(DistributedPool(SINE, b).execute(triggers=2), T_ACTOR)
+            return errors, workers, after
+        finally:
+            await b.aclose()
+
+    errors, workers, after = run(go())
+    assert workers == [1, 1], errors
+    assert all("died while running it" in e and "Ray restarted it as" in e for e in errors), errors
+    assert after.report["state"] == "completed"
     assert backend.workers == 2  # the module's actors are untouched
 
 

@@ -87,3 +87,23 @@ class AsyncTriple(ProcessingNode):
     async def process(self, frame: DataFrame) -> DataFrame:
         await asyncio.sleep(0)
         return frame.with_block(frame.block() * 3)
+
+
+class Busy(ProcessingNode):
+    """Sleeps ``delay`` s per frame; writes the worker's pid to ``pid_file`` once it is busy."""
+
+    class Config(NodeConfig):
+        pid_file: str
+        delay: float = 2.0
+
+    def on_create(self, config):
+        self.config = config
+
+    def process(self, frame: DataFrame) -> DataFrame:
+        if not os.path.exists(self.config.pid_file):
+            tmp = self.config.pid_file + ".tmp"
+            with open(tmp, "w") as f:
+                f.write(str(os.getpid()))
+            os.replace(tmp, self.config.pid_file)  # whole or absent, never half written
+        time.sleep(self.config.delay)
+        return frame

@@ -15,9 +15,13 @@ install.
 
 **Failure.** A pipeline that fails raises PipelineError on the driver with the worker's
 message. An actor that dies (killed, out of memory) fails every instance it was running with a
-BackendError naming the instance and the actor; the backend then asks the actor for its pid:
-with ``max_restarts`` left, Ray has restarted it (``__init__`` runs again) and it takes new
-work; otherwise it is dropped, and when no actor is left every run raises BackendError.
+BackendError naming the instance and the actor. The backend then finds out whether Ray restarts
+it: it reads the actor's state from Ray's control store (``ALIVE``, ``RESTARTING``, ``DEAD``)
+and asks the actor for its pid, again and again for up to ``start_timeout`` seconds while the
+actor is restarting (a call can reach the old process before Ray has noticed its death, and a
+restart takes seconds on a busy machine). An actor that answers was restarted (``__init__``
+runs again) and takes new work; one that Ray reports ``DEAD``, or that does not answer in
+time, is dropped, and when no actor is left every run raises BackendError.
 
 **Cancellation.** A cancelled run calls ``ray.cancel`` on its actor task and asks the actor to
 cancel the run by its token (``PipelineWorker.cancel``: Ray can miss a cancel that arrives
@@ -37,6 +41,7 @@ import importlib
 import itertools
 import logging
 import os
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -304,23 +309,65 @@ class RayBackend:
             ray.kill(slot.actor, no_restart=False)
 
     async def _actor_died(self, slot: _Slot, instance: str, exc: BaseException) -> BackendError:
-        """The error for a run whose actor died; probes whether Ray restarted the actor."""
-        ray = self._ray
+        """The error for a run whose actor died; finds out (bounded) whether Ray restarted it."""
         reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         label, fate = slot.label, "it is gone"
         if slot.alive and self.max_restarts != 0:
-            try:
-                info = await asyncio.wait_for(slot.actor.info.remote(), self.start_timeout)
+            info = await self._await_restart(slot)
+            if info is None:
+                slot.alive = False
+            else:
                 slot.label = info["label"]
                 fate = f"Ray restarted it as {slot.label}"
-            except (TimeoutError, ray.exceptions.RayError):
-                slot.alive = False
         else:
             slot.alive = False
         if not slot.alive:
             fate = f"it is gone; {self.workers} of {self.actors} workers remain"
         return BackendError(f"instance {instance!r}: Ray actor {label} died while running "
                             f"it ({reason}); {fate}")
+
+    async def _await_restart(self, slot: _Slot) -> dict[str, Any] | None:
+        """The restarted actor's ``info``, or None if it is dead for good (or not back in time).
+
+        A restarting actor is not a dead one: a probe sent just after the death can fail
+        (it reached the old process, or Ray reports the actor unavailable) although Ray is
+        restarting it. So probe until ``start_timeout``, and give up early only when Ray's
+        control store says ``DEAD`` (no restart left, or killed with ``no_restart``).
+        """
+        ray = self._ray
+        deadline = time.monotonic() + self.start_timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            try:
+                return await asyncio.wait_for(slot.actor.info.remote(), left)
+            except TimeoutError:
+                return None
+            except ray.exceptions.RayActorError:
+                pass  # dead, or restarting: Ray's control store tells which
+            except ray.exceptions.RayError:
+                return None  # any other failure to answer: not a worker to send work to
+            if await self._actor_state(slot) == "DEAD":
+                return None
+            await asyncio.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+
+    async def _actor_state(self, slot: _Slot) -> str | None:
+        """The actor's state in Ray's control store (``ALIVE``, ``RESTARTING``, ``DEAD``...).
+
+        None if Ray cannot say (the call is Ray's developer API): the probe loop then waits
+        for an answer until ``start_timeout``, which is slower for a dead actor but not wrong.
+        """
+        try:
+            from ray._private import state as ray_state
+
+            actor_id = slot.actor._actor_id.hex()
+            info = await asyncio.to_thread(ray_state.actors, actor_id)
+        except Exception as exc:  # noqa: BLE001 - a developer API: unknown state is the policy
+            log.debug("state of %s unknown: %s: %s", slot.label, type(exc).__name__, exc)
+            return None
+        state = info.get("State") if isinstance(info, dict) else None
+        return state if isinstance(state, str) else None
 
     async def snapshot(self) -> dict[str, InstanceSnapshot]:
         """Live metrics from every live actor (each asked at most ``cancel_timeout`` s)."""

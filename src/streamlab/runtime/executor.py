@@ -15,9 +15,12 @@ config (``on_create``, ``on_start``), and forwards each frame to it:
 * Frames whose channels differ in length, and list outputs, are pickled instead (channel
   arrays, timestamps and metadata: a copy).
 * Only small tuples go over the socket to the worker (timestamps, slot numbers; metadata and
-  channel names only when they change), length-prefixed, one ``recv`` per wake-up. The
-  shared-memory files are unlinked as soon as the worker has mapped them, so nothing is left in
-  ``/dev/shm`` even if a process is killed.
+  channel names only when they change), length-prefixed, one ``recv`` per wake-up.
+* The shared memory has no name: each region is a ``memfd`` (Linux; elsewhere a ``/dev/shm``
+  file unlinked as soon as it is opened) whose descriptor goes to the worker with the ``map``
+  message. The kernel frees it when the last process using it ends, so nothing is left in
+  ``/dev/shm`` however either process ends (killed, crashed), and no resource tracker is
+  needed.
 
 **Frames in flight.** :meth:`ProcessNode.submit` sends a frame to the worker at once;
 :meth:`ProcessNode.process` (the node interface) collects the result of a submitted frame, or
@@ -38,8 +41,9 @@ with it; as with ``spawn``, a main script must guard its entry point with
 ``if __name__ == "__main__":``. Every worker is stopped by ``on_stop`` (the frames in flight are
 finished and discarded, then ``on_stop`` runs in the worker); if that does not end it within
 5 s, on a forced stop, a cancelled start or a failure, it is killed. A worker ignores SIGINT
-(stopping is the main process's decision) and exits when its socket to the main process
-closes, so a dead main process leaves no worker behind.
+(stopping is the main process's decision) and exits quietly (no traceback) as soon as the main
+process is gone, even while its node is busy in ``process``: a thread in the worker watches the
+socket for a hang-up. So a dead main process leaves no worker and no shared memory behind.
 
 Errors raised by the node in the worker come back as :class:`RemoteNodeError` subclasses named
 after the original exception type (so ``error_policy.on`` lists still match), with the remote
@@ -150,7 +154,6 @@ class _InputSlots:
     def retire(self, r: Region) -> None:
         self.all.pop(r.idx, None)
         self.retired.append(r.idx)
-        r.unlink()
 
     def release(self, r: Region, worker_holds: tuple[int, ...]) -> None:
         if r.idx in worker_holds:
@@ -190,7 +193,6 @@ class _OutputSlots:
     def retire(self, r: Region) -> None:
         self.all.pop(r.idx, None)
         self.retired.append(r.idx)
-        r.unlink()
 
     def wrap(self, r: Region, shape: tuple[int, ...]) -> np.ndarray:
         count = 1
@@ -208,10 +210,6 @@ class _OutputSlots:
             self.free.append(r)
         else:
             self.retire(r)
-
-    def unlink_all(self) -> None:
-        for r in self.all.values():
-            r.unlink()
 
 
 @dataclass(frozen=True)
@@ -381,7 +379,11 @@ class ProcessNode(ProcessingNode):
             await asyncio.sleep(0.002)
 
     def _close_now(self) -> None:
-        """End the worker now (kill if alive), close the pipe, unlink every region. Idempotent."""
+        """End the worker now (kill if alive), close the pipe. Idempotent.
+
+        (The regions need no clean-up: they have no name; their memory goes with the last
+        mapping, see :mod:`streamlab.runtime.worker`.)
+        """
         self._closed = True
         link, proc = self._link, self._proc
         self._unwatch()
@@ -392,25 +394,19 @@ class ProcessNode(ProcessingNode):
         if link is not None:
             link.close()
         self._fail_waiters("the worker was stopped")
-        for r in self._inputs.all.values():
-            r.unlink()
-        self._outputs.unlink_all()
 
     def __del__(self) -> None:
         if not getattr(self, "_closed", True):
             proc = getattr(self, "_proc", None)
             if proc is not None and proc.is_alive():
                 proc.kill()
-            for r in self._inputs.all.values():
-                r.unlink()
-            self._outputs.unlink_all()
 
     # -- the pipe ---------------------------------------------------------------------------
-    def _send(self, msg: tuple[Any, ...]) -> None:
+    def _send(self, msg: tuple[Any, ...], fds: tuple[int, ...] = ()) -> None:
         if self._died is not None or self._link is None or self._closed:
             raise WorkerDied(self._died or f"worker of node {self.context.node_id!r} is not running")
         try:
-            self._link.send(msg)
+            self._link.send(msg, fds)
         except OSError as exc:
             self._lost(f"sending failed: {exc}")
             raise WorkerDied(self._died or str(exc)) from exc
@@ -423,7 +419,11 @@ class ProcessNode(ProcessingNode):
         return fut
 
     def _announce(self, r: Region) -> None:
-        self._send(("map", r.idx, r.path, r.size))
+        """Give the worker the new region: its descriptor travels with the message."""
+        try:
+            self._send(("map", r.idx, r.size), (r.fd,))  # type: ignore[arg-type]
+        finally:
+            r.handed_over()  # the worker has its own copy now (or is gone)
 
     def _on_readable(self) -> None:
         try:

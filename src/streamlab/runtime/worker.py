@@ -3,14 +3,19 @@
 :class:`~streamlab.runtime.executor.ProcessNode` (the proxy in the main process) runs a node in
 a worker process; this module owns that worker and the pieces both processes use:
 
-* :class:`Region`: a shared-memory file mapped into a process (input and output slots), and
-  :func:`new_region` to create one; the worker unlinks each file once it has mapped it.
-* :class:`Link`: length-prefixed pickled messages over a socket, one ``recv`` per wake-up;
+* :class:`Region`: anonymous shared memory mapped into a process (input and output slots), and
+  :func:`new_region` to create one. A region never has a name anyone must remove: it is a
+  ``memfd`` (Linux), or a ``/dev/shm`` file unlinked the moment it is opened, and the worker
+  gets its file descriptor over the socket (``SCM_RIGHTS``) with the ``map`` message. The
+  memory is freed by the kernel when the last process mapping it ends, however it ends.
+* :class:`Link`: length-prefixed pickled messages over a socket, one ``recv`` per wake-up
+  (``recvmsg`` on the worker's side, which receives file descriptors);
   :func:`pack` / :func:`unpack`: a frame as picklable parts (for frames not sent as a block).
 * :func:`worker_main` and the worker's loop: build the node (``init``), run it on each frame
   (``call`` with a block in an input slot, ``pcall`` pickled), reply with the output block in
   an output slot (or pickled), hold after an error until ``resume``, run ``on_stop`` (``stop``).
-  The worker ignores SIGINT and exits when its socket to the main process closes.
+  The worker ignores SIGINT and exits quietly when the main process is gone: a thread watches
+  the socket for the main process's end (even while the node is busy in ``process``).
 * Starting workers: :func:`worker_context` (a ``forkserver`` preloading numpy, StreamLab,
   ``scipy.signal``, the node's module and the main script; ``spawn`` where there is none),
   :func:`launcher` (threads that start workers off the event loop) and :data:`start_lock`.
@@ -22,6 +27,7 @@ module, which :data:`PRELOAD` names for the forkserver. This module never import
 
 from __future__ import annotations
 
+import array
 import asyncio
 import contextlib
 import itertools
@@ -29,6 +35,7 @@ import mmap
 import multiprocessing as mp
 import os
 import pickle
+import select
 import signal
 import socket
 import struct
@@ -36,6 +43,7 @@ import threading
 import time
 import traceback
 import weakref
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from types import MappingProxyType
@@ -55,20 +63,31 @@ _HIGHEST = pickle.HIGHEST_PROTOCOL
 
 
 class Region:
-    """A shared-memory file mapped into this process."""
+    """Anonymous shared memory mapped into this process (see the module docstring).
 
-    __slots__ = ("idx", "path", "size", "map", "_views")
+    ``fd`` None: create it (the creator keeps :attr:`fd` open until :meth:`handed_over`, so it
+    can be passed to the worker); else map the received descriptor and close it.
+    """
 
-    def __init__(self, idx: int, path: str, size: int, create: bool) -> None:
-        self.idx, self.path, self.size = idx, path, size
-        flags = os.O_RDWR | (os.O_CREAT | os.O_EXCL if create else 0)
-        fd = os.open(path, flags, 0o600)
+    __slots__ = ("idx", "size", "map", "fd", "_views")
+
+    def __init__(self, idx: int, size: int, fd: int | None = None) -> None:
+        self.idx, self.size = idx, size
+        create = fd is None
+        if fd is None:
+            fd = _anonymous_fd()
         try:
             if create:
                 os.ftruncate(fd, size)
             self.map = mmap.mmap(fd, size)
-        finally:
+        except BaseException:
             os.close(fd)
+            raise
+        if create:
+            self.fd: int | None = fd
+        else:
+            os.close(fd)
+            self.fd = None
         self._views: dict[tuple[int, ...], np.ndarray] = {}
 
     def array(self, shape: tuple[int, ...]) -> np.ndarray:
@@ -85,15 +104,32 @@ class Region:
             v = self._views[shape] = self.array(shape)
         return v
 
-    def unlink(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
+    def handed_over(self) -> None:
+        """Close the creator's descriptor (once sent to the worker, or if it cannot be)."""
+        if self.fd is not None:
+            fd, self.fd = self.fd, None
+            os.close(fd)
+
+    def __del__(self) -> None:
+        self.handed_over()
+
+
+def _anonymous_fd() -> int:
+    """A file descriptor of new shared memory that has no name (nothing to clean up)."""
+    memfd = getattr(os, "memfd_create", None)
+    if memfd is not None:
+        with contextlib.suppress(OSError):
+            return memfd("streamlab", os.MFD_CLOEXEC)
+    # No memfd: a /dev/shm file unlinked at once (only a kill between these two lines leaks)
+    base = _SHM_DIR or os.path.join(os.path.expanduser("~"), ".cache")
+    path = os.path.join(base, f"streamlab-{os.getpid()}-{next(_ids)}")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    os.unlink(path)
+    return fd
 
 
 def new_region(size: int) -> Region:
-    base = _SHM_DIR or os.path.join(os.path.expanduser("~"), ".cache")
-    path = os.path.join(base, f"streamlab-{os.getpid()}-{next(_ids)}")
-    return Region(next(_ids), path, max(size, 8), create=True)
+    return Region(next(_ids), max(size, 8))
 
 
 
@@ -113,6 +149,7 @@ _HEADER = struct.Struct("<I")
 _perf = time.perf_counter
 _iscoroutine = asyncio.iscoroutine
 _CHUNK = 1 << 16
+_ANC_SPACE = socket.CMSG_SPACE(16 * array.array("i").itemsize)
 
 
 class Link:
@@ -122,20 +159,40 @@ class Link:
     until a message is whole; this halves the per-message cost and never blocks the reader.)
     """
 
-    __slots__ = ("sock", "buf", "need")
+    __slots__ = ("sock", "buf", "need", "fds")
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, fds: bool = False) -> None:
         self.sock = sock
         self.buf = bytearray()   # the start of a message not yet whole
         self.need = _CHUNK       # bytes to ask for next
+        #: file descriptors received, in order (``fds=True``: the receiving side takes them)
+        self.fds: deque[int] | None = deque() if fds else None
 
-    def send(self, msg: tuple[Any, ...]) -> None:
+    def send(self, msg: tuple[Any, ...], fds: tuple[int, ...] = ()) -> None:
+        """Send ``msg`` (blocking); ``fds`` travel with its first byte (SCM_RIGHTS)."""
         data = pickle.dumps(msg, _HIGHEST)
-        self.sock.sendall(_HEADER.pack(len(data)) + data)
+        data = _HEADER.pack(len(data)) + data
+        if not fds:
+            self.sock.sendall(data)
+            return
+        sent = self.sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                           array.array("i", fds))])
+        if sent < len(data):
+            self.sock.sendall(data[sent:])
 
     def receive(self) -> list[Any]:
         """Every message completed by one ``recv`` (maybe none); EOFError once closed."""
-        chunk = self.sock.recv(self.need)
+        if self.fds is None:
+            chunk = self.sock.recv(self.need)
+        else:
+            # (the kernel ends a read at a message that carries descriptors, so they arrive
+            # with their own "map" message and none is dropped for lack of room)
+            chunk, anc, _, _ = self.sock.recvmsg(self.need, _ANC_SPACE)
+            for level, kind, data in anc:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                    fds = array.array("i")
+                    fds.frombytes(data[:len(data) - len(data) % fds.itemsize])
+                    self.fds.extend(fds)
         if not chunk:
             raise EOFError("the other side closed the link")
         buf: bytes | bytearray
@@ -168,7 +225,37 @@ class Link:
 # -- worker side ----------------------------------------------------------------------------
 def worker_main(sock: socket.socket) -> None:  # pragma: no cover - runs in the child process
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the main process to handle
-    _Worker(Link(sock)).run()
+    _watch_main(sock)
+    _Worker(Link(sock, fds=True)).run()
+
+
+def _watch_main(sock: socket.socket) -> None:  # pragma: no cover - runs in the child process
+    """End this worker quietly as soon as the main process is gone, even mid-``process``.
+
+    The main process's end of the socket closes when it ends, however it ends: ``poll`` then
+    reports a hang-up (``POLLRDHUP``/``POLLHUP``: only those are asked, so pending messages
+    do not wake the thread). Nobody is left to take a result, and a busy node could otherwise
+    run on for as long as it likes. Shared memory needs nothing: it has no name (``Region``).
+    Where ``POLLRDHUP`` is missing, the worker still ends at its next read or reply.
+    """
+    rdhup = getattr(select, "POLLRDHUP", None)
+    if rdhup is None or not hasattr(select, "poll"):
+        return
+    poller = select.poll()
+    poller.register(sock.fileno(), rdhup)
+
+    def watch() -> None:
+        while True:
+            try:
+                events = poller.poll()
+            except InterruptedError:
+                continue
+            except OSError:
+                return
+            if any(ev & (rdhup | select.POLLHUP | select.POLLNVAL) for _, ev in events):
+                os._exit(0)
+
+    threading.Thread(target=watch, name="streamlab-watch-main", daemon=True).start()
 
 
 class _Worker:  # pragma: no cover - runs in the child process
@@ -202,7 +289,10 @@ class _Worker:  # pragma: no cover - runs in the child process
             for msg in msgs:
                 reply = self.handle(msg)
                 if reply is not None:
-                    send(reply)
+                    try:
+                        send(reply)
+                    except OSError:
+                        return  # the main process is gone: nobody to reply to
                     if reply[0] == "stopped" or msg[0] == "stop":
                         return
 
@@ -211,9 +301,8 @@ class _Worker:  # pragma: no cover - runs in the child process
         kind = msg[0]
         if kind == "call" or kind == "pcall":
             return self.call(msg)
-        if kind == "map":
-            self.regions[msg[1]] = r = Region(msg[1], msg[2], msg[3], create=False)
-            r.unlink()  # both sides have it mapped: no file needs to outlive us
+        if kind == "map":  # its descriptor came with it
+            self.regions[msg[1]] = Region(msg[1], msg[2], fd=self.link.fds.popleft())  # type: ignore[union-attr]
         elif kind == "unmap":
             self.regions.pop(msg[1], None)
         elif kind == "resume":
