@@ -101,46 +101,47 @@ class Pipeline:
         results: dict[str, list[DataFrame]] = {}
         dead = self.built.dead_letter_edges
         for n in self.order:
-            res = self.built.nodes[n]
-            outs: list[DataFrame] = []
-            free = isinstance(res.node, SourceNode) and res.node.free_running()
-            frames = inbox[n] if not free else [None]
-            if n in self.ended_sources:
-                frames = []
-            for f in frames:
-                if res.pending_restart:
-                    await res.restart()
-                try:
-                    if f is None:
-                        out = res.produce()
-                    elif res.is_async:
-                        out = await res.process_async(f)
-                    else:
-                        out = res.process(f)
-                except EndOfStream:
-                    if n in self.graph.sources:
-                        self.ended_sources.add(n)
-                    continue
-                except NodeError as exc:
-                    err = PipelineError(f"pipeline {self.name!r} failed: {exc}", node_id=n)
-                    raise err from (exc.__cause__ or exc)
-                if res.dead_letters:
-                    if n in dead:
-                        inbox[dead[n]].extend(res.dead_letters)
-                    res.dead_letters = []
-                if out is None:
-                    continue
-                if isinstance(out, DataFrame):
-                    outs.append(out)
-                else:
-                    outs.extend(out)
-            res.metrics.frames_out += len(outs)
-            targets = [t for t in self.graph.outputs[n] if dead.get(n) != t]
-            for t in targets:
-                inbox[t].extend(outs)
+            outs = await self._run_node(n, inbox)
+            for t in self.graph.outputs[n]:
+                if dead.get(n) != t:
+                    inbox[t].extend(outs)
             if not self.graph.outputs[n]:
                 results[n] = outs
         return results
+
+    async def _run_node(self, n: str, inbox: dict[str, list[DataFrame]]) -> list[DataFrame]:
+        """Node ``n`` on every frame in its inbox (a free source: one call); its outputs.
+
+        Dead letters go to the dead-letter node's inbox; a ``Propagate`` failure raises
+        PipelineError; a source's EndOfStream marks it ended.
+        """
+        res = self.built.nodes[n]
+        outs: list[DataFrame] = []
+        free = isinstance(res.node, SourceNode) and res.node.free_running()
+        frames: list[DataFrame | None] = [] if n in self.ended_sources else (
+            [None] if free else list(inbox[n]))
+        for f in frames:
+            if res.pending_restart:
+                await res.restart()
+            try:
+                out = (res.produce() if f is None else
+                       await res.process_async(f) if res.is_async else res.process(f))
+            except EndOfStream:
+                if n in self.graph.sources:
+                    self.ended_sources.add(n)
+                continue
+            except NodeError as exc:
+                err = PipelineError(f"pipeline {self.name!r} failed: {exc}", node_id=n)
+                raise err from (exc.__cause__ or exc)
+            if res.dead_letters:
+                target = self.built.dead_letter_edges.get(n)
+                if target is not None:
+                    inbox[target].extend(res.dead_letters)
+                res.dead_letters = []
+            if out is not None:
+                outs.extend([out] if isinstance(out, DataFrame) else out)
+        res.metrics.frames_out += len(outs)
+        return outs
 
     def process_sync(self, trigger: DataFrame | None = None) -> dict[str, list[DataFrame]]:
         """:meth:`process` for code without an event loop (scripts, tests, notebooks' cells).
