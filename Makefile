@@ -37,6 +37,10 @@ test-fast: venv
 reliability: venv
 	$(PY) -X dev scripts/reliability.py --out out/reliability-report.json
 
+# MODULES: some of frame channel resilience ledger config cli (default: all). Not part of `test`.
+mutate: venv
+	$(PY) scripts/mutate.py --max-children $(or $(MUTATE_CHILDREN),2) $(MODULES)
+
 bench: venv
 	@mkdir -p benchmarks/results
 	$(PY) -m benchmarks.run --out benchmarks/results/latest.json
