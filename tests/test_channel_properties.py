@@ -15,6 +15,7 @@ property found that ``Channel.offered`` counted a frame discarded from the queue
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 from hypothesis import given, settings
@@ -198,5 +199,185 @@ def test_outlet_fan_out_is_all_or_nothing_and_inlet_merges_round_robin():
         with pytest.raises(EndOfStream):
             inlet.receive_nowait()
         assert inlet.exhausted
+
+    asyncio.run(main())
+
+
+async def _settle(n: int = 10) -> None:
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+def test_defaults_names_and_messages():
+    ch = Channel()
+    assert (ch.capacity, ch.name, ch.overflow) == (16, "", "block")
+    s = Channel(1, name="c").statistics()
+    assert (s.blocked_seconds, s.closed, s.sent, s.in_hand) == (0.0, False, 0, 0)
+    c = Channel(1, name="c")
+    with pytest.raises(WouldBlock) as e:
+        c.receive_nowait()
+    assert str(e.value) == "c"
+    c.send_nowait(DataFrame(0, 0))
+    with pytest.raises(WouldBlock, match=r"^channel 'c' is full \(1 frames\)$"):
+        c.send_nowait(DataFrame(0, 1))
+    assert repr(c) == "<Channel 'c' open depth=1/1 peak=1 sent=1 dropped=0>"
+    c.close()
+    c.take_ready()
+    with pytest.raises(EndOfStream) as e:
+        c.receive_nowait()
+    assert str(e.value) == "c"
+    assert repr(c) == "<Channel 'c' closed depth=0/1 peak=1 sent=1 dropped=0>"
+
+
+def test_a_waiting_receiver_is_woken_by_a_frame_and_by_close():
+    async def main():
+        ch = Channel(2, name="w")
+        first = asyncio.ensure_future(ch.receive())
+        await _settle()
+        assert not first.done()
+        ch.send_nowait(DataFrame(0, 7))
+        assert (await asyncio.wait_for(first, 5)).sequence_id == 7
+        batch = asyncio.ensure_future(ch.receive_batch())
+        await _settle()
+        ch.close()
+        await _settle()
+        assert batch.done()
+        with pytest.raises(EndOfStream) as e:
+            batch.result()
+        assert str(e.value) == "w"
+
+    asyncio.run(main())
+
+
+def test_receive_batch_honours_its_limit():
+    async def main():
+        ch = Channel(4)
+        for s in range(3):
+            ch.send_nowait(DataFrame(0, s))
+        assert [f.sequence_id for f in await ch.receive_batch(2)] == [0, 1]
+        assert [f.sequence_id for f in await ch.receive_batch(2)] == [2]
+
+    asyncio.run(main())
+
+
+def test_blocked_seconds_add_up_over_waits_and_stay_within_the_time_spent():
+    async def main():
+        t0 = time.perf_counter()
+        ch = Channel(1)
+        ch.send_nowait(DataFrame(0, 0))
+        sender = asyncio.ensure_future(ch.send(DataFrame(0, 1)))
+        await asyncio.sleep(0.05)  # a long first wait
+        ch.receive_nowait()
+        ch.release()
+        await asyncio.wait_for(sender, 5)
+        first = ch.blocked_seconds
+        assert first > 0
+        sender = asyncio.ensure_future(ch.send(DataFrame(0, 2)))
+        await _settle(2)  # a short second wait
+        ch.receive_nowait()
+        ch.release()
+        await asyncio.wait_for(sender, 5)
+        assert first < ch.blocked_seconds <= time.perf_counter() - t0
+        assert ch.statistics().blocked_seconds == ch.blocked_seconds
+
+    asyncio.run(main())
+
+
+def test_inlet_round_robin_sources_and_limits():
+    async def main():
+        chans = [Channel(4, name=n) for n in "abc"]
+        for ch in chans:
+            for s in range(2):
+                ch.send_nowait(DataFrame(0, s, metadata={"from": ch.name}))
+        inlet = Inlet(chans, sources=["A", "B", "C"])
+        assert inlet.last_source is None
+        got = [(await inlet.receive_from())[0] for _ in range(3)]
+        assert got == ["A", "B", "C"] and inlet.last_source == "C"
+        frame = await inlet.receive()
+        assert frame.metadata["from"] == "a" and inlet.last_source == "A"
+        assert inlet.receive_nowait().metadata["from"] == "b"
+        assert inlet.taken == 5
+        chans[2].send_nowait(DataFrame(0, 9))
+        assert [f.sequence_id for f in await inlet.receive_batch(1)] == [1]  # c's second
+        assert inlet.last_source == "C"
+        assert [f.sequence_id for f in await inlet.receive_batch()] == [9]
+        with pytest.raises(WouldBlock, match="^no input ready$"):
+            inlet.receive_nowait()
+        assert repr(inlet) == "<Inlet from=['A', 'B', 'C'] taken=7>"
+        for ch in chans:
+            ch.close()
+        with pytest.raises(EndOfStream, match="^all inputs closed$"):
+            await inlet.receive_batch()
+
+    asyncio.run(main())
+
+
+def test_a_single_input_inlet():
+    async def main():
+        ch = Channel(4, name="up")
+        for s in range(3):
+            ch.send_nowait(DataFrame(0, s))
+        inlet = Inlet([ch])
+        assert inlet.sources == ["up"] and inlet.last_source == "up"
+        assert [f.sequence_id for f in await inlet.receive_batch(2)] == [0, 1]
+        assert [f.sequence_id for f in await inlet.receive_batch(2)] == [2]
+        assert inlet.taken == 3
+        ch.send_nowait(DataFrame(0, 3))
+        ch.close()
+        assert [f.sequence_id async for f in inlet] == [3]
+
+    asyncio.run(main())
+
+
+def test_an_inlet_that_waited_leaves_its_channels_usable():
+    async def main():
+        a, b = Channel(2, name="a"), Channel(2, name="b")
+        inlet = Inlet([a, b])
+        waiting = asyncio.ensure_future(inlet.receive())
+        await _settle()
+        assert not waiting.done()
+        b.send_nowait(DataFrame(0, 1))
+        assert (await asyncio.wait_for(waiting, 5)).sequence_id == 1
+        a.send_nowait(DataFrame(0, 2))  # no stale waiter left behind
+        b.send_nowait(DataFrame(0, 3))
+        a.close()
+        b.close()
+        assert sorted([f.sequence_id async for f in inlet]) == [2, 3]
+
+    asyncio.run(main())
+
+
+def test_outlet_single_and_fan_out_sends_wait_for_room_and_count():
+    async def main():
+        a = Channel(1, name="a")
+        one = Outlet([a])
+        assert one.targets == ["a"] and Outlet([a], targets=["x"]).targets == ["x"]
+        assert one.try_send(DataFrame(0, 0)) and one.sent == 1
+        pending = asyncio.ensure_future(one.send(DataFrame(0, 1)))
+        await _settle()
+        assert not pending.done()
+        a.receive_nowait()
+        a.release()
+        await asyncio.wait_for(pending, 5)
+        await one.send_all([])  # nothing to send
+        assert one.sent == 2 and a.take_ready()[0].sequence_id == 1
+        a.release()
+        await one.send(DataFrame(0, 2))
+        assert one.sent == 3
+        assert repr(one) == "<Outlet to=['a'] sent=3>"
+
+        b, c = Channel(1, name="b"), Channel(1, name="c")
+        fan = Outlet([b, c])
+        await fan.send_all([DataFrame(0, 10)])
+        pending = asyncio.ensure_future(fan.send(DataFrame(0, 11)))
+        await _settle()
+        assert not pending.done() and (b.depth, c.depth) == (1, 1)
+        for ch in (b, c):
+            ch.receive_nowait()
+            ch.release()
+        await asyncio.wait_for(pending, 5)
+        assert [f.sequence_id for f in b.take_ready()] == [11]
+        assert [f.sequence_id for f in c.take_ready()] == [11]
+        assert fan.sent == 2
 
     asyncio.run(main())
