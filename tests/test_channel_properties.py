@@ -381,3 +381,53 @@ def test_outlet_single_and_fan_out_sends_wait_for_room_and_count():
         assert fan.sent == 2
 
     asyncio.run(main())
+
+
+def test_a_leaky_edge_with_a_frame_in_hand_counts_and_tracks_peak():
+    ch = Channel(2, overflow="drop_newest")
+    ch.send_nowait(DataFrame(0, 0))
+    assert [f.sequence_id for f in ch.take_ready()] == [0] and ch.in_hand == 1
+    ch.send_nowait(DataFrame(0, 1))
+    ch.send_nowait(DataFrame(0, 2))  # queue + in hand at capacity: the queue alone bounds it
+    assert (ch.depth, ch.sent, ch.dropped, ch.peak_depth) == (2, 3, 0, 2)
+    ch.send_nowait(DataFrame(0, 3))  # the queue itself is full: dropped
+    assert (ch.depth, ch.sent, ch.dropped, ch.peak_depth, ch.offered) == (2, 3, 1, 2, 4)
+    assert [f.sequence_id for f in ch.take_ready()] == [1, 2]
+
+
+def test_frames_go_through_outlets_and_inlets_unchanged():
+    async def main():
+        a, b, c = (Channel(4, name=n) for n in "abc")
+        frames = [DataFrame(0, s) for s in range(4)]
+        one = Outlet([a])
+        assert one.try_send(frames[0])
+        await one.send(frames[1])
+        await one.send_all(frames[2:])
+        inlet = Inlet([a, b, c])
+        got = [inlet.receive_nowait() for _ in range(4)]
+        assert all(g is f for g, f in zip(got, frames))
+        # round robin goes on after the last channel served and skips an empty one: after
+        # a comes b (empty), so c, not a again
+        a.send_nowait(DataFrame(0, 10))
+        a.send_nowait(DataFrame(0, 11))
+        c.send_nowait(DataFrame(0, 30))
+        order = [(await inlet.receive_from())[0] for _ in range(3)]
+        assert order == ["c", "a", "a"]
+        fan = Outlet([b, c])
+        await fan.send_all(frames[:1])
+        assert b.take_ready()[0] is frames[0] and c.take_ready()[0] is frames[0]
+
+    asyncio.run(main())
+
+
+def test_a_receiver_that_waited_leaves_the_channel_usable():
+    async def main():
+        ch = Channel(2)
+        waiting = asyncio.ensure_future(ch.receive())
+        await _settle()
+        ch.send_nowait(DataFrame(0, 1))
+        assert (await asyncio.wait_for(waiting, 5)).sequence_id == 1
+        ch.send_nowait(DataFrame(0, 2))  # no stale waiter left behind
+        assert ch.receive_nowait().sequence_id == 2
+
+    asyncio.run(main())
