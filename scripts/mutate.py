@@ -65,7 +65,7 @@ def run_module(name: str, text: str, shared: dict[str, Any], module: dict[str, A
         # new tests would still report the old survivors: start from scratch by default.
         shutil.rmtree(work / "mutants", ignore_errors=True)
     work.mkdir(parents=True, exist_ok=True)
-    for link in ("src", "tests"):
+    for link in ("src", "tests", "examples"):  # the CLI tests read examples/
         if not (work / link).exists():
             (work / link).symlink_to(ROOT / link)
     (work / "pyproject.toml").write_text(scratch_pyproject(text, shared, module))
