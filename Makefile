@@ -1,7 +1,8 @@
 # StreamLab developer commands. Every target creates (and reuses) the virtual environment at .venv.
 #   make demo          run the flagship example pipeline (writes out/demo/)
 #   make test          run the whole test suite (installs the Prometheus server if it can)
-#   make reliability   the full reliability suite, report in reliability-report.json
+#   make reliability   the full reliability suite, report in out/reliability-report.json
+#   make mutate        mutation testing (mutmut) per module; kill rates in out/mutmut/summary.json
 #   make bench         the benchmark suite, table on stdout and benchmarks/results/latest.json
 #   make lint          ruff
 
@@ -10,7 +11,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: venv demo test test-fast reliability bench lint clean
+.PHONY: venv demo test test-fast reliability mutate bench lint clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,7 +35,11 @@ test-fast: venv
 	$(PY) -m pytest -x -m "not integration and not slow"
 
 reliability: venv
-	$(PY) -X dev scripts/reliability.py --out reliability-report.json
+	$(PY) -X dev scripts/reliability.py --out out/reliability-report.json
+
+# MODULES: some of frame channel resilience ledger config cli (default: all). Not part of `test`.
+mutate: venv
+	$(PY) scripts/mutate.py --max-children $(or $(MUTATE_CHILDREN),2) $(MODULES)
 
 bench: venv
 	@mkdir -p benchmarks/results

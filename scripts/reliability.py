@@ -5,8 +5,11 @@ The figures are those of ``shared/RELIABILITY.md``'s table: accounting under ran
 instants (graceful and forced), the slow consumer, fuzzed and hostile configs, and the pool
 under cancellation::
 
-    python scripts/reliability.py --out reliability-report.json          # full size
+    python scripts/reliability.py                                        # full size
     python scripts/reliability.py --quick --out /tmp/r.json              # a fast check
+
+The report goes to ``out/reliability-report.json`` by default: ``out/`` is git-ignored, so a
+run leaves ``git status`` clean.
 
 Exits 1 if any target is missed (the report says which). The scenarios are the tests' own
 (``tests/reliability``), so the default test run checks the same code at a small size.
@@ -179,7 +182,8 @@ def hygiene() -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default="reliability-report.json", help="where to write the JSON report")
+    ap.add_argument("--out", default=str(ROOT / "out" / "reliability-report.json"),
+                    help="where to write the JSON report (default: out/, which git ignores)")
     ap.add_argument("--quick", action="store_true", help="small sizes (seconds, not minutes)")
     args = ap.parse_args(argv)
     harness.register_test_nodes()
@@ -199,7 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     report["seconds"] = round(time.perf_counter() - t0, 1)
     report["ok"] = all(v.get("ok", True) for v in report.values() if isinstance(v, dict))
-    Path(args.out).write_text(json.dumps(report, indent=2))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
     acc = report["accounting"]
     print(f"accounting: {acc['runs']} runs x {acc['frames_per_run']} frames: lost {acc['lost']}, "
           f"duplicated {acc['duplicated']}, unaccounted faults {acc['unaccounted']} "

@@ -1,15 +1,28 @@
-"""Shared fixtures: test-only node types, and a guard against leaked asyncio tasks."""
+"""Shared fixtures: test-only node types, and a guard against leaked asyncio tasks.
+
+Test runs leave ``git status`` clean: tests write into ``tmp_path``, and Hypothesis keeps its
+example database (which replays past failures) in ``out/hypothesis/``, git-ignored, instead of
+``.hypothesis/`` in whatever directory pytest was started from.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import os
+from pathlib import Path
 
 import pytest
+from hypothesis import configuration as hypothesis_configuration
 
 from streamlab.errors import EndOfStream
 from streamlab.frame import DataFrame
 from streamlab.node import NodeConfig, ProcessingNode, SourceConfig, SourceNode
 from streamlab.registry import register_node, unregister_node
+
+REPO = Path(__file__).resolve().parents[1]
+# An explicit HYPOTHESIS_STORAGE_DIRECTORY wins (CI may point it at a cache).
+if not os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY"):
+    hypothesis_configuration.set_hypothesis_home_dir(REPO / "out" / "hypothesis")
 
 
 class _Slow(ProcessingNode):

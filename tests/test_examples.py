@@ -16,8 +16,8 @@ EXAMPLES = sorted((ROOT / "examples").glob("*.json"))
 NEEDS_SETUP = {"lsl_loopback.json", "audio_filter.json"}
 
 
-def cli(*args, timeout=120):
-    return subprocess.run([sys.executable, "-m", "streamlab", *map(str, args)], cwd=ROOT,
+def cli(*args, cwd=ROOT, timeout=120):
+    return subprocess.run([sys.executable, "-m", "streamlab", *map(str, args)], cwd=cwd,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -51,7 +51,9 @@ RUNNABLE = [p for p in EXAMPLES if p.name not in NEEDS_SETUP]
 @pytest.mark.parametrize("path", RUNNABLE, ids=[p.name for p in RUNNABLE])
 def test_example_runs(path, tmp_path):
     out = tmp_path / "out.jsonl"
-    r = cli("run", path, "--triggers", 5, "--output", out, "--timeout", 30)
+    # cwd=tmp_path: the examples' relative output paths (out/demo/...) land there, not in the
+    # checkout (tests/test_repo_hygiene.py checks this).
+    r = cli("run", path, "--triggers", 5, "--output", out, "--timeout", 30, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "Traceback" not in r.stderr
 

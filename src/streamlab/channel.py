@@ -81,7 +81,7 @@ class Channel:
     __slots__ = (
         "name", "capacity", "overflow", "_q", "_getter", "_putters", "_closed",
         "_receiver_closed", "peak_depth", "sent", "received", "dropped", "discarded",
-        "blocked_seconds", "_in_hand",
+        "blocked_seconds", "_in_hand", "_discarded_late",
     )
 
     def __init__(self, capacity: int = 16, *, overflow: Overflow = "block", name: str = "") -> None:
@@ -102,6 +102,9 @@ class Channel:
         self.received = 0      # frames taken by the receiver
         self.dropped = 0       # frames dropped by the overflow policy
         self.discarded = 0     # frames thrown away because the receiver was gone
+        # The part of `discarded` offered after the receiver left (never counted in `sent`);
+        # the rest were queued, hence already in `sent`.
+        self._discarded_late = 0
         self.blocked_seconds = 0.0
         # Frames the receiver took in its last batch and may still be processing: they count
         # against the capacity until it asks for more, so capacity bounds queued + in hand.
@@ -119,6 +122,7 @@ class Channel:
             raise ChannelClosed(f"channel {self.name!r} is closed")
         if self._receiver_closed:
             self.discarded += 1
+            self._discarded_late += 1
             return True
         q = self._q
         if len(q) + self._in_hand >= self.capacity:
@@ -311,8 +315,12 @@ class Channel:
 
     @property
     def offered(self) -> int:
-        """Frames the sender offered: accepted, dropped by overflow, or discarded."""
-        return self.sent + self.dropped + self.discarded
+        """Frames the sender offered: accepted, dropped by overflow, or discarded on arrival.
+
+        Frames discarded from the queue when the receiver left were accepted first, so they
+        are in ``sent`` already and not counted twice.
+        """
+        return self.sent + self.dropped + self._discarded_late
 
     def statistics(self) -> ChannelStatistics:
         return ChannelStatistics(
