@@ -1,3 +1,4 @@
+import asyncio
 import glob
 import os
 from multiprocessing import forkserver, resource_tracker
@@ -7,8 +8,13 @@ import psutil
 import pytest
 
 from streamlab import AsyncPipeline, DataFrame, PipelineError
+from streamlab.channel import Channel, Inlet
+from streamlab.node import NodeContext
 from streamlab.registry import register_node, unregister_node
+from streamlab.resilience import ResilientNode
+from streamlab.runtime.driver import InletFeed, NodeDriver, stage_runner
 from streamlab.runtime.executor import ProcessNode, RemoteNodeError, WorkerDied
+from streamlab.testing import VirtualClock
 from tests.conftest import run
 from tests.runtime.process_nodes import AsyncTriple, KeepInputs, RunningSum, Scale, Shapeshifter
 
@@ -262,3 +268,83 @@ def test_collecting_out_of_order_is_refused(no_leftovers):
 
     first, second = run(go())
     assert (first.sequence_id, second.sequence_id) == (0, 1)
+
+
+class _OneAtATime(Inlet):
+    """An input whose batches hold one frame each (as from a paced upstream node)."""
+
+    async def receive_batch(self, limit=None):
+        return await super().receive_batch(1)
+
+
+class _Collect:
+    """A terminal outlet that keeps what it gets."""
+
+    def __init__(self) -> None:
+        self.frames: list[DataFrame] = []
+        self.sent = 0
+
+    def try_send(self, frame) -> bool:
+        self.frames.append(frame)
+        return True
+
+    async def send(self, frame) -> None:
+        self.frames.append(frame)
+
+    async def send_all(self, frames) -> None:
+        self.frames.extend(frames)
+
+    def close(self) -> None:
+        pass
+
+
+def _process_driver(frames, node_type, config, *, aborting=False):
+    """A driver for one process-executor stage fed one frame per batch from a channel."""
+    ch = Channel(len(frames), name="up->sum")
+    for f in frames:
+        assert ch.try_send(f)
+    ch.close()
+    ctx = NodeContext(node_id="sum", clock=VirtualClock(), inputs=["up"], outputs=["after"])
+    st = ResilientNode(lambda: ProcessNode(node_type, node_type.Config(**config), ctx),
+                       clock=ctx.clock)
+    out = _Collect()
+    d = NodeDriver([st], out, runs=[stage_runner("process")], aborting=lambda: aborting)
+    d.feed = InletFeed(_OneAtATime([ch], ["up"]), st)
+    return d, st, out
+
+
+def test_frames_stay_in_flight_across_batch_boundaries(no_leftovers):
+    """Batches of one frame: the process stage takes frames already waiting on its input, so
+    the worker gets up to ``pipeline_depth`` frames at once instead of one per batch."""
+    n = 24
+    frames = inputs(n)
+    d, st, out = _process_driver(frames, Scale, {})
+    run(d.run())
+    assert [f.sequence_id for f in out.frames] == list(range(n))
+    np.testing.assert_array_equal(out.frames[-1].block(), frames[-1].block() * 2)
+    stats = st.node.statistics()
+    assert stats.frames_sent == n and stats.in_flight == 0
+    assert stats.max_in_flight == ProcessNode.pipeline_depth  # not 1: the worker never drains
+    m = st.metrics
+    assert m.received == m.delivered == n  # the frames taken ahead are counted once each
+
+
+def test_frames_taken_ahead_are_settled_when_cancelled(no_leftovers):
+    n = 40
+    d, st, out = _process_driver(inputs(n), RunningSum, {"delay": 0.02})
+
+    async def go():
+        task = asyncio.create_task(d.run())
+        for _ in range(2000):  # until frames were taken ahead (bounded: a busy machine)
+            if st.node.statistics().frames_sent >= 6:
+                break
+            await asyncio.sleep(0.005)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    run(go())
+    m = st.metrics
+    assert 6 <= m.received < n and m.dropped_shutdown >= 1
+    m.check_accounting()  # received == sum of fates: in flight, in hand, all settled once
+    assert m.delivered == len(out.frames)

@@ -35,6 +35,7 @@ channels and settles what it took.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
@@ -132,8 +133,13 @@ def _process_run() -> StageRun:
     """The process executor: the frames after this one go to the worker before it is awaited,
     so the worker computes while this process runs the rest of the pipeline.
 
-    Nothing is sent ahead to a node with a circuit breaker (admission is per frame) or with a
-    restart pending (the next frame must meet the fresh instance).
+    Up to ``ProcessNode.pipeline_depth`` frames are kept in flight, across batch boundaries:
+    when the batch has fewer frames left, the stage takes frames already waiting on its
+    (single) input without waiting (:meth:`InletFeed.more`) and appends them to the batch, so
+    the worker is not left to drain while the loop finishes the batch and fetches the next
+    one. Appended frames are the driver's like any other of the batch (a cancellation or a
+    failure settles them). Nothing is sent ahead to a node with a circuit breaker (admission
+    is per frame) or with a restart pending (the next frame must meet the fresh instance).
     """
     from streamlab.runtime.executor import ProcessNode
 
@@ -143,9 +149,14 @@ def _process_run() -> StageRun:
                   outs: list[DataFrame]) -> tuple[int, Outcome]:
         node = st.node
         if st.breaker is None and not st.pending_restart and isinstance(node, ProcessNode):
+            depth = ProcessNode.pipeline_depth
+            if len(frames) - i < depth:
+                feed = _TOP_UP.get(st)
+                if feed is not None and frames is feed.batch:
+                    frames += feed.more(i + depth - len(frames))
             try:
                 if node.submit(frames[i]):
-                    for f in frames[i + 1:i + ProcessNode.pipeline_depth]:
+                    for f in frames[i + 1:i + depth]:
                         if not node.submit(f):
                             break  # frames go in order: none after one held back
             except Exception:  # noqa: S110 - the same error comes from process() below,
@@ -232,6 +243,7 @@ class InletFeed:
         self._ctx = head.node.context
         self._fan_in = len(inlet.channels) > 1
         self._ctx.current_input = inlet.last_source
+        self.batch: list[DataFrame] | None = None  # the batch last returned by next()
 
     async def next(self) -> list[DataFrame] | None:
         """The next batch (at least one frame), or None once every input has ended."""
@@ -239,16 +251,41 @@ class InletFeed:
         try:
             batch = await inlet.receive_batch()
         except EndOfStream:
+            self.batch = None
             return None
         if self._fan_in:
             self._ctx.current_input = inlet.last_source
         self.head.metrics.observe_batch(batch, inlet.last_source)
+        self.batch = batch
         return batch
+
+    def more(self, limit: int) -> list[DataFrame]:
+        """Up to ``limit`` frames already waiting on the input, without waiting (maybe none).
+
+        The caller appends them to the current batch (they are its frames from now on). Only
+        for a single input (with several, ``current_input`` belongs to the whole batch), and
+        never once the input is empty or closed: the frames still in hand stay counted
+        against the channel's capacity until the next take.
+        """
+        if self._fan_in or limit <= 0:
+            return []
+        ch = self.inlet.channels[0]
+        if not ch.depth:
+            return []
+        got = ch.take_ready(limit)
+        self.inlet.taken += len(got)
+        self.head.metrics.observe_batch(got, self.inlet.last_source)
+        return got
 
     def close(self) -> None:
         """The chain ended before its inputs: frames still coming are counted by the channels."""
         for ch in self.inlet.channels:
             ch.close_receiver()
+
+
+#: Stage -> the feed of its task, for a process stage that tops up its batch (see
+#: ``_process_run``); set by ``NodeDriver.run`` for a head stage that is not a terminal node.
+_TOP_UP: weakref.WeakKeyDictionary[ResilientNode, InletFeed] = weakref.WeakKeyDictionary()
 
 
 class SourceFeed:
@@ -363,6 +400,9 @@ class NodeDriver:
         assert self.feed is not None, "a driver needs a feed"
         for st in self.stages:
             await _maybe_await(st.node.on_start())
+        if isinstance(self.feed, InletFeed) and self.latency.record_k != 0:
+            # (frames a head stage appends to its batch would miss the terminal's record)
+            _TOP_UP[self.stages[0]] = self.feed
         try:
             await self._loop(self.feed)
         finally:
