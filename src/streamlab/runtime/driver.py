@@ -47,7 +47,7 @@ from streamlab.node import SourceNode
 from streamlab.resilience.resilient import ResilientNode, _maybe_await
 
 __all__ = ["NodeDriver", "CustomRunDriver", "InletFeed", "SourceFeed", "Latency", "Sender",
-           "stage_runner", "ENDED"]
+           "StartBarrier", "stage_runner", "ENDED"]
 
 _DataFrame = DataFrame
 _BATCH_BYTES = 4 * 1024 * 1024
@@ -220,6 +220,29 @@ class Latency:
                     o.ingress_ns = ins[((j + 1) * n - 1) // m].ingress_ns
 
 
+# -- start ------------------------------------------------------------------------------------
+class StartBarrier:
+    """Holds every task of a pipeline until all of them have started (their nodes' ``on_start``
+    ran), so no source produces and no trigger is taken while a task downstream is not yet
+    running: otherwise a paced source's first frames wait for the others' start-up.
+
+    A task that fails or is cancelled before it arrives never releases the others; the
+    pipeline cancels them on a failure or a stop, which ends their wait.
+    """
+
+    def __init__(self, parties: int) -> None:
+        self._left = parties
+        self._all = asyncio.Event()
+
+    async def arrive(self) -> None:
+        """This task has started: wait until every task has."""
+        self._left -= 1
+        if self._left <= 0:
+            self._all.set()
+        else:
+            await self._all.wait()
+
+
 # -- feeds ------------------------------------------------------------------------------------
 class InletFeed:
     """Batches from the task's input channels; per batch: current input and stream health."""
@@ -358,12 +381,15 @@ class NodeDriver:
         self._aborting = aborting
         self.dead_outlets = dead_outlets or {}
         self.ended = False  # a node of the chain ended its data: the task ends after this batch
+        self.barrier: StartBarrier | None = None  # set by the pipeline when it starts the tasks
 
     async def run(self) -> None:
         assert self.feed is not None, "a driver needs a feed"
         for st in self.stages:
             await _maybe_await(st.node.on_start())
         try:
+            if self.barrier is not None:
+                await self.barrier.arrive()
             await self._loop(self.feed)
         finally:
             self.outlet.close()
@@ -508,11 +534,14 @@ class CustomRunDriver:
         self.inlet = inlet
         self.outlet = outlet
         self._aborting = aborting
+        self.barrier: StartBarrier | None = None  # set by the pipeline when it starts the tasks
 
     async def run(self) -> None:
         st = self.stages[0]
         m = st.metrics
         await _maybe_await(st.node.on_start())
+        if self.barrier is not None:
+            await self.barrier.arrive()
         base_taken, base_sent = self.inlet.taken, self.outlet.sent
         holding = "delivered"
         try:
