@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from operator import attrgetter
 from typing import Any, Protocol
 
 from streamlab.channel import Inlet, Outlet
@@ -50,6 +51,7 @@ __all__ = ["NodeDriver", "CustomRunDriver", "InletFeed", "SourceFeed", "Latency"
            "StartBarrier", "stage_runner", "ENDED"]
 
 _DataFrame = DataFrame
+_INGRESS = attrgetter("ingress_ns")
 _BATCH_BYTES = 4 * 1024 * 1024
 
 
@@ -189,10 +191,12 @@ class Latency:
         node that owns its ``run`` loop, are skipped)."""
         h = self._tail.end_to_end  # read each time: a collector may install a budget
         now = self.now_ns()
-        for f in frames:
-            t = f.ingress_ns
+        if len(frames) == 1:  # the paced path: a frame alone
+            t = frames[0].ingress_ns
             if t is not None:
                 h.record(now - t if now > t else 0)
+            return
+        h.record_each([now - t if now > t else 0 for t in map(_INGRESS, frames) if t is not None])
 
     def carry(self, k: int, ins: Sequence[DataFrame], outs: list[DataFrame]) -> None:
         """Ingress times for ``outs``, made by stage k from ``ins``.
@@ -202,6 +206,8 @@ class Latency:
         else the input at the same relative position in the batch (exact for a node that
         makes one frame per j inputs or j frames per input).
         """
+        if None not in map(_INGRESS, outs):  # usual: passed on, or derived from its input
+            return
         if k == self.stamp_k:
             now = self.now_ns()
             for o in outs:
