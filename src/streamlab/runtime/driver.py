@@ -416,32 +416,26 @@ class NodeDriver:
         feed.close()
 
     async def push(self, k: int, frames: list[DataFrame]) -> None:
-        """``frames`` into stage ``k``, on through the chain, then out of the task.
-
-        A batch goes stage by stage while every stage takes all of it. When a stage stops
-        early (a restart is pending, its node ended or failed) what it made so far flows on
-        first; then the restart is awaited and the rest continues, or the task ends.
-        """
-        n = len(self.stages)
+        """``frames`` into stage ``k``, on through the chain, then out of the task: stage by
+        stage while each takes the whole batch; a stage that stops early (a restart pending, its
+        node ended or failed) lets its outputs flow on first, then restarts or ends the task."""
+        n, stages, runs, record_k = len(self.stages), self.stages, self._runs, self.latency.record_k
         i = 0            # frames[:i] have been taken by stage k
         calling = False  # a per-frame stage call is in progress (its frame is counted by it)
         try:
             while k < n:
-                st = self.stages[k]
-                if k == self.latency.record_k and i == 0:  # first arrival at the terminal stage
+                st = stages[k]
+                if k == record_k and i == 0:  # first arrival at the terminal stage
                     self.latency.arrived(frames)
                 if st.pending_restart:
                     await st.restart()
                 outs: list[DataFrame] = []
-                run = self._runs[k]
+                run = runs[k]
                 calling = run is not None
                 taken, outcome = (_run_inline(st, frames, i, outs) if run is None
                                   else await run(st, frames, i, outs))
                 calling = False
-                if outs or st.dead_letters:
-                    self._carry(k, frames[i:i + taken] if i or taken < len(frames) else frames, outs)
-                i += taken
-                st.metrics.frames_out += len(outs)
+                i = self._made(k, frames, i, taken, outs)
                 if st.dead_letters:
                     await self.send_dead(k)
                 if outcome is None and i == len(frames):  # the whole batch went through stage k
@@ -452,29 +446,33 @@ class NodeDriver:
                 if outs:
                     await self.push(k + 1, outs)
                 if outcome is not None or self.ended:
-                    self._stop_stage(k, len(frames) - i, outcome)
-                    i = len(frames)
-                    if isinstance(outcome, BaseException):
-                        raise outcome
-                    return
+                    unused, i = len(frames) - i, len(frames)
+                    return self._stop_stage(k, unused, outcome)  # raises a node's error
             i = len(frames)
             await self._emit(frames)
         except BaseException as exc:
-            lost = len(frames) - i - calling
-            if k < n and lost > 0:
-                self.stages[k].metrics.settle(self._drop_fate(exc), lost)
+            if k < n and len(frames) - i - calling > 0:
+                stages[k].metrics.settle(self._drop_fate(exc), len(frames) - i - calling)
             raise
 
-    def _carry(self, k: int, ins: list[DataFrame], outs: list[DataFrame]) -> None:
-        """Ingress stamps for stage k's outputs and dead letters (each dead letter its input's)."""
-        if outs:
-            self.latency.carry(k, ins, outs)
-        dead = self.stages[k].dead_letters
-        if dead:
-            self.latency.carry(k, ins[-len(dead):] if len(ins) >= len(dead) else ins, dead)
+    def _made(self, k: int, frames: list[DataFrame], i: int, taken: int,
+              outs: list[DataFrame]) -> int:
+        """Stage k took ``frames[i:i + taken]`` and made ``outs`` (and maybe dead letters):
+        carry their ingress stamps, count the outputs. Returns ``i + taken``."""
+        st = self.stages[k]
+        dead = st.dead_letters
+        if outs or dead:
+            ins = frames[i:i + taken] if i or taken < len(frames) else frames
+            if outs:
+                self.latency.carry(k, ins, outs)
+                st.metrics.frames_out += len(outs)
+            if dead:  # each dead letter takes its input's ingress
+                self.latency.carry(k, ins[-len(dead):] if len(ins) >= len(dead) else ins, dead)
+        return i + taken
 
     def _stop_stage(self, k: int, unused: int, outcome: Outcome) -> None:
-        """Settle the ``unused`` frames of stage ``k`` when its node ended or failed."""
+        """Settle the ``unused`` frames of stage ``k`` when its node ended or failed; raise
+        the node's error, if that is what ended it."""
         if outcome is None or isinstance(outcome, _Ended):
             # The node has no more to give (e.g. a triggered source at the end of its data):
             # the frames it did not use, the one that met the end included, are dropped.
@@ -484,6 +482,8 @@ class NodeDriver:
             fate = self._drop_fate(outcome)
         if unused:
             self.stages[k].metrics.settle(fate, unused)
+        if isinstance(outcome, BaseException):
+            raise outcome
 
     def _drop_fate(self, exc: BaseException | None = None) -> str:
         """Fate of frames in hand when ``exc`` ends the loop (a node's own error: aborted)."""
