@@ -32,6 +32,7 @@ interleaving of its inputs as gaps.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import accumulate
 from typing import Any
@@ -82,7 +83,8 @@ _MID = tuple((lo + hi) / 2 for lo, hi in zip(_LOW, _HIGH))
 
 
 class Histogram:
-    """A log-linear histogram of durations in ns (about 6% resolution), with exact max/sum.
+    """A log-linear histogram of durations in ns (about 6% resolution), with exact max/sum
+    (:meth:`record_batch` attributes a batch's mean to each of its frames: max of the means).
 
     ``record(ns)`` (``ns >= 0``) is a few integer operations and three attribute updates:
     the bucket index of ``ns >= 16`` is ``8*s + (ns >> s)`` with ``s = ns.bit_length() - 4``
@@ -107,6 +109,36 @@ class Histogram:
         self.total_ns += ns
         if ns > self.max_ns:
             self.max_ns = ns
+
+    def record_batch(self, total_ns: int, n: int) -> None:
+        """``n`` observations (``n > 0``) sharing ``total_ns``: each is attributed the mean
+        (one clock read per batch instead of one per frame); the sum stays exact."""
+        ns = total_ns // n
+        s = ns.bit_length() - 4
+        if s > 0:
+            self.counts[(s << 3) + (ns >> s)] += n
+        else:
+            self.counts[ns if ns > 0 else 0] += n
+        self.total_ns += total_ns
+        if ns > self.max_ns:
+            self.max_ns = ns
+
+    def record_each(self, values: Iterable[int]) -> None:
+        """:meth:`record` for each of ``values`` (each ``>= 0``), in one call."""
+        counts = self.counts
+        total = 0
+        top = self.max_ns
+        for ns in values:
+            s = ns.bit_length() - 4
+            if s > 0:
+                counts[(s << 3) + (ns >> s)] += 1
+            else:
+                counts[ns if ns > 0 else 0] += 1
+            total += ns
+            if ns > top:
+                top = ns
+        self.total_ns += total
+        self.max_ns = top
 
     @property
     def count(self) -> int:
@@ -206,6 +238,17 @@ class BudgetHistogram(Histogram):
         self.total_ns += ns
         if ns > self.max_ns:
             self.max_ns = ns
+
+    def record_each(self, values: Iterable[int]) -> None:
+        values = values if isinstance(values, list) else list(values)
+        budget = self.budget_ns
+        self.over_budget += sum(1 for ns in values if ns > budget)
+        super().record_each(values)
+
+    def record_batch(self, total_ns: int, n: int) -> None:
+        if total_ns // n > self.budget_ns:
+            self.over_budget += n
+        super().record_batch(total_ns, n)
 
     def copy(self) -> BudgetHistogram:
         h = BudgetHistogram(self.budget_ns)

@@ -51,6 +51,7 @@ from streamlab.runtime.driver import (
     InletFeed,
     NodeDriver,
     SourceFeed,
+    StartBarrier,
     stage_runner,
 )
 from streamlab.runtime.plan import TRIGGER, TaskPlan, make_plan
@@ -277,7 +278,9 @@ class AsyncPipeline:
             raise PipelineStopped(f"pipeline {self.name!r} was already started (state {self._state})")
         self._state = "running"
         self._started_at = time.perf_counter()
+        barrier = StartBarrier(len(self._runners))  # no frame moves before every task runs
         for runner in self._runners:
+            runner.barrier = barrier
             task = asyncio.create_task(self._guard(runner), name=f"streamlab:{self.name}:{runner.name}")
             self._tasks.append(task)
 

@@ -38,6 +38,7 @@ import asyncio
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from operator import attrgetter
 from typing import Any, Protocol
 
 from streamlab.channel import Inlet, Outlet
@@ -48,9 +49,10 @@ from streamlab.node import SourceNode
 from streamlab.resilience.resilient import ResilientNode, _maybe_await
 
 __all__ = ["NodeDriver", "CustomRunDriver", "InletFeed", "SourceFeed", "Latency", "Sender",
-           "stage_runner", "ENDED"]
+           "StartBarrier", "stage_runner", "ENDED"]
 
 _DataFrame = DataFrame
+_INGRESS = attrgetter("ingress_ns")
 _BATCH_BYTES = 4 * 1024 * 1024
 
 
@@ -200,10 +202,12 @@ class Latency:
         node that owns its ``run`` loop, are skipped)."""
         h = self._tail.end_to_end  # read each time: a collector may install a budget
         now = self.now_ns()
-        for f in frames:
-            t = f.ingress_ns
+        if len(frames) == 1:  # the paced path: a frame alone
+            t = frames[0].ingress_ns
             if t is not None:
                 h.record(now - t if now > t else 0)
+            return
+        h.record_each([now - t if now > t else 0 for t in map(_INGRESS, frames) if t is not None])
 
     def carry(self, k: int, ins: Sequence[DataFrame], outs: list[DataFrame]) -> None:
         """Ingress times for ``outs``, made by stage k from ``ins``.
@@ -213,6 +217,8 @@ class Latency:
         else the input at the same relative position in the batch (exact for a node that
         makes one frame per j inputs or j frames per input).
         """
+        if None not in map(_INGRESS, outs):  # usual: passed on, or derived from its input
+            return
         if k == self.stamp_k:
             now = self.now_ns()
             for o in outs:
@@ -229,6 +235,29 @@ class Latency:
                 o = outs[j]
                 if o.ingress_ns is None:
                     o.ingress_ns = ins[((j + 1) * n - 1) // m].ingress_ns
+
+
+# -- start ------------------------------------------------------------------------------------
+class StartBarrier:
+    """Holds every task of a pipeline until all of them have started (their nodes' ``on_start``
+    ran), so no source produces and no trigger is taken while a task downstream is not yet
+    running: otherwise a paced source's first frames wait for the others' start-up.
+
+    A task that fails or is cancelled before it arrives never releases the others; the
+    pipeline cancels them on a failure or a stop, which ends their wait.
+    """
+
+    def __init__(self, parties: int) -> None:
+        self._left = parties
+        self._all = asyncio.Event()
+
+    async def arrive(self) -> None:
+        """This task has started: wait until every task has."""
+        self._left -= 1
+        if self._left <= 0:
+            self._all.set()
+        else:
+            await self._all.wait()
 
 
 # -- feeds ------------------------------------------------------------------------------------
@@ -395,6 +424,7 @@ class NodeDriver:
         self._aborting = aborting
         self.dead_outlets = dead_outlets or {}
         self.ended = False  # a node of the chain ended its data: the task ends after this batch
+        self.barrier: StartBarrier | None = None  # set by the pipeline when it starts the tasks
 
     async def run(self) -> None:
         assert self.feed is not None, "a driver needs a feed"
@@ -404,6 +434,8 @@ class NodeDriver:
             # (frames a head stage appends to its batch would miss the terminal's record)
             _TOP_UP[self.stages[0]] = self.feed
         try:
+            if self.barrier is not None:
+                await self.barrier.arrive()
             await self._loop(self.feed)
         finally:
             self.outlet.close()
@@ -424,32 +456,26 @@ class NodeDriver:
         feed.close()
 
     async def push(self, k: int, frames: list[DataFrame]) -> None:
-        """``frames`` into stage ``k``, on through the chain, then out of the task.
-
-        A batch goes stage by stage while every stage takes all of it. When a stage stops
-        early (a restart is pending, its node ended or failed) what it made so far flows on
-        first; then the restart is awaited and the rest continues, or the task ends.
-        """
-        n = len(self.stages)
+        """``frames`` into stage ``k``, on through the chain, then out of the task: stage by
+        stage while each takes the whole batch; a stage that stops early (a restart pending, its
+        node ended or failed) lets its outputs flow on first, then restarts or ends the task."""
+        n, stages, runs, record_k = len(self.stages), self.stages, self._runs, self.latency.record_k
         i = 0            # frames[:i] have been taken by stage k
         calling = False  # a per-frame stage call is in progress (its frame is counted by it)
         try:
             while k < n:
-                st = self.stages[k]
-                if k == self.latency.record_k and i == 0:  # first arrival at the terminal stage
+                st = stages[k]
+                if k == record_k and i == 0:  # first arrival at the terminal stage
                     self.latency.arrived(frames)
                 if st.pending_restart:
                     await st.restart()
                 outs: list[DataFrame] = []
-                run = self._runs[k]
+                run = runs[k]
                 calling = run is not None
                 taken, outcome = (_run_inline(st, frames, i, outs) if run is None
                                   else await run(st, frames, i, outs))
                 calling = False
-                if outs or st.dead_letters:
-                    self._carry(k, frames[i:i + taken] if i or taken < len(frames) else frames, outs)
-                i += taken
-                st.metrics.frames_out += len(outs)
+                i = self._made(k, frames, i, taken, outs)
                 if st.dead_letters:
                     await self.send_dead(k)
                 if outcome is None and i == len(frames):  # the whole batch went through stage k
@@ -460,29 +486,33 @@ class NodeDriver:
                 if outs:
                     await self.push(k + 1, outs)
                 if outcome is not None or self.ended:
-                    self._stop_stage(k, len(frames) - i, outcome)
-                    i = len(frames)
-                    if isinstance(outcome, BaseException):
-                        raise outcome
-                    return
+                    unused, i = len(frames) - i, len(frames)
+                    return self._stop_stage(k, unused, outcome)  # raises a node's error
             i = len(frames)
             await self._emit(frames)
         except BaseException as exc:
-            lost = len(frames) - i - calling
-            if k < n and lost > 0:
-                self.stages[k].metrics.settle(self._drop_fate(exc), lost)
+            if k < n and len(frames) - i - calling > 0:
+                stages[k].metrics.settle(self._drop_fate(exc), len(frames) - i - calling)
             raise
 
-    def _carry(self, k: int, ins: list[DataFrame], outs: list[DataFrame]) -> None:
-        """Ingress stamps for stage k's outputs and dead letters (each dead letter its input's)."""
-        if outs:
-            self.latency.carry(k, ins, outs)
-        dead = self.stages[k].dead_letters
-        if dead:
-            self.latency.carry(k, ins[-len(dead):] if len(ins) >= len(dead) else ins, dead)
+    def _made(self, k: int, frames: list[DataFrame], i: int, taken: int,
+              outs: list[DataFrame]) -> int:
+        """Stage k took ``frames[i:i + taken]`` and made ``outs`` (and maybe dead letters):
+        carry their ingress stamps, count the outputs. Returns ``i + taken``."""
+        st = self.stages[k]
+        dead = st.dead_letters
+        if outs or dead:
+            ins = frames[i:i + taken] if i or taken < len(frames) else frames
+            if outs:
+                self.latency.carry(k, ins, outs)
+                st.metrics.frames_out += len(outs)
+            if dead:  # each dead letter takes its input's ingress
+                self.latency.carry(k, ins[-len(dead):] if len(ins) >= len(dead) else ins, dead)
+        return i + taken
 
     def _stop_stage(self, k: int, unused: int, outcome: Outcome) -> None:
-        """Settle the ``unused`` frames of stage ``k`` when its node ended or failed."""
+        """Settle the ``unused`` frames of stage ``k`` when its node ended or failed; raise
+        the node's error, if that is what ended it."""
         if outcome is None or isinstance(outcome, _Ended):
             # The node has no more to give (e.g. a triggered source at the end of its data):
             # the frames it did not use, the one that met the end included, are dropped.
@@ -492,6 +522,8 @@ class NodeDriver:
             fate = self._drop_fate(outcome)
         if unused:
             self.stages[k].metrics.settle(fate, unused)
+        if isinstance(outcome, BaseException):
+            raise outcome
 
     def _drop_fate(self, exc: BaseException | None = None) -> str:
         """Fate of frames in hand when ``exc`` ends the loop (a node's own error: aborted)."""
@@ -548,11 +580,14 @@ class CustomRunDriver:
         self.inlet = inlet
         self.outlet = outlet
         self._aborting = aborting
+        self.barrier: StartBarrier | None = None  # set by the pipeline when it starts the tasks
 
     async def run(self) -> None:
         st = self.stages[0]
         m = st.metrics
         await _maybe_await(st.node.on_start())
+        if self.barrier is not None:
+            await self.barrier.arrive()
         base_taken, base_sent = self.inlet.taken, self.outlet.sent
         holding = "delivered"
         try:
