@@ -23,11 +23,11 @@ One instance runs inside one worker, all its nodes in one event loop: crossing a
 boundary costs about 1.7 ms per call with Ray, against microseconds per frame inside a
 pipeline, so a backend never splits a pipeline across workers.
 
-**Frames across a boundary.** :class:`~streamlab.frame.DataFrame` holds a ``mappingproxy``
-and is not picklable; :func:`pack_frames` turns a list of frames into a few arrays (one 3-D
-``frames x channels x samples`` block when every frame has the same channels and length,
-per-frame arrays otherwise; equal metadata is stored once) and :func:`unpack_frames` rebuilds
-them. Ray moves numpy arrays without copying them through pickle.
+**Frames across a boundary.** Every frame goes through :mod:`streamlab.wire` (as pickle and
+the process executor do); :func:`pack_frames` batches the parts of many frames into a few
+arrays (one 3-D ``frames x channels x samples`` block when every frame has the same channels
+and length, per-frame arrays otherwise; equal metadata is stored once) and
+:func:`unpack_frames` rebuilds them. Ray moves numpy arrays without copying them through pickle.
 
 :class:`InProcessBackend` (the default) runs instances as tasks on the caller's event loop,
 like :class:`~streamlab.runtime.PipelinePool`. :class:`FakeBackend` is a test double: it runs
