@@ -165,7 +165,7 @@ def pack_frames(frames: Iterable[DataFrame]) -> PackedFrames:
     seq = np.fromiter((p[1] for p in parts), np.int64, len(parts))
     metas: list[dict[str, str]] = []
     for p in parts:
-        meta = dict(p[4])
+        meta = p[4]  # already a fresh plain dict
         # equal neighbours share one dict: pickle writes it once
         metas.append(metas[-1] if metas and metas[-1] == meta else meta)
     if frames and _uniform(frames):
