@@ -543,11 +543,11 @@ class DataFrame:
         )
 
     def __reduce__(self) -> tuple[Any, ...]:
-        """Pickle support (multiprocessing, Ray): rebuilt read-only, blocks kept as blocks."""
-        p = self.payload
-        data: Any = p.block() if p.is_block else p.to_dict()
-        return (_unpickle_frame, (self.timestamp, self.sequence_id, p.names, data,
-                                  dict(self.metadata)))
+        """Pickle support (multiprocessing, Ray): through :mod:`streamlab.wire`, rebuilt
+        read-only, blocks kept as blocks."""
+        from streamlab import wire  # wire imports this module
+
+        return (wire.frame_from_parts, (wire.frame_to_parts(self),))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, DataFrame):
@@ -572,8 +572,7 @@ class DataFrame:
 
 def _unpickle_frame(timestamp: int, sequence_id: int, names: tuple[str, ...], data: Any,
                     metadata: dict[str, str]) -> DataFrame:
-    if isinstance(data, np.ndarray):
-        payload = Payload.from_block(names, data)
-    else:
-        payload = Payload(data)
-    return DataFrame(timestamp, sequence_id, payload, metadata)
+    """Frames pickled before :mod:`streamlab.wire` existed still load."""
+    from streamlab import wire
+
+    return wire.frame_from_parts((timestamp, sequence_id, names, data, metadata))

@@ -82,3 +82,62 @@ def test_bad_limits_and_closed_pool():
             pool.execute()
 
     run(go())
+
+
+def test_one_pool_runs_here_or_on_a_backend_with_one_result_shape():
+    from streamlab.distributed import DistributedPool, FakeBackend
+    from streamlab.runtime import PoolResult, PoolStatistics
+
+    async def go():
+        fake = FakeBackend(workers=2)
+        async with PipelinePool(SLOW, max_concurrent=2, backend=fake) as remote:
+            far = await asyncio.gather(*(remote.execute(DataFrame(0, i)) for i in range(3)))
+            text = repr(remote)
+        async with PipelinePool(SLOW, max_concurrent=2) as local:
+            live: dict = {}
+
+            def watch(pipe):
+                live["snap"] = asyncio.ensure_future(local.snapshot())
+
+            local.on_instance = watch
+            near = await asyncio.gather(*(local.execute(DataFrame(0, i)) for i in range(3)))
+            snap = await live["snap"]
+        return fake, remote, local, far, near, text, snap
+
+    fake, remote, local, far, near, text, snap = run(go())
+    assert all(type(r) is PoolResult for r in far + near)
+    assert [r.worker for r in near] == ["local"] * 3
+    assert {r.worker for r in far} <= {"fake-0", "fake-1"}
+    for a, b in zip(far, near):
+        assert a.report["outputs"] == b.report.outputs and a.results == b.results
+    assert text == "<PipelinePool backend=fake workers=2 running=0 waiting=0 max_concurrent=2>"
+    assert fake.start_calls == 1 and fake.close_calls == 0  # a backend passed in: the caller's
+    st, lst = remote.statistics(), local.statistics()
+    assert type(st) is type(lst) is PoolStatistics
+    assert (st.backend, st.workers, st.completed) == ("fake", 2, 3)
+    assert (lst.backend, lst.workers, lst.completed) == ("local", 1, 3)
+    assert list(snap) and all(s.worker == "local" for s in snap.values())
+    assert issubclass(DistributedPool, PipelinePool)
+
+
+def test_close_and_aclose_are_one_method_on_every_pool():
+    from streamlab.distributed import DistributedPool
+
+    for cls in (PipelinePool, DistributedPool):
+        assert cls.close is cls.aclose
+
+    async def go():
+        pool = PipelinePool(SLOW, max_concurrent=1)
+        handle = pool.execute(triggers=50)
+        await pool.aclose()
+        return handle, pool.statistics()
+
+    handle, st = run(go())
+    assert handle.cancelled() and st.cancelled == 1 and st.running == 0
+
+
+def test_backend_pool_refuses_options_that_cannot_travel():
+    from streamlab.distributed import FakeBackend
+
+    with pytest.raises(PoolError, match="unsupported pipeline options.*clock"):
+        PipelinePool(SLOW, backend=FakeBackend(), clock=object())

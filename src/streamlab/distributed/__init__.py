@@ -1,7 +1,8 @@
 """Scale beyond one process: many pipeline instances run by a pluggable backend.
 
-:class:`DistributedPool` has :class:`~streamlab.runtime.PipelinePool`'s shape (``execute``,
-``join``, ``close``, ``statistics``) and hands each instance to a :class:`Backend`:
+:class:`DistributedPool` is :class:`~streamlab.runtime.PipelinePool` (the one pool: ``execute``,
+``join``, ``aclose``/``close``, ``statistics``) with a backend by default; it hands each
+instance to a :class:`Backend`:
 :class:`InProcessBackend` (the default, this event loop), :class:`RayBackend` (Ray actors,
 one whole pipeline instance per actor call) or :class:`FakeBackend` (a controllable test
 double). Importing this package imports no optional dependency; Ray is imported when a

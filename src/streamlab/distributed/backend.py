@@ -23,11 +23,11 @@ One instance runs inside one worker, all its nodes in one event loop: crossing a
 boundary costs about 1.7 ms per call with Ray, against microseconds per frame inside a
 pipeline, so a backend never splits a pipeline across workers.
 
-**Frames across a boundary.** :class:`~streamlab.frame.DataFrame` holds a ``mappingproxy``
-and is not picklable; :func:`pack_frames` turns a list of frames into a few arrays (one 3-D
-``frames x channels x samples`` block when every frame has the same channels and length,
-per-frame arrays otherwise; equal metadata is stored once) and :func:`unpack_frames` rebuilds
-them. Ray moves numpy arrays without copying them through pickle.
+**Frames across a boundary.** Every frame goes through :mod:`streamlab.wire` (as pickle and
+the process executor do); :func:`pack_frames` batches the parts of many frames into a few
+arrays (one 3-D ``frames x channels x samples`` block when every frame has the same channels
+and length, per-frame arrays otherwise; equal metadata is stored once) and
+:func:`unpack_frames` rebuilds them. Ray moves numpy arrays without copying them through pickle.
 
 :class:`InProcessBackend` (the default) runs instances as tasks on the caller's event loop,
 like :class:`~streamlab.runtime.PipelinePool`. :class:`FakeBackend` is a test double: it runs
@@ -47,10 +47,12 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from streamlab import wire
 from streamlab.config import PipelineSpec, load_config
 from streamlab.errors import BackendError, ConfigError
 from streamlab.frame import DataFrame
 from streamlab.runtime.async_pipeline import AsyncPipeline
+from streamlab.runtime.pool import PoolResult
 
 __all__ = [
     "Backend",
@@ -82,14 +84,9 @@ class RunRequest:
     options: Mapping[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class InstanceResult:
-    """One finished instance: its name, where it ran, its RunReport as plain data, its outputs."""
-
-    instance: str
-    worker: str
-    report: dict[str, Any]
-    results: dict[str, list[DataFrame]]
+#: What :meth:`Backend.run` returns: the pool's one result shape, with ``report`` as
+#: ``RunReport.to_dict()`` (plain data) and ``worker`` naming where the instance ran.
+InstanceResult = PoolResult
 
 
 @dataclass(frozen=True)
@@ -153,40 +150,49 @@ def _uniform(frames: Sequence[DataFrame]) -> bool:
     return True
 
 
+def _as_block(data: np.ndarray | dict[str, np.ndarray], n_samples: int) -> np.ndarray:
+    if isinstance(data, np.ndarray):
+        return data
+    return np.stack(list(data.values())) if data else np.empty((0, n_samples))
+
+
 def pack_frames(frames: Iterable[DataFrame]) -> PackedFrames:
-    """Pack frames for another process: one copy of the samples into one array when uniform."""
+    """Pack frames for another process: each through :func:`streamlab.wire.frame_to_parts`,
+    uniform ones stacked into one array (one copy of the samples)."""
     frames = list(frames)
-    ts = np.fromiter((f.timestamp for f in frames), np.int64, len(frames))
-    seq = np.fromiter((f.sequence_id for f in frames), np.int64, len(frames))
+    parts = [wire.frame_to_parts(f) for f in frames]
+    ts = np.fromiter((p[0] for p in parts), np.int64, len(parts))
+    seq = np.fromiter((p[1] for p in parts), np.int64, len(parts))
     metas: list[dict[str, str]] = []
-    last_src: Mapping[str, str] | None = None
-    for f in frames:
-        if last_src is None or (f.metadata is not last_src and f.metadata != last_src):
-            metas.append(dict(f.metadata))
-        else:
-            metas.append(metas[-1])
-        last_src = f.metadata
+    for p in parts:
+        meta = p[4]  # already a fresh plain dict
+        # equal neighbours share one dict: pickle writes it once
+        metas.append(metas[-1] if metas and metas[-1] == meta else meta)
     if frames and _uniform(frames):
-        blocks = np.stack([f.block() for f in frames])
-        return PackedFrames(ts, seq, frames[0].payload.names, blocks, None, tuple(metas))
-    ragged = tuple(f.payload.to_dict() for f in frames)
+        n = frames[0].n_samples
+        blocks = np.stack([_as_block(p[3], n) for p in parts])
+        return PackedFrames(ts, seq, parts[0][2], blocks, None, tuple(metas))
+    ragged = tuple(p[3] if isinstance(p[3], dict) else dict(zip(p[2], p[3])) for p in parts)
     return PackedFrames(ts, seq, None, None, ragged, tuple(metas))
 
 
 def unpack_frames(packed: PackedFrames) -> list[DataFrame]:
-    """Rebuild the frames; samples are copied once out of a (possibly shared) buffer."""
+    """Rebuild the frames (:func:`streamlab.wire.frame_from_parts`); samples are copied once
+    out of a (possibly shared) buffer."""
     proxies: dict[int, Mapping[str, str]] = {}
     metas = [proxies.setdefault(id(m), MappingProxyType(dict(m))) for m in packed.metadata]
     ts, seq = packed.timestamps.tolist(), packed.sequence_ids.tolist()
+    from_parts = wire.frame_from_parts
     if packed.blocks is not None:
         # Own the samples: a zero-copy array from Ray's object store would pin the store.
         blocks = np.array(packed.blocks, dtype=np.float64, copy=True)
-        names = packed.names or ()
-        return [DataFrame.from_block(names, blocks[i], timestamp=ts[i], sequence_id=seq[i],
-                                     metadata=metas[i]) for i in range(len(ts))]
+        names = tuple(packed.names or ())
+        return [from_parts((ts[i], seq[i], names, blocks[i], metas[i])) for i in range(len(ts))]
     assert packed.ragged is not None
-    return [DataFrame(ts[i], seq[i], {k: np.array(v) for k, v in packed.ragged[i].items()},
-                      metas[i]) for i in range(len(ts))]
+    return [from_parts((ts[i], seq[i], tuple(packed.ragged[i]),
+                        {k: np.array(v, dtype=np.float64, copy=True)
+                         for k, v in packed.ragged[i].items()}, metas[i]))
+            for i in range(len(ts))]
 
 
 # -- the worker's core (plain Python: used in-process and inside a Ray actor) ------------------
@@ -257,7 +263,7 @@ class InProcessBackend:
         report, results = await self._runner.run(
             request.instance, request.config, request.config_key, request.triggers,
             request.frames, request.options)
-        return InstanceResult(request.instance, self._runner.worker, report, results)
+        return InstanceResult(request.instance, report, results, self._runner.worker)
 
     async def snapshot(self) -> dict[str, InstanceSnapshot]:
         return {s["instance"]: InstanceSnapshot(**s) for s in self._runner.snapshot()}
@@ -341,7 +347,7 @@ class FakeBackend(InProcessBackend):
             raise
         self.finished.append(request.instance)
         results = {k: unpack_frames(pack_frames(v)) for k, v in result.results.items()}
-        return InstanceResult(result.instance, worker, result.report, results)
+        return InstanceResult(result.instance, result.report, results, worker)
 
     async def aclose(self) -> None:
         self.close_calls += 1

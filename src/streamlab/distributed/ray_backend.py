@@ -291,7 +291,7 @@ class RayBackend:
             raise BackendError(f"instance {instance!r}: worker {reply['worker']} could not "
                                f"build the pipeline: {reply['error']}")
         results = {k: unpack_frames(v) for k, v in reply["outputs"].items()}
-        return InstanceResult(instance, reply["worker"], reply["report"], results)
+        return InstanceResult(instance, reply["report"], results, reply["worker"])
 
     async def _cancel(self, slot: _Slot, ref: Any, token: str, instance: str) -> None:
         """Cancel the remote run and wait (bounded) for it; kill a worker that ignores it."""

@@ -51,6 +51,7 @@ from typing import Any
 
 import numpy as np
 
+from streamlab import wire
 from streamlab.errors import EndOfStream, FrameError
 from streamlab.frame import DataFrame, Payload
 from streamlab.node import NodeContext, ProcessingNode
@@ -134,15 +135,13 @@ def new_region(size: int) -> Region:
 
 
 def pack(frame: DataFrame) -> tuple[Any, ...]:
-    """A frame as picklable parts (its arrays are copied by pickling)."""
-    return (frame.timestamp, frame.sequence_id, dict(frame.metadata),
-            [(n, np.asarray(a)) for n, a in frame.payload.items()])
+    """A frame as picklable parts (:func:`streamlab.wire.frame_to_parts`)."""
+    return wire.frame_to_parts(frame)
 
 
 def unpack(parts: tuple[Any, ...]) -> DataFrame:
-    ts, seq, meta, channels = parts
-    return DataFrame(ts, seq, dict(channels), meta)
-
+    """Inverse of :func:`pack` (:func:`streamlab.wire.frame_from_parts`)."""
+    return wire.frame_from_parts(parts)
 
 
 _HEADER = struct.Struct("<I")
