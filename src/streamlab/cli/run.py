@@ -6,8 +6,21 @@ summary of frame fates per node, and exits 0.
 
 * ``--output FILE.jsonl`` writes every frame that reaches a terminal node as one JSON line:
   ``{"node", "timestamp", "sequence_id", "payload": {channel: [floats]}, "metadata"}``.
+  Also when the run fails or is forced: the file holds exactly the report's ``outputs``.
+  A write error (a full disk) forces the run: exit 1, one line.
 * ``--summary FILE.json`` writes the run report (per-node metrics and fates, channels).
-* Ctrl-C stops gracefully (exit 0); a second Ctrl-C forces the stop (exit 130). No traceback.
+* Both paths are checked before the run (a directory or an unwritable path: exit 2, one
+  line); missing parent directories are created.
+* Ctrl-C (or SIGTERM) stops gracefully: the sources stop, what is in flight drains, exit 0,
+  state "stopped". A second one forces the stop (exit 130). No traceback.
+* ``--timeout SECONDS`` bounds the stop: it is forced SECONDS after it began, that is after
+  the first Ctrl-C/SIGTERM or once the input ended (every trigger sent and every
+  free-running source at its end), whichever comes first. While triggers are still being
+  sent, a trigger that waits SECONDS with no frame moving anywhere in the pipeline (a hung
+  node) forces the run at once. A forced run counts every frame it drops
+  (``dropped_shutdown``), names the forced nodes and exits 1 with one line. Without
+  ``--timeout`` nothing is forced except by a second Ctrl-C. (A free-running source held
+  up by a hung node is not detected: Ctrl-C, then ``--timeout``, ends it.)
 * A node failure exits 1 with one line naming the node and the error.
 
 Observers (the live monitor, the Prometheus exporter) hook in through :data:`OBSERVERS`:
@@ -22,6 +35,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import signal
 import sys
 from collections.abc import Callable
@@ -49,7 +63,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--output", metavar="FILE.jsonl", help="write terminal nodes' frames as JSON lines")
     p.add_argument("--summary", metavar="FILE.json", help="write the run report as JSON")
     p.add_argument("--timeout", type=float, metavar="SECONDS",
-                   help="after Ctrl-C or at the end, force the stop after this long")
+                   help="force the stop SECONDS after Ctrl-C or after the input ended, and "
+                   "force a run whose trigger waited SECONDS with no frame moving; dropped "
+                   "frames are counted, exit 1 (default: wait)")
     p.add_argument("--debug", action="store_true", help="check frame accounting at the end")
     p.add_argument("--quiet", "-q", action="store_true", help="no summary on stderr")
     p.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto",
@@ -72,6 +88,10 @@ def cmd(args: argparse.Namespace) -> int:
         return 2
     spec = load_or_report(args.config)
     if spec is None:
+        return 2
+    if args.timeout is not None and not 0 <= args.timeout < math.inf:
+        print(f"error: --timeout must be a number of seconds >= 0, got {args.timeout}",
+              file=sys.stderr)
         return 2
     for option, path in (("--output", args.output), ("--summary", args.summary)):
         problem = check_output_path(option, path) if path else None
