@@ -138,7 +138,9 @@ async def _run(args: argparse.Namespace, spec: Any) -> int:
         loop.add_signal_handler(signal.SIGTERM, signals.on_signal)
 
     try:
-        out_file: IO[str] | None = open(args.output, "w", encoding="utf-8") if args.output else None
+        # Line-buffered: a frame written is in the file at once (a live tail, a killed run).
+        out_file: IO[str] | None = (open(args.output, "w", encoding="utf-8", buffering=1)
+                                    if args.output else None)
     except OSError as exc:
         print(f"error: --output {args.output!r}: cannot open: {exc.strerror or exc}", file=sys.stderr)
         return 2
@@ -366,6 +368,8 @@ async def _trigger_watched(pipe: AsyncPipeline, timeout: float) -> None:
         if not sent.done():
             sent.cancel()
             await asyncio.wait({sent})
+        if not sent.cancelled():
+            sent.exception()  # retrieved (PipelineStopped if a stop came meanwhile: no error)
 
 
 def _progress(pipe: AsyncPipeline) -> int:
