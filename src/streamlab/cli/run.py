@@ -99,7 +99,9 @@ def cmd(args: argparse.Namespace) -> int:
             print(f"error: {problem}", file=sys.stderr)
             return 2
     # Until the run installs its handlers, SIGTERM is Ctrl-C too (KeyboardInterrupt below).
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    previous = None
+    with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
+        previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         with asyncio.Runner(loop_factory=_loop_factory(args.loop)) as runner:
             return runner.run(_run(args, spec))
@@ -107,7 +109,8 @@ def cmd(args: argparse.Namespace) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -130,13 +133,6 @@ async def _run(args: argparse.Namespace, spec: Any) -> int:
     except StreamLabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1 if not isinstance(exc, ValueError) else 2
-    loop = asyncio.get_running_loop()
-    signals = _Signals(pipe)
-    with contextlib.suppress(NotImplementedError, RuntimeError):
-        # SIGTERM (kill, a service manager) is the same request as Ctrl-C.
-        loop.add_signal_handler(signal.SIGINT, signals.on_signal)
-        loop.add_signal_handler(signal.SIGTERM, signals.on_signal)
-
     try:
         # Line-buffered: a frame written is in the file at once (a live tail, a killed run).
         out_file: IO[str] | None = (open(args.output, "w", encoding="utf-8", buffering=1)
@@ -144,6 +140,13 @@ async def _run(args: argparse.Namespace, spec: Any) -> int:
     except OSError as exc:
         print(f"error: --output {args.output!r}: cannot open: {exc.strerror or exc}", file=sys.stderr)
         return 2
+    loop = asyncio.get_running_loop()
+    signals = _Signals(pipe)
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        # SIGTERM (kill, a service manager) is the same request as Ctrl-C.
+        loop.add_signal_handler(signal.SIGINT, signals.on_signal)
+        loop.add_signal_handler(signal.SIGTERM, signals.on_signal)
+
     outcome = _Outcome()
     writer: asyncio.Task[None] | None = None
     try:
@@ -296,9 +299,9 @@ async def _drive(pipe: AsyncPipeline, args: argparse.Namespace, signals: _Signal
                 t.cancel()
         await asyncio.wait({t for t in (feeder, force, stopping, joiner) if t is not None})
     if not feeder.cancelled():
-        exc = feeder.exception()  # retrieved: _Stalled and PipelineError are handled above
-        if exc is not None and not isinstance(exc, (_Stalled, PipelineError)):
-            raise exc
+        unexpected = feeder.exception()  # retrieved: _Stalled, PipelineError handled above
+        if unexpected is not None and not isinstance(unexpected, (_Stalled, PipelineError)):
+            raise unexpected
 
 
 def _forcing(done: set[Any], force: asyncio.Task[Any], writer: asyncio.Task[None] | None,
