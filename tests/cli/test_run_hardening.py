@@ -86,8 +86,8 @@ class Running:
         wait_for(lambda: out.exists() and len(out.read_text().splitlines()) >= lines,
                  self.proc, f"{lines} line(s) in {out.name}")
 
-    def wait_stderr(self, text: str) -> None:
-        wait_for(lambda: text in self.stderr, self.proc, repr(text))
+    def wait_stderr(self, text: str, times: int = 1) -> None:
+        wait_for(lambda: self.stderr.count(text) >= times, self.proc, f"{times} x {text!r}")
 
     def finish(self) -> int:
         try:
@@ -291,8 +291,11 @@ def test_bad_timeout_is_a_usage_error(value):
 def test_second_ctrl_c_while_triggers_wait_exits_130(tmp_path):
     path = fault_config(tmp_path, {"at": [5], "mode": "hang"})
     out, summary = tmp_path / "o.jsonl", tmp_path / "s.json"
-    run = Running(tmp_path, path, "--triggers", 1000, "--output", out, "--summary", summary, "-q")
-    run.wait_output(out, 5)  # the hang holds frame 5: the queues fill, the triggers wait
+    # The monitor's plain lines (stderr is not a terminal) show the run under way; the hang
+    # holds frame 5 from the first milliseconds: the queues fill and the triggers wait.
+    run = Running(tmp_path, path, "--triggers", 1000, "--output", out, "--summary", summary,
+                  "-q", "--monitor", "--monitor-interval", 0.1)
+    run.wait_stderr("fault-tolerance running", times=3)
     run.proc.send_signal(signal.SIGINT)
     run.wait_stderr("stopping gracefully")
     run.proc.send_signal(signal.SIGINT)
@@ -310,8 +313,8 @@ def test_one_signal_while_triggers_wait_stops_gracefully(tmp_path, sig):
     path = fault_config(tmp_path, {"every": 1, "mode": "delay", "delay_ms": 20})
     out, summary = tmp_path / "o.jsonl", tmp_path / "s.json"
     run = Running(tmp_path, path, "--triggers", 100_000, "--output", out, "--summary", summary,
-                  "-q")
-    run.wait_output(out, 3)
+                  "-q", "--monitor", "--monitor-interval", 0.1)
+    run.wait_stderr("fault-tolerance running", times=3)
     run.proc.send_signal(sig)
     assert run.finish() == 0, run.stderr
     assert errors(run.stderr) == []
