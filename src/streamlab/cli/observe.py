@@ -162,9 +162,13 @@ async def observe(args: argparse.Namespace, pipe: AsyncPipeline) -> AsyncIterato
     if args.metrics_port is not None:
         from streamlab.metrics.prometheus import MetricsExporter
 
+        if not 0 <= args.metrics_port <= 65535:  # the socket layer would raise OverflowError
+            print(f"error: --metrics-port must be 0..65535, got {args.metrics_port}",
+                  file=sys.stderr)
+            raise SystemExit(2)
         try:
             exporter = MetricsExporter(collector, args.metrics_port, args.metrics_addr).start()
-        except OSError as exc:
+        except (OSError, OverflowError, ValueError) as exc:
             print(f"error: cannot serve metrics on {args.metrics_addr}:{args.metrics_port}: {exc}",
                   file=sys.stderr)
             raise SystemExit(2) from None

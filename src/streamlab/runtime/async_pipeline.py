@@ -25,7 +25,9 @@ Lifecycle::
 
 Outputs of terminal nodes are collected per node (``outputs="collect"``, the default; read
 :attr:`results`), streamed through :meth:`outputs` as they arrive (``"stream"``, bounded:
-an unread stream applies backpressure), or counted and discarded (``"discard"``).
+an unread stream applies backpressure), or counted and discarded (``"discard"``). A frame
+that reached a terminal node stays in the stream when the run fails or is forced: the reader
+gets every one of them (they are the report's ``outputs``), then the end of the stream.
 """
 
 from __future__ import annotations
@@ -71,7 +73,9 @@ class RunReport:
 
     pipeline: str
     duration_s: float
-    state: str                               # "completed", "forced", "failed" ("stopped": never ran)
+    #: "completed"; "stopped" (a graceful stop asked with request_stop(), e.g. Ctrl-C, or stop()
+    #: before start); "forced" (a stop cancelled nodes); "failed"
+    state: str
     forced_nodes: tuple[str, ...]
     failed_node: str | None
     error: str | None
@@ -167,6 +171,7 @@ class AsyncPipeline:
         self._capacity = settings.channel_capacity
         self._output_capacity = output_capacity or self._capacity
         self._stop_requested = asyncio.Event()
+        self._stop_asked = False  # request_stop() was called: the run ends "stopped"
         self.built: BuiltGraph = build_graph(self.spec, clock=clock, pipeline_name=self.name,
                                              metrics=metrics)
         for ctx in self.built.contexts.values():
@@ -303,12 +308,22 @@ class AsyncPipeline:
         for t in self._tasks:
             if t is not current and not t.done():
                 t.cancel()
-        # Release anyone blocked on a channel whose receiver is gone.
-        for ch in self._all_channels():
+        # Release anyone blocked on a channel whose receiver is gone. The output stream keeps
+        # its frames: they reached a terminal node, and outputs() hands them out before the
+        # failure (_finish closes those channels so the reader is never left waiting).
+        for ch in self._internal_channels():
             ch.close_receiver()
 
     def _all_channels(self) -> list[Channel]:
-        chans = list(self.channels.values()) + list(self.trigger_channels.values())
+        return self._internal_channels() + self._output_channels()
+
+    def _internal_channels(self) -> list[Channel]:
+        """Edges and trigger channels (not the output stream)."""
+        return list(self.channels.values()) + list(self.trigger_channels.values())
+
+    def _output_channels(self) -> list[Channel]:
+        """The channels of the output stream (outputs="stream"), one per terminal node."""
+        chans: list[Channel] = []
         for out in self._sink_outlets.values():
             if isinstance(out, Outlet):
                 chans.extend(out.channels)
@@ -365,7 +380,9 @@ class AsyncPipeline:
         """Begin a graceful stop without waiting: sources stop, frames in flight drain.
 
         Safe to call from a signal handler; await :meth:`join` or :meth:`stop` afterwards.
+        The run then ends in state "stopped" (unless it is forced or fails).
         """
+        self._stop_asked = True
         self._stop_requested.set()
         self.close_triggers()
 
@@ -373,6 +390,13 @@ class AsyncPipeline:
         """No more triggers: triggered sources end once they have processed the queued ones."""
         for ch in self.trigger_channels.values():
             ch.close()
+
+    async def wait_free_sources(self) -> None:
+        """Wait until every free-running source (with the nodes fused after it) has ended:
+        at the end of its data, at ``max_frames``, after a stop, or when the pipeline fails."""
+        tasks = [t for t, r in zip(self._tasks, self._runners) if isinstance(r, FreeSourceRunner)]
+        if tasks:
+            await asyncio.wait(tasks)
 
     async def join(self) -> RunReport:
         """Wait until every task has ended on its own; the report, or PipelineError."""
@@ -413,7 +437,7 @@ class AsyncPipeline:
         log.warning("pipeline %r: forcing %s", self.name, ", ".join(self._forced))
         for t in tasks:
             t.cancel()
-        for ch in self._all_channels():
+        for ch in self._internal_channels():  # the output stream keeps what was delivered
             ch.close_receiver()
         await self._cancel_bounded(tasks)
 
@@ -499,8 +523,9 @@ class AsyncPipeline:
     async def outputs(self) -> AsyncIterator[tuple[str, DataFrame]]:
         """``(node_id, frame)`` for each frame reaching a terminal node, as it arrives.
 
-        Needs ``outputs="stream"``. Ends when every terminal node has finished; raises
-        PipelineError if the pipeline failed.
+        Needs ``outputs="stream"``. Ends when every terminal node has finished, or once the
+        run is over (failed or forced: the frames queued before are handed out first); then
+        raises PipelineError if the pipeline failed.
         """
         if self.output_mode != "stream":
             raise PipelineError('outputs() needs AsyncPipeline(..., outputs="stream")')
@@ -532,10 +557,16 @@ class AsyncPipeline:
             for ex in self._executors:
                 ex.shutdown(wait=False, cancel_futures=True)
             self._account_channels()
+            # The run is over: a reader of outputs() gets what is queued, then the end (a
+            # sink task cancelled before it ever ran never closes its channel itself).
+            for ch in self._output_channels():
+                ch.close()
             if self._failure is not None:
                 self._state = "failed"
             elif self._forced:
                 self._state = "forced"
+            elif self._stop_asked and state == "completed":
+                self._state = "stopped"
             else:
                 self._state = state
             if self.debug:
