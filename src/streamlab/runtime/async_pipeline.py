@@ -394,7 +394,8 @@ class AsyncPipeline:
     async def wait_free_sources(self) -> None:
         """Wait until every free-running source (with the nodes fused after it) has ended:
         at the end of its data, at ``max_frames``, after a stop, or when the pipeline fails."""
-        tasks = [t for t, r in zip(self._tasks, self._runners) if isinstance(r, FreeSourceRunner)]
+        tasks = [t for t, task in zip(self._tasks, self.plan.tasks, strict=True)
+                 if task.feed == "source"]
         if tasks:
             await asyncio.wait(tasks)
 
