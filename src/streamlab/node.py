@@ -205,7 +205,7 @@ class SourceNode(ProcessingNode):
         """Seconds between frames when paced in real time (None: no pacing)."""
         return None
 
-    def process(self, frame: DataFrame | None) -> ProcessResult:  # type: ignore[override]
+    def process(self, frame: DataFrame | None) -> ProcessResult:
         raise NotImplementedError(f"{type(self).__name__} must implement process()")
 
 

@@ -63,7 +63,8 @@ def progress_of(pipe: AsyncPipeline, triggers: int) -> tuple[int, int, str] | No
     Triggered sources: trigger frames taken by the slowest source out of ``triggers``.
     Otherwise free-running sources with ``max_frames``: frames produced out of the sum.
     """
-    triggered, free = [], []
+    triggered: list[str] = []
+    free: list[str] = []
     for s in pipe.sources:
         node = pipe.built.nodes[s].node
         (free if isinstance(node, SourceNode) and node.free_running() else triggered).append(s)

@@ -133,7 +133,7 @@ class PackedFrames:
     names: tuple[str, ...] | None          # shared channel names when ``blocks`` is set
     blocks: np.ndarray | None              # frames x channels x samples, when uniform
     ragged: tuple[dict[str, np.ndarray], ...] | None  # per-frame channels otherwise
-    metadata: tuple[dict[str, str], ...]   # equal neighbours share one dict (pickled once)
+    metadata: tuple[Mapping[str, str], ...]   # equal neighbours share one dict (pickled once)
 
     def __len__(self) -> int:
         return len(self.timestamps)
@@ -163,7 +163,7 @@ def pack_frames(frames: Iterable[DataFrame]) -> PackedFrames:
     parts = [wire.frame_to_parts(f) for f in frames]
     ts = np.fromiter((p[0] for p in parts), np.int64, len(parts))
     seq = np.fromiter((p[1] for p in parts), np.int64, len(parts))
-    metas: list[dict[str, str]] = []
+    metas: list[Mapping[str, str]] = []
     for p in parts:
         meta = p[4]  # already a fresh plain dict
         # equal neighbours share one dict: pickle writes it once

@@ -23,7 +23,7 @@ class Gain(ProcessingNode):
     class Config(NodeConfig):
         gain: float = Field(..., description="Factor applied to every sample.")
 
-    def on_create(self, config: Config) -> None:  # type: ignore[override]
+    def on_create(self, config: Config) -> None:
         self.config = config
         self.gain = config.gain
 

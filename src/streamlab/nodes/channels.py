@@ -42,7 +42,7 @@ __all__ = [
 ]
 
 Missing = Literal["error", "ignore"]
-_MISSING = Field("error", description="A name/pattern matching no channel: 'error' or 'ignore'.")
+_MISSING: Missing = Field("error", description="A name/pattern matching no channel: 'error' or 'ignore'.")
 
 
 def _match(node: ProcessingNode, names: tuple[str, ...], patterns: Sequence[str],
@@ -80,7 +80,7 @@ class _Planned(ProcessingNode):
     def on_create(self, config: Any) -> None:
         self.config = config
         self._layout: tuple[str, ...] | None = None
-        self._plan: tuple[list[int], list[str]] = ([], [])
+        self._plan: tuple[Any, list[str]] = ([], [])  # (indices or, in ChannelMath, an op; names)
 
     def plan(self, names: tuple[str, ...]) -> tuple[list[int], list[str]]:
         raise NotImplementedError

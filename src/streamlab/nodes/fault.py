@@ -99,7 +99,7 @@ class FaultInjector(ProcessingNode):
                 raise ValueError("mode 'delay' needs delay_ms > 0")
             return self
 
-    def on_create(self, config: Config) -> None:  # type: ignore[override]
+    def on_create(self, config: Config) -> None:
         self.config = config
         self.received = 0
         self.injected = 0
@@ -110,7 +110,7 @@ class FaultInjector(ProcessingNode):
         self._seed = (config.seed * 0x9E3779B97F4A7C15) & _MASK
         if config.mode != "raise":
             # An instance attribute shadows the sync method: the runtime sees an async process.
-            self.process = self._process_async  # type: ignore[method-assign]
+            self.process = self._process_async  # type: ignore[method-assign, assignment]
 
     def _selects(self, frame: DataFrame) -> bool:
         """Count the frame; True if it is one to fail."""
@@ -132,7 +132,7 @@ class FaultInjector(ProcessingNode):
             f"FaultInjector {self.context.node_id!r}: injected fault on frame "
             f"sequence_id={frame.sequence_id} (frame #{self.received} received)")
 
-    def process(self, frame: DataFrame) -> DataFrame:  # type: ignore[override]
+    def process(self, frame: DataFrame) -> DataFrame:
         """Pass ``frame`` on, or raise FaultInjected if it is selected."""
         if self._selects(frame):
             raise self._error(frame)

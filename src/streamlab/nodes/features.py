@@ -219,7 +219,9 @@ class ZScore(ProcessingNode):
         m, _ = self._lfilter([a], den, x, axis=-1, zi=((1 - a) * self._m)[:, None])
         prev = np.concatenate([self._m[:, None], m[:, :-1]], axis=1)
         d = x - prev
-        v, _ = self._lfilter([(1 - a) * a], den, d * d, axis=-1, zi=((1 - a) * self._v)[:, None])
+        # _v is set together with _m (not None here)
+        v, _ = self._lfilter([(1 - a) * a], den, d * d, axis=-1,
+                             zi=((1 - a) * self._v)[:, None])  # type: ignore[operator, index]
         self._m, self._v = m[:, -1].copy(), v[:, -1].copy()
         with np.errstate(divide="ignore", invalid="ignore"):
             z = np.where(v > 0, (x - m) / np.sqrt(np.where(v > 0, v, 1.0)), 0.0)

@@ -58,7 +58,7 @@ class Generator(SourceNode):
 
     Config = GeneratorConfig
 
-    def on_create(self, config: GeneratorConfig) -> None:  # type: ignore[override]
+    def on_create(self, config: GeneratorConfig) -> None:
         self.config = config
         self._n = 0
         self._seq = 0
@@ -76,7 +76,7 @@ class Generator(SourceNode):
         """Channels x samples for sample indices ``n``; default: every channel shares ``samples``."""
         return np.broadcast_to(self.samples(n), (len(self._names), len(n)))
 
-    def process(self, frame: DataFrame | None) -> DataFrame:  # type: ignore[override]
+    def process(self, frame: DataFrame | None) -> DataFrame:
         cfg = self.config
         if self._t0 is None:
             self._t0 = frame.timestamp if frame is not None else self.context.clock.time_us()
@@ -223,7 +223,7 @@ class ChirpGenerator(Generator):
                 raise ValueError(f"method {self.method!r} needs f0 > 0 and f1 > 0")
             return self
 
-    def on_create(self, config: Any) -> None:  # type: ignore[override]
+    def on_create(self, config: Any) -> None:
         super().on_create(config)
         from streamlab.nodes.filters import scipy_signal
 
@@ -263,7 +263,7 @@ class WhiteNoiseGenerator(Generator):
     class Config(_NoiseConfig):
         pass
 
-    def on_create(self, config: Any) -> None:  # type: ignore[override]
+    def on_create(self, config: Any) -> None:
         super().on_create(config)
         self._rng = np.random.default_rng(config.seed)
 
@@ -305,7 +305,7 @@ class PinkNoiseGenerator(WhiteNoiseGenerator):
     class Config(_NoiseConfig):
         pass
 
-    def on_create(self, config: Any) -> None:  # type: ignore[override]
+    def on_create(self, config: Any) -> None:
         super().on_create(config)
         from streamlab.nodes.filters import BaStream, scipy_signal
 
@@ -347,7 +347,7 @@ class ConstantGenerator(Generator):
                                  f"values for {len(self.channels)} channels")
             return self
 
-    def on_create(self, config: Any) -> None:  # type: ignore[override]
+    def on_create(self, config: Any) -> None:
         super().on_create(config)
         values = config.value if isinstance(config.value, list) else [config.value] * len(
             config.channels)
@@ -397,7 +397,7 @@ class TestSignalGenerator(WhiteNoiseGenerator):
                 _nyquist(f"components[{i}].frequency", comp.frequency, self.sample_rate)
             return self
 
-    def on_create(self, config: Any) -> None:  # type: ignore[override]
+    def on_create(self, config: Any) -> None:
         super().on_create(config)
         self._freqs = np.array([c.frequency for c in config.components])[:, None]
         self._amps = np.array([c.amplitude for c in config.components])
@@ -449,7 +449,7 @@ class EcgGenerator(WhiteNoiseGenerator):
         wander_amplitude: float = Field(0.0, description="Baseline wander amplitude (0.25 Hz sine).")
         seed: int | None = Field(0, description="Noise seed (numpy.random.default_rng).")
 
-    def on_create(self, config: Any) -> None:  # type: ignore[override]
+    def on_create(self, config: Any) -> None:
         super().on_create(config)
         self._rr = 60.0 / config.heart_rate
 

@@ -381,7 +381,7 @@ class FileSource(SourceNode):
 
     Config = FileSourceConfig
 
-    def on_create(self, config: FileSourceConfig) -> None:  # type: ignore[override]
+    def on_create(self, config: FileSourceConfig) -> None:
         self.config = config
         reader = open_reader(config.path, header=config.header)
         try:
@@ -430,7 +430,7 @@ class FileSource(SourceNode):
     def frame_period(self) -> float | None:
         return self.config.samples_per_frame / self._rate
 
-    def process(self, frame: DataFrame | None) -> DataFrame | None:  # type: ignore[override]
+    def process(self, frame: DataFrame | None) -> DataFrame | None:
         if self._t0 is None:
             self._t0 = frame.timestamp if frame is not None else self.context.clock.time_us()
         block = self._reader.read(self.config.samples_per_frame)

@@ -131,7 +131,7 @@ class LSLInlet(SourceNode):
 
     Config = LSLInletConfig
 
-    def on_create(self, config: LSLInletConfig) -> None:  # type: ignore[override]
+    def on_create(self, config: LSLInletConfig) -> None:
         self.config = config
         self._lsl = import_pylsl()
         from pylsl.util import LostError  # not re-exported by pylsl 1.18
@@ -280,7 +280,7 @@ class LSLOutlet(ProcessingNode):
 
     Config = LSLOutletConfig
 
-    def on_create(self, config: LSLOutletConfig) -> None:  # type: ignore[override]
+    def on_create(self, config: LSLOutletConfig) -> None:
         self.config = config
         self._lsl = import_pylsl()
         self.outlet: Any = None

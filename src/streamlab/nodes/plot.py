@@ -93,7 +93,7 @@ class PlotSink(FileSink):
 
     Config = PlotSinkConfig
 
-    def on_create(self, config: PlotSinkConfig) -> None:  # type: ignore[override]
+    def on_create(self, config: PlotSinkConfig) -> None:
         super().on_create(config)
         try:
             import matplotlib  # noqa: F401

@@ -320,7 +320,7 @@ class Replay(SourceNode):
 
     Config = ReplayConfig
 
-    def on_create(self, config: ReplayConfig) -> None:  # type: ignore[override]
+    def on_create(self, config: ReplayConfig) -> None:
         self.config = config
         self.path = Path(config.path).expanduser()
         check_regular_file(self.path, "recording")  # a FIFO is never opened (it would block)

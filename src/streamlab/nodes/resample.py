@@ -46,6 +46,8 @@ from streamlab.registry import register_node
 
 __all__ = ["UpFirDnStream", "Decimate", "Resample", "resample_poly_filter"]
 
+_KAISER: list[str | float] = ["kaiser", 5.0]  # typed here: inline, the list infers list[object]
+
 
 class UpFirDnStream:
     """Streaming ``upfirdn(h, x, up, down)`` over the rows of 2-D blocks.
@@ -101,6 +103,8 @@ def resample_poly_filter(up: int, down: int, window: Any = ("kaiser", 5.0),
 
 class _Resampler(ProcessingNode):
     """Shared frame handling: sample rate, channel layout, timestamps, metadata."""
+
+    ratio: tuple[int, int]  # (up, down), set by start()
 
     def on_create(self, config: Any) -> None:
         self.config = config
@@ -214,7 +218,7 @@ class Resample(_Resampler):
         max_denominator: int = Field(1000, ge=1, le=10_000,
                                      description="Largest up or down derived from target_rate.")
         window: str | list[str | float] = Field(
-            ["kaiser", 5.0], description="FIR window (scipy.signal.get_window spec).")
+            _KAISER, description="FIR window (scipy.signal.get_window spec).")
         half_len: int | None = Field(None, ge=1, le=1_000_000,
                                      description="Filter half length (default 10*max(up, down)).")
         sample_rate: float | None = Field(None, gt=0, le=1e9,

@@ -59,7 +59,7 @@ class SinkWriteError(OSError):
 
     def __init__(self, message: str, errno_: int | None) -> None:
         super().__init__(message)
-        self.errno = errno_  # type: ignore[misc]  # OSError(message) leaves it None
+        self.errno = errno_  # OSError(message) leaves it None
 
 
 def _problem(exc: OSError) -> str:
@@ -562,7 +562,7 @@ class WavSink(FileSink):
 
     Config = WavSinkConfig
 
-    def on_create(self, config: WavSinkConfig) -> None:  # type: ignore[override]
+    def on_create(self, config: WavSinkConfig) -> None:
         super().on_create(config)
         self._sf = _import_soundfile()
         if not self._sf.check_format("WAV", config.subtype):

@@ -42,6 +42,7 @@ DEFAULT_BANDS: dict[str, tuple[float, float]] = {
 }
 
 WindowSpec = str | list[str | float]
+_TUKEY: list[str | float] = ["tukey", 0.25]  # typed here: inline, the list infers list[object]
 _SAMPLE_RATE = Field(None, gt=0, le=1e9,
                      description="Sample rate in Hz; default: the frames' metadata['sample_rate'].")
 
@@ -410,7 +411,7 @@ class Spectrogram(_Blocks):
     class Config(NodeConfig):
         nperseg: int = Field(256, ge=2, le=1 << 24, description="Samples per segment.")
         noverlap: int | None = Field(None, ge=0, description="Overlap (default nperseg // 8, as scipy).")
-        window: WindowSpec = Field(["tukey", 0.25], description="Window (scipy.signal.get_window spec).")
+        window: WindowSpec = Field(_TUKEY, description="Window (scipy.signal.get_window spec).")
         detrend: Literal["constant", "none"] = Field("constant", description="Per segment.")
         scaling: Literal["density", "spectrum"] = Field("density", description="V**2/Hz or V**2.")
         sample_rate: float | None = _SAMPLE_RATE

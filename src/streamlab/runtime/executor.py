@@ -526,7 +526,7 @@ class ProcessNode(ProcessingNode):
                 meta_field = None
             else:
                 self._meta_sent, meta_field = meta, dict(meta)
-            names = frame.payload.names
+            names: tuple[str, ...] | None = frame.payload.names
             if names == self._names_sent:
                 names = None
             else:

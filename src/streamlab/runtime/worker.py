@@ -402,7 +402,7 @@ class _Worker:  # pragma: no cover - runs in the child process
                         meta_field = None
                     else:
                         self.out_meta, meta_field = meta, dict(meta)
-                    names = out.payload.names
+                    names: tuple[str, ...] | None = out.payload.names
                     if names == self.out_names:
                         names = None
                     else:
