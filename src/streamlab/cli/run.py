@@ -123,7 +123,7 @@ def _loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None
         if choice == "uvloop":
             raise SystemExit("error: --loop uvloop needs uvloop: pip install 'streamlab[fast]'") from None
         return None
-    return uvloop.new_event_loop  # type: ignore[no-any-return]
+    return uvloop.new_event_loop
 
 
 async def _run(args: argparse.Namespace, spec: Any) -> int:

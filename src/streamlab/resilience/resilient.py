@@ -76,7 +76,8 @@ class ResilientNode:
         self.clock = clock
         self.deadline_ns = int(deadline_s * 1e9) if deadline_s else 0
         self.is_async = inspect.iscoroutinefunction(self.node.process)
-        self._process = self.node.process
+        # sources are called with None, async nodes return awaitables: checked at run time
+        self._process: Callable[[Any], Any] = self.node.process
         self.breaker: CircuitBreaker | None = None
         if isinstance(self.strategy, CircuitBreakerStrategy):
             self.breaker = CircuitBreaker(self.strategy.failure_threshold,
@@ -225,7 +226,7 @@ class ResilientNode:
                 return self._rejected(frame)
         t0 = _perf_ns()
         try:
-            out = await self._process(frame)  # type: ignore[misc]
+            out = await self._process(frame)
         except EndOfStream:
             raise
         except asyncio.CancelledError:
@@ -274,7 +275,7 @@ class ResilientNode:
         """:meth:`produce` for sources whose ``process`` is async (devices, network)."""
         t0 = _perf_ns()
         try:
-            out = await self._process(None)  # type: ignore[misc]
+            out = await self._process(None)
         except EndOfStream:
             raise
         except Exception as exc:
