@@ -75,7 +75,7 @@ def migrate(raw: Any, kind: str, where: str, problems: list[tuple[str, str]] | N
 
     Each rename issues a :class:`DeprecationWarning` ``"<where>.<old>: deprecated, use <new>
     ..."``. Both names given is a problem (appended to ``problems`` as ``(path, message)``, or
-    raised as ValueError when ``problems`` is None); the old key is then left in place.
+    raised as ValueError when ``problems`` is None); the old key is then dropped.
     """
     if not isinstance(raw, Mapping):
         return raw
@@ -92,6 +92,7 @@ def migrate(raw: Any, kind: str, where: str, problems: list[tuple[str, str]] | N
             if problems is None:
                 raise ValueError(f"{path}: {msg}")
             problems.append((path, msg))
+            del out[old]  # reported here; not again by the model
             continue
         value = out.pop(old)
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
