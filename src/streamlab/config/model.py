@@ -66,11 +66,8 @@ _ID = Annotated[str, Field(min_length=1, max_length=LIMITS.max_id_length,
                            pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")]
 
 
-_Strict = Setting
-
-
 # -- graph ----------------------------------------------------------------------------------
-class NodeSpec(_Strict):
+class NodeSpec(Setting):
     """One node of the graph."""
 
     id: _ID
@@ -79,16 +76,16 @@ class NodeSpec(_Strict):
     error_policy: ErrorPolicySetting | None = None
     restart: RestartSetting | None = None
     breaker: CircuitBreakerSettings | None = Field(
-        None, description="Guard the node with a circuit breaker (the instance is kept)."
+        default=None, description="Guard the node with a circuit breaker (the instance is kept)."
     )
     dead_letter: _ID | None = Field(
-        None, description="Id of a node that receives failed frames (error type and message in metadata)."
+        default=None, description="Id of a node that receives failed frames (error type and message in metadata)."
     )
     executor: Literal["inline", "thread", "process"] = Field(
-        "inline", description="Where process() runs: the event loop, a worker thread or a worker process."
+        default="inline", description="Where process() runs: the event loop, a worker thread or a worker process."
     )
     deadline_s: float | None = Field(
-        None, gt=0, description="Latency budget of one process() call, in seconds."
+        default=None, gt=0, description="Latency budget of one process() call, in seconds."
     )
 
     @property
@@ -97,25 +94,25 @@ class NodeSpec(_Strict):
         return None if self.deadline_s is None else self.deadline_s * 1000
 
 
-class ConnectionSpec(_Strict):
+class ConnectionSpec(Setting):
     """A directed edge ``from`` -> ``to`` with its own bounded channel."""
 
     from_: _ID = Field(alias="from")
     to: _ID
-    capacity: int | None = Field(None, ge=1, le=LIMITS.max_capacity, strict=True)
+    capacity: int | None = Field(default=None, ge=1, le=LIMITS.max_capacity, strict=True)
     overflow: Literal["block", "drop_oldest", "drop_newest"] = "block"
 
 
-class PipelineSettings(_Strict):
+class PipelineSettings(Setting):
     """Pipeline-wide settings (``pipeline_config``)."""
 
-    channel_capacity: int = Field(16, ge=1, le=LIMITS.max_capacity, strict=True)
-    error_policy: ErrorPolicySetting | None = Field(None, description="Default of every node.")
-    restart: RestartSetting | None = Field(None, description="Default of every node.")
-    breaker: CircuitBreakerSettings | None = Field(None, description="Default of every node.")
-    deadline_s: float | None = Field(None, gt=0, description="End-to-end latency budget, in seconds.")
-    fusion: bool = Field(True, description="Run linear chains of nodes inside one task.")
-    debug: bool = Field(False, description="Check frame accounting at the end of every run.")
+    channel_capacity: int = Field(default=16, ge=1, le=LIMITS.max_capacity, strict=True)
+    error_policy: ErrorPolicySetting | None = Field(default=None, description="Default of every node.")
+    restart: RestartSetting | None = Field(default=None, description="Default of every node.")
+    breaker: CircuitBreakerSettings | None = Field(default=None, description="Default of every node.")
+    deadline_s: float | None = Field(default=None, gt=0, description="End-to-end latency budget, in seconds.")
+    fusion: bool = Field(default=True, description="Run linear chains of nodes inside one task.")
+    debug: bool = Field(default=False, description="Check frame accounting at the end of every run.")
 
     @property
     def deadline_ms(self) -> float | None:
@@ -196,11 +193,11 @@ def resilience_problems(s: PipelineSettings,
     return out
 
 
-class PipelineSpec(_Strict):
+class PipelineSpec(Setting):
     """A whole pipeline document."""
 
     name: Annotated[str, Field(max_length=200)] = "pipeline"
-    pipeline_config: PipelineSettings = Field(default_factory=PipelineSettings)
+    pipeline_config: PipelineSettings = Field(default_factory=lambda: PipelineSettings())
     nodes: list[NodeSpec] = Field(min_length=1, max_length=LIMITS.max_nodes)
     connections: list[ConnectionSpec] = Field(default_factory=list, max_length=LIMITS.max_connections)
 

@@ -162,10 +162,10 @@ class ErrorPolicy(Setting):
     """Base of error policies. ``on``: exception type names handled (None: all)."""
 
     on: tuple[str, ...] | None = Field(
-        None, description="Exception type names this policy handles (default: all). Others propagate."
+        default=None, description="Exception type names this policy handles (default: all). Others propagate."
     )
     propagate_on: tuple[str, ...] = Field(
-        (), description="Exception type names that always propagate."
+        default=(), description="Exception type names that always propagate."
     )
     name: ClassVar[str] = "ErrorPolicy"
 
@@ -199,10 +199,10 @@ class UseDefault(ErrorPolicy):
 
     policy: Literal["UseDefault"] = "UseDefault"
     fill_value: float | None = Field(
-        0.0, description="Every sample of the substitute (same channels and shape as the input)."
+        default=0.0, description="Every sample of the substitute (same channels and shape as the input)."
     )
     last_good: bool = Field(
-        False, description="Repeat the last good output (re-stamped) instead of fill_value."
+        default=False, description="Repeat the last good output (re-stamped) instead of fill_value."
     )
     name: ClassVar[str] = "UseDefault"
 
@@ -218,7 +218,7 @@ def backoff_delay(attempt: int, base: float, cap: float, jitter: float = 0.0,
         raise ValueError(f"attempt must be >= 1, got {attempt}")
     delay = base * 2.0 ** min(attempt - 1, 1000)  # 2.0 ** 1024 would raise OverflowError
     if jitter:
-        delay *= (rng or random).uniform(1.0 - jitter, 1.0 + jitter)  # type: ignore[union-attr]
+        delay *= (rng or random).uniform(1.0 - jitter, 1.0 + jitter)
     if not math.isfinite(delay):
         return cap
     return min(cap, delay)
@@ -228,12 +228,12 @@ class RestartStrategy(Setting):
     """Base of restart strategies (with the intensity limit and the healthy reset)."""
 
     max_restarts: int = Field(
-        10, ge=1, description="Intensity limit: more than this many restarts within "
+        default=10, ge=1, description="Intensity limit: more than this many restarts within "
         "'within_s' seconds escalates to a pipeline failure."
     )
-    within_s: float = Field(60.0, gt=0, description="Intensity window in seconds.")
+    within_s: float = Field(default=60.0, gt=0, description="Intensity window in seconds.")
     healthy_after_s: float = Field(
-        30.0, gt=0, description="Attempt counter resets after this many seconds without a failure."
+        default=30.0, gt=0, description="Attempt counter resets after this many seconds without a failure."
     )
     name: ClassVar[str] = "RestartStrategy"
     restarts: ClassVar[bool] = True
@@ -265,14 +265,14 @@ class Exponential(RestartStrategy):
     """Restart after min(max_s, base_s * 2**(k-1)) s for attempt k; escalate after max_attempts."""
 
     strategy: Literal["Exponential"] = "Exponential"
-    base_s: float = Field(0.01, gt=0, description="Delay before the first restart, in seconds.")
-    max_s: float = Field(1.0, gt=0, description="Longest delay, in seconds.")
-    max_attempts: int = Field(5, ge=1)
+    base_s: float = Field(default=0.01, gt=0, description="Delay before the first restart, in seconds.")
+    max_s: float = Field(default=1.0, gt=0, description="Longest delay, in seconds.")
+    max_attempts: int = Field(default=5, ge=1)
     jitter: float = Field(
-        0.0, ge=0, le=1, description="Delay multiplied by a factor drawn from [1-jitter, 1+jitter], "
+        default=0.0, ge=0, le=1, description="Delay multiplied by a factor drawn from [1-jitter, 1+jitter], "
         "applied before the max_s cap."
     )
-    seed: int | None = Field(None, description="Seed of the jitter's random numbers.")
+    seed: int | None = Field(default=None, description="Seed of the jitter's random numbers.")
     name: ClassVar[str] = "Exponential"
 
     @model_validator(mode="after")
@@ -302,8 +302,8 @@ class CircuitBreakerSettings(Setting):
     rejected (counted ``rejected``; UseDefault substitutes them).
     """
 
-    failure_threshold: int = Field(5, ge=1, description="Consecutive failures that open it.")
+    failure_threshold: int = Field(default=5, ge=1, description="Consecutive failures that open it.")
     reset_timeout_s: float = Field(
-        1.0, gt=0, description="Seconds open before one probe frame is let through."
+        default=1.0, gt=0, description="Seconds open before one probe frame is let through."
     )
     name: ClassVar[str] = "CircuitBreaker"
