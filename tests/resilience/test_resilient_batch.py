@@ -33,7 +33,8 @@ OK, NONE, LIST, FAIL, END = "ok", "none", "list", "fail", "end"
 def scripted(script: list[str], *, is_async: bool = False) -> type[ProcessingNode]:
     """A node type whose n-th ``process`` call (over all instances) does ``script[n]``.
 
-    ``ok`` returns the frame with ``y = 10 * x``, ``list`` returns two frames, ``none``
+    ``ok`` returns the frame (a new one for a source), ``list`` returns it twice (the
+    second with metadata ``last=yes``), ``empty`` returns ``[]``, ``none``
     returns None, ``fail`` raises ValueError("boom <n>"), ``end`` raises EndOfStream.
     """
     calls = iter(range(10_000))
@@ -41,7 +42,7 @@ def scripted(script: list[str], *, is_async: bool = False) -> type[ProcessingNod
     def act(frame: DataFrame | None) -> object:
         n = next(calls)
         what = script[n] if n < len(script) else OK
-        src = frame if frame is not None else make_frame(x=[float(n)], sequence_id=n)
+        src = frame if frame is not None else make_frame(x=[float(n)], sequence_id=1000 + n)
         if what == FAIL:
             raise ValueError(f"boom {n}")
         if what == END:
@@ -49,7 +50,9 @@ def scripted(script: list[str], *, is_async: bool = False) -> type[ProcessingNod
         if what == NONE:
             return None
         if what == LIST:
-            return [src, src]
+            return [src, src.with_metadata(last="yes")]
+        if what == "empty":
+            return []
         return src
 
     if is_async:
@@ -108,23 +111,24 @@ def fates(r: ResilientNode) -> dict[str, int]:
 def test_batch_outputs_fates_and_exact_latencies(perf):
     # durations 0, 7, 16, 100, 1000, 2**20: small values are their own bucket, larger ones
     # go through the inlined bucket formula; the histogram must equal Histogram.record's.
-    durations = [0, 7, 16, 100, 1000, 2**20]
+    durations = [0, 1, 7, 16, 31, 31, 100, 100, 1000, 2**20]
     t, times = 1000, [1000]
     for d in durations:
         t += d
         times.append(t)
     perf.set(times)
-    r = wrap([OK, NONE, LIST, OK, OK, NONE])
+    r = wrap([OK, NONE, LIST, OK, OK, NONE, OK, OK, OK, OK])
     out: list[DataFrame] = []
-    fs = frames(6)
-    assert r.process_batch(fs, out) == 6
-    assert out == [fs[0], fs[2], fs[2], fs[3], fs[4]]
+    fs = frames(10)
+    assert r.process_batch(fs, out) == 10
+    assert [f.sequence_id for f in out] == [0, 2, 2, 3, 4, 6, 7, 8, 9]
+    assert out[0] is fs[0] and out[2].metadata["last"] == "yes"
     m = r.metrics
-    assert (m.received, m.delivered, m.errors) == (6, 6, 0)
-    assert fates(r) == {"delivered": 6}
+    assert (m.received, m.delivered, m.errors) == (10, 10, 0)
+    assert fates(r) == {"delivered": 10}
     ref = reference(durations)
     assert m.latency.counts == ref.counts
-    assert m.latency.count == 6
+    assert m.latency.count == 10
     assert m.latency.total_ns == sum(durations)
     assert m.latency.max_ns == 2**20
     m.check_accounting()
@@ -160,7 +164,8 @@ def test_batch_skip_continues_after_a_failure():
     fs = frames(4)
     out: list[DataFrame] = []
     assert r.process_batch(fs, out) == 4
-    assert out == [fs[0], fs[2], fs[3], fs[3]]
+    assert [f.sequence_id for f in out] == [0, 2, 3, 3]
+    assert out[0] is fs[0] and out[1] is fs[2] and out[2] is fs[3]
     m = r.metrics
     assert fates(r) == {"delivered": 3, "skipped": 1}
     assert (m.received, m.errors, m.error_types) == (4, 1, {"ValueError": 1})
@@ -251,7 +256,7 @@ def test_batch_use_default_substitutes_in_order():
     out: list[DataFrame] = []
     assert r.process_batch(fs, out) == 4
     assert len(out) == 4
-    assert out[0] is fs[0] and out[2] is fs[2] and out[3] is fs[2]
+    assert out[0] is fs[0] and out[2] is fs[2] and out[3].metadata["last"] == "yes"
     assert out[1].sequence_id == 1 and list(out[1].payload["x"]) == [-1.0]
     assert fates(r) == {"delivered": 3, "defaulted": 1}
     assert r.batch_consumed == 4
@@ -322,6 +327,7 @@ def test_produce_counts_latency_but_no_fate(perf):
     r = wrap([OK])
     out = r.produce()
     assert isinstance(out, DataFrame) and list(out.payload["x"]) == [0.0]
+    assert out.sequence_id == 1000
     m = r.metrics
     assert m.received == 0 and fates(r) == {}
     assert (m.latency.count, m.latency.total_ns, m.latency.max_ns) == (1, 25, 25)
@@ -354,7 +360,7 @@ def test_produce_batch_counts_calls_not_fates(perf):
     r = wrap([OK, LIST, NONE])
     out: list[DataFrame] = []
     assert r.produce_batch(3, out) == (3, False)
-    assert [f.sequence_id for f in out] == [0, 1, 1]
+    assert [f.sequence_id for f in out] == [1000, 1001, 1001]
     m = r.metrics
     assert m.received == 0 and fates(r) == {}
     assert m.latency.counts == reference([3, 6, 11]).counts
@@ -391,7 +397,7 @@ def test_produce_batch_use_default_appends_the_substitute():
     out: list[DataFrame] = []
     assert r.produce_batch(2, out) == (2, False)
     assert len(out) == 2
-    assert out[0].payload.names == () and out[1].sequence_id == 1
+    assert out[0].payload.names == () and out[1].sequence_id == 1001
     assert fates(r) == {"defaulted": 1}
 
 
@@ -436,16 +442,17 @@ def test_process_async_fates_latency_and_deadline(perf):
 
 
 def test_process_async_use_default_last_good():
-    r = wrap([OK, FAIL], is_async=True, policy=UseDefault(last_good=True))
-    fs = frames(2)
+    r = wrap([OK, NONE, FAIL], is_async=True, policy=UseDefault(last_good=True, fill_value=-1.0))
+    fs = [make_frame(x=[5.0 + i], sequence_id=i, metadata={"i": str(i)}) for i in range(3)]
 
     async def go():
         return [await r.process_async(f) for f in fs]
 
-    good, sub = asyncio.run(go())
-    assert good is fs[0]
-    assert sub.sequence_id == 1 and list(sub.payload["x"]) == [0.0]  # frame 0's payload
-    assert fates(r) == {"delivered": 1, "defaulted": 1}
+    good, none, sub = asyncio.run(go())
+    assert good is fs[0] and none is None
+    assert sub.sequence_id == 2 and list(sub.payload["x"]) == [5.0]  # frame 0's payload
+    assert sub.metadata == {"i": "0"}
+    assert fates(r) == {"delivered": 2, "defaulted": 1}
 
 
 def test_repr_names_policy_strategy_and_restarts():
@@ -471,3 +478,208 @@ def test_snapshot_to_dict_has_every_field_with_its_value():
     assert d["latency"]["count"] == 1 and d["latency"]["max_s"] == 1e-6
     assert d["end_to_end"]["count"] == 0 and d["end_to_end"]["p50_s"] is None
     assert d["busy_seconds"] == 1e-6 and d["end_to_end_deadline_misses"] == 0
+
+
+def test_batch_all_zero_durations_max_is_zero(perf):
+    perf.set([5, 5, 5])
+    r = wrap([OK, OK])
+    r.process_batch(frames(2), [])
+    assert (r.metrics.latency.max_ns, r.metrics.latency.total_ns) == (0, 0)
+    assert r.metrics.latency.counts[0] == 2
+
+
+# -- deadlines, breaker results, last good, substitutes --------------------------------------
+@pytest.mark.parametrize("is_async", [False, True])
+def test_deadline_miss_is_strictly_over(perf, is_async):
+    # durations 1000 (== deadline: no miss), 1001, 5000 (misses)
+    perf.set([0, 1000, 2000, 3001, 4000, 9000])
+    r = wrap([OK, OK, OK], is_async=is_async, deadline_s=1e-6)
+
+    async def go():
+        return [await r.process_async(f) for f in frames(3)]
+
+    if is_async:
+        asyncio.run(go())
+    else:
+        [r.process(f) for f in frames(3)]
+    assert r.metrics.deadline_misses == 2
+
+
+@pytest.mark.parametrize("is_async", [False, True])
+def test_breaker_success_resets_the_failure_count(is_async):
+    r = wrap([FAIL, OK, FAIL, OK, FAIL, OK], is_async=is_async, policy=SkipFrame(),
+             strategy=CircuitBreakerStrategy(failure_threshold=2, reset_timeout_ms=1000))
+
+    async def go():
+        return [await r.process_async(f) for f in frames(6)]
+
+    outs = asyncio.run(go()) if is_async else [r.process(f) for f in frames(6)]
+    assert [o is not None for o in outs] == [False, True] * 3
+    assert fates(r) == {"delivered": 3, "skipped": 3}
+    assert r.breaker.state.name == "CLOSED"
+
+
+@pytest.mark.parametrize("is_async", [False, True])
+def test_breaker_probe_success_closes_it(is_async):
+    clock = VirtualClock()
+    r = wrap([FAIL, OK, OK], is_async=is_async, policy=SkipFrame(), clock=clock,
+             strategy=CircuitBreakerStrategy(failure_threshold=1, reset_timeout_ms=1000))
+    fs = frames(4)
+
+    async def one(f):
+        return await r.process_async(f) if is_async else r.process(f)
+
+    async def go():
+        a = await one(fs[0])           # fails: opens
+        b = await one(fs[1])           # rejected
+        clock.advance(1.5)
+        c = await one(fs[2])           # probe succeeds: closes
+        d = await one(fs[3])
+        return a, b, c, d
+
+    assert asyncio.run(go()) == (None, None, fs[2], fs[3])
+    assert fates(r) == {"skipped": 1, "rejected": 1, "delivered": 2}
+    assert r.breaker.state.name == "CLOSED"
+
+
+def test_breaker_rejection_async_under_use_default_substitutes():
+    r = wrap([FAIL], is_async=True, policy=UseDefault(fill_value=3.0),
+             strategy=CircuitBreakerStrategy(failure_threshold=1, reset_timeout_ms=1000))
+
+    async def go():
+        return [await r.process_async(f) for f in frames(2)]
+
+    first, second = asyncio.run(go())
+    assert list(second.payload["x"]) == [3.0] and second.sequence_id == 1
+    assert r.metrics.error_types == {"ValueError": 1}
+
+
+@pytest.mark.parametrize("is_async", [False, True])
+def test_last_good_is_the_last_frame_of_a_list(is_async):
+    r = wrap([LIST, NONE, FAIL], is_async=is_async,
+             policy=UseDefault(last_good=True, fill_value=-1.0))
+    fs = frames(3)
+
+    async def go():
+        return [await r.process_async(f) for f in fs]
+
+    outs = asyncio.run(go()) if is_async else [r.process(f) for f in fs]
+    assert outs[1] is None
+    sub = outs[2]
+    assert sub.metadata == {"last": "yes"} and sub.sequence_id == 2
+    assert list(sub.payload["x"]) == [0.0]
+
+
+@pytest.mark.parametrize("is_async", [False, True])
+def test_last_good_empty_list_first_falls_back_to_fill(is_async):
+    r = wrap(["empty", FAIL], is_async=is_async,
+             policy=UseDefault(last_good=True, fill_value=-1.0))
+    fs = frames(2)
+
+    async def go():
+        return [await r.process_async(f) for f in fs]
+
+    outs = asyncio.run(go()) if is_async else [r.process(f) for f in fs]
+    assert list(outs[1].payload["x"]) == [-1.0]
+
+
+def test_substitute_of_a_block_frame_keeps_shape_names_time_and_metadata():
+    r = wrap([FAIL], policy=UseDefault(fill_value=9.0))
+    import numpy as np
+    block = np.arange(6, dtype=np.float64).reshape(2, 3)
+    frame = DataFrame.from_block(["a", "b"], block, timestamp=123, sequence_id=4,
+                                 metadata={"k": "v"})
+    sub = r.process(frame)
+    assert sub.payload.is_block
+    assert sub.payload.names == ("a", "b")
+    assert sub.payload.block().tolist() == [[9.0] * 3, [9.0] * 3]
+    assert (sub.timestamp, sub.sequence_id, sub.metadata) == (123, 4, {"k": "v"})
+
+
+def test_substitute_without_fill_value_is_nan():
+    import math
+    r = wrap([FAIL], policy=UseDefault(fill_value=None))
+    sub = r.process(make_frame(x=[1.0, 2.0], timestamp=77, metadata={"m": "1"}))
+    assert all(math.isnan(v) for v in sub.payload["x"]) and len(sub.payload["x"]) == 2
+    assert sub.timestamp == 77 and sub.metadata == {"m": "1"}
+
+
+# -- errors: policy match, rng, escalation ---------------------------------------------------
+@pytest.mark.parametrize("is_async", [False, True])
+def test_policy_applies_only_to_listed_errors(is_async):
+    r = wrap([FAIL, FAIL], is_async=is_async, policy=SkipFrame(on=("KeyError",)))
+
+    async def go():
+        return await r.process_async(frames(1)[0])
+
+    with pytest.raises(NodeError, match="ValueError: boom 0"):
+        asyncio.run(go()) if is_async else r.process(frames(1)[0])
+    assert fates(r) == {"aborted": 1}
+    assert r.metrics.error_types == {"ValueError": 1}
+
+
+def test_produce_failure_goes_to_dead_letters_and_substitutes():
+    r = wrap([FAIL, FAIL], policy=UseDefault(fill_value=1.0), collect_dead_letters=True)
+    sub = r.produce()
+    assert isinstance(sub, DataFrame) and sub.payload.names == ()
+    assert len(r.dead_letters) == 1
+    assert r.dead_letters[0].metadata["error_type"] == "ValueError"
+    r2 = wrap([FAIL], is_async=True, policy=SkipFrame(), collect_dead_letters=True)
+    assert asyncio.run(r2.produce_async()) is None
+    assert r2.dead_letters[0].metadata["error_message"] == "boom 0"
+
+
+def test_jitter_is_reproducible_with_a_seed():
+    from streamlab.resilience import Exponential
+
+    def delays() -> list[float]:
+        r = wrap([FAIL] * 3, policy=SkipFrame(),
+                 strategy=Exponential(base_ms=100, max_ms=10_000, jitter=0.5, seed=42,
+                                      max_attempts=10))
+        for f in frames(3):
+            r.process(f)
+            asyncio.run(r.restart())
+        return r.restart_delays
+
+    first = delays()
+    assert len(first) == 3 and first == delays()
+    assert first != [0.1, 0.2, 0.4]
+
+
+def test_escalation_message_names_the_last_error():
+    from streamlab.resilience import Exponential
+    r = wrap([FAIL, FAIL], policy=SkipFrame(), strategy=Exponential(max_attempts=1))
+    r.process(frames(1)[0])
+    asyncio.run(r.restart())
+    with pytest.raises(NodeError) as ei:
+        r.process(frames(1)[0])
+    assert str(ei.value).startswith("node 'n1': ")
+    assert str(ei.value).endswith("; last error ValueError: boom 1")
+
+
+# -- restart ----------------------------------------------------------------------------------
+def test_restart_stops_the_old_instance_and_starts_the_new_one_async_hooks():
+    events: list[str] = []
+
+    class Hooked(ProcessingNode):
+        async def on_start(self):
+            events.append(f"start {id(self)}")
+
+        async def on_stop(self):
+            events.append(f"stop {id(self)}")
+
+        async def process(self, frame):  # type: ignore[override]
+            raise ValueError("x")
+
+    ctx = NodeContext(node_id="h", clock=VirtualClock())
+    r = ResilientNode(lambda: Hooked.create({}, ctx), policy=SkipFrame(), strategy=Immediate(),
+                      clock=ctx.clock)
+    old = r.node
+    asyncio.run(r.process_async(frames(1)[0]))
+    assert r.pending_restart
+    asyncio.run(r.restart())
+    assert events == [f"stop {id(old)}", f"start {id(r.node)}"]
+    assert r.is_async is True
+    assert r.pending_restart is False
+    asyncio.run(r.restart())  # nothing pending: nothing happens
+    assert len(events) == 2 and r.metrics.restarts == 1
