@@ -120,3 +120,37 @@ def test_snapshot_copies_every_counter():
     s = m.snapshot()
     assert (s.blocked_seconds, s.deadline_misses, s.sequence_gaps,
             s.timestamp_regressions) == (0.25, 3, 4, 5)
+
+
+def test_fresh_metrics_are_zero_with_default_names():
+    m = NodeMetrics()
+    assert (m.node, m.pipeline, m.node_type) == ("node", "pipeline", "")
+    s = m.snapshot()
+    assert (s.received, s.frames_out, s.errors, s.restarts, s.blocked_seconds,
+            s.deadline_misses, s.sequence_gaps, s.timestamp_regressions) == (0,) * 8
+    assert s.fates == dict.fromkeys(FATES, 0)
+
+
+def test_small_buckets_bounds_in_cumulative():
+    h = Histogram()
+    for v in range(8):
+        h.record(v)
+    assert h.cumulative([3e-9, 7e-9, 1.0]) == [4, 8, 8]
+    assert h.cumulative([-1.0]) == [0]  # nothing is at or below a negative bound
+    assert Histogram().quantiles((0.5, 0.9)) == [0.0, 0.0]
+
+
+def test_budget_record_counts_repeats_and_sums():
+    h = BudgetHistogram(10)
+    for v in (3, 3, 20, 20):
+        h.record(v)
+    assert h.counts[3] == 2 and h.count == 4
+    assert (h.total_ns, h.max_ns, h.over_budget) == (46, 20, 2)
+    assert h.counts == _reference([3, 3, 20, 20]).counts
+
+
+def _reference(values):
+    h = Histogram()
+    for v in values:
+        h.record(v)
+    return h

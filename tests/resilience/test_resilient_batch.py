@@ -683,3 +683,52 @@ def test_restart_stops_the_old_instance_and_starts_the_new_one_async_hooks():
     assert r.pending_restart is False
     asyncio.run(r.restart())  # nothing pending: nothing happens
     assert len(events) == 2 and r.metrics.restarts == 1
+
+
+# -- construction defaults --------------------------------------------------------------------
+def test_defaults_metrics_named_after_the_node_and_no_dead_letters():
+    r = wrap([FAIL, FAIL], policy=SkipFrame())
+    assert (r.metrics.node, r.metrics.node_type) == ("n1", "Scripted")
+    assert r.last_error is None
+    r.process(frames(1)[0])
+    assert r.dead_letters == [] and isinstance(r.last_error, ValueError)
+
+
+def test_deadline_in_seconds_is_exact(perf):
+    perf.set([0, 2_000_000_000, 0, 2_000_000_001])
+    r = wrap([OK, OK], deadline_s=2.0)
+    r.process(frames(1)[0])
+    assert r.metrics.deadline_misses == 0
+    r.process(frames(1)[0])
+    assert r.metrics.deadline_misses == 1
+
+
+def test_breaker_reset_timeout_in_milliseconds():
+    clock = VirtualClock()
+    r = wrap([FAIL, OK], policy=SkipFrame(), clock=clock,
+             strategy=CircuitBreakerStrategy(failure_threshold=1, reset_timeout_ms=1000))
+    r.process(frames(1)[0])
+    clock.advance(0.9995)
+    assert r.process(frames(1)[0]) is None and fates(r) == {"skipped": 1, "rejected": 1}
+    clock.advance(0.001)
+    assert r.process(frames(1)[0]) is not None
+
+
+def test_last_good_before_any_good_frame_is_the_fill():
+    r = wrap([FAIL], policy=UseDefault(last_good=True, fill_value=-2.0))
+    assert list(r.process(frames(1)[0]).payload["x"]) == [-2.0]
+
+
+def test_dead_letter_message_is_cut_at_500_characters():
+    class Long(ProcessingNode):
+        def process(self, frame):  # type: ignore[override]
+            raise ValueError("e" * 600)
+
+    ctx = NodeContext(node_id="l", clock=VirtualClock())
+    r = ResilientNode(lambda: Long.create({}, ctx), policy=SkipFrame(), clock=ctx.clock,
+                      collect_dead_letters=True)
+    r.process(frames(1)[0])
+    meta = r.dead_letters[0].metadata
+    assert meta["error_message"] == "e" * 500
+    assert (meta["error_type"], meta["error_node"], meta["error_policy"]) == (
+        "ValueError", "l", "SkipFrame")
