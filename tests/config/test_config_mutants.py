@@ -7,6 +7,7 @@ expected and what was got), so that a changed path, limit or message is a failin
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +18,7 @@ from streamlab.config.schema import SCHEMA_ID, pipeline_json_schema
 from streamlab.errors import ConfigError
 from streamlab.registry import node_types
 
+SINE_GAIN_PATH = Path(__file__).resolve().parents[2] / "examples" / "sine_gain.json"
 SINE = {"id": "a", "type": "SineGenerator",
         "config": {"frequency": 1.0, "sample_rate": 100.0, "samples_per_frame": 10}}
 
@@ -372,3 +374,126 @@ def test_schema_connection_uses_aliases():
     schema = pipeline_json_schema()
     assert "from" in schema["$defs"]["ConnectionSpec"]["properties"]
     assert "from_" not in schema["$defs"]["ConnectionSpec"]["properties"]
+
+
+# -- more exact values: sources, spec shortcuts, graph corner cases --------------------------
+def test_every_error_names_its_source(tmp_path, monkeypatch):
+    bad_json = tmp_path / "bad.json"
+    bad_json.write_text("[1,")
+    bad_shape = tmp_path / "shape.json"
+    bad_shape.write_text("[1]")
+    bad_doc = tmp_path / "doc.json"
+    bad_doc.write_text('{"nodes": []}')
+    for path in (bad_json, bad_shape, bad_doc, tmp_path):
+        with pytest.raises(ConfigError) as ei:
+            load_config(path)
+        assert ei.value.source == str(path), path
+    with pytest.raises(ConfigError) as ei:
+        load_config(SINE_GAIN_PATH, overrides=["nope=1"])
+    assert ei.value.source == str(SINE_GAIN_PATH)
+    with pytest.raises(ConfigError) as ei:
+        load_config({"nodes": []})
+    assert ei.value.source == ""
+    for text in ('{"a": NaN}', "[" * 70, "1" * 5000):
+        with pytest.raises(ConfigError) as ei:
+            parse_json(text, source="s.json")
+        assert ei.value.source == "s.json", text
+    monkeypatch.setattr(LIMITS, "max_file_bytes", 2)
+    for text in ("[1, 2]", b"[1, 2]"):
+        with pytest.raises(ConfigError) as ei:
+            parse_json(text, source="s.json")
+        assert ei.value.source == "s.json"
+
+
+def test_nesting_counts_down_after_each_close():
+    # 60 levels, one in and out, then 5 more: 65 levels, one too many
+    text = "[" * 60 + "[]," + "[" * 5 + "]" * 65
+    assert pj_error(text).endswith("nested deeper than 64 levels")
+    # an escaped backslash ends its escape: the quote after it closes the string
+    deep = '["\\\\",' + "[" * LIMITS.max_depth + "]" * LIMITS.max_depth + "]"
+    assert pj_error(deep).endswith("nested deeper than 64 levels")
+
+
+def test_pipeline_config_and_json_dict_round_trip():
+    data = {"name": "p", "pipeline_config": {"channel_capacity": 64},
+            "nodes": [gain("a"), gain("b")], "connections": [{"from": "a", "to": "b"}]}
+    spec = load_config(data)
+    assert spec.pipeline_config.channel_capacity == 64
+    d = spec.to_json_dict()
+    assert d["connections"] == [{"from": "a", "to": "b", "overflow": "block"}]
+    assert d["pipeline_config"]["channel_capacity"] == 64
+    assert "deadline_ms" not in d["pipeline_config"]  # None values are left out
+    assert json.loads(json.dumps(d)) == d
+    assert load_config(d).to_json_dict() == d
+
+
+def test_loading_a_spec_again():
+    from streamlab.config.model import PipelineSpec
+    spec = load_config({"nodes": [gain("a")]})
+    assert load_config(spec) is spec
+    again = load_config(spec, overrides=["nodes.a.config.gain=5"])
+    assert again is not spec and again._node_configs["a"].gain == 5
+    assert spec._node_configs["a"].gain == 2.0
+    assert load_config(spec, check_files=True) is not spec
+    assert load_config(spec, base_dir=".") is not spec
+    raw = PipelineSpec.model_validate({"nodes": [gain("a")]})
+    loaded = load_config(raw)
+    assert loaded._node_configs["a"].gain == 2.0
+
+
+def test_a_node_that_fails_validation_still_counts_as_an_id():
+    data = {"nodes": [SINE, {"id": "b", "type": "Gain", "bogus": 1}],
+            "connections": [{"from": "a", "to": "b"}]}
+    assert problems(data) == ["$.nodes[1].bogus: unknown key (not allowed here)"]
+
+
+def test_repeated_dangling_connection_is_no_duplicate():
+    c = {"from": "a", "to": "zz"}
+    data = {"nodes": [SINE], "connections": [c, c]}
+    assert problems(data) == ["$.connections[0].to: no node with id 'zz'",
+                              "$.connections[1].to: no node with id 'zz'"]
+
+
+def test_every_node_is_checked_after_an_unknown_type():
+    data = {"nodes": [dict(SINE, type="Nope"), {"id": "b", "type": "Gain", "config": {}}]}
+    out = problems(data)
+    assert len(out) == 2
+    assert out[0].startswith("$.nodes[0].type: unknown node type 'Nope'")
+    assert out[1] == "$.nodes[1].config.gain: Field required [node 'b', type 'Gain']"
+
+
+def test_two_outputs_to_different_files_are_fine(tmp_path):
+    sinks = [{"id": f"s{i}", "type": "CsvSink", "config": {"path": str(tmp_path / f"{i}.csv")}}
+             for i in range(2)]
+    data = {"nodes": [SINE, *sinks],
+            "connections": [{"from": "a", "to": "s0"}, {"from": "a", "to": "s1"}]}
+    spec = load_config(data, check_files=True)
+    assert len(spec.nodes) == 3
+
+
+def test_missing_input_note_says_where_relative_paths_are_resolved(tmp_path, monkeypatch):
+    src = {"id": "f", "type": "FileSource",
+           "config": {"path": "missing.npy", "samples_per_frame": 4, "sample_rate": 100.0}}
+    with pytest.raises(ConfigError) as ei:
+        load_config({"nodes": [src]}, base_dir=tmp_path, check_files=True)
+    assert f"(relative paths are relative to base_dir {str(tmp_path)!r})" in str(ei.value)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as ei:
+        load_config({"nodes": [src]}, check_files=True)
+    assert (f"(relative paths are relative to the working directory {str(tmp_path)!r})"
+            in str(ei.value))
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps({"nodes": [src]}))
+    with pytest.raises(ConfigError) as ei:
+        load_config(path, check_files=True)
+    assert f"(relative paths are relative to the config file's folder {str(tmp_path)!r})" \
+        in str(ei.value)
+
+
+def test_schema_refs_are_exact_and_nested_defs_kept():
+    schema = pipeline_json_schema()
+    assert schema["properties"]["nodes"]["items"]["$ref"] == "#/$defs/NodeSpec"
+    defs = schema["$defs"]
+    assert defs["SineComponent"]["type"] == "object"
+    refs = json.dumps(defs["config.TestSignalGenerator"])
+    assert '"$ref": "#/$defs/SineComponent"' in refs
