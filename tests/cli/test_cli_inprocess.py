@@ -445,3 +445,31 @@ def test_progress_of_triggered_and_free():
     unbounded = dict(SINE, config={**SINE["config"], "mode": "free"})
     pipe = AsyncPipeline(load_config(pipeline(unbounded, GAIN)))
     assert progress_of(pipe, 3) is None
+
+
+# -- help texts (user-facing: usage lines, option names, metavars and help strings) --------
+HELP = {  # normalised whitespace: usage line, then the arguments and options
+    '': ('usage: streamlab [-h] [--version] [-v] COMMAND ...',
+         "positional arguments: COMMAND run run a pipeline validate check a pipeline config nodes list node types schema print the JSON Schema of pipeline configs graph draw a pipeline graph (mermaid or dot) options: -h, --help show this help message and exit --version show program's version number and exit -v, --verbose more log output (-vv: debug)"),
+    'run': ('usage: streamlab run [-h] [--set KEY=VALUE] [--triggers N] [--output FILE.jsonl] [--summary FILE.json] [--timeout SECONDS] [--debug] [--quiet] [--loop {auto,asyncio,uvloop}] [--monitor] [--monitor-interval SECONDS] [--metrics-port PORT] [--metrics-addr ADDR] [--metrics-linger SECONDS] [--deadline-log-interval SECONDS] config',
+         "positional arguments: config path to the pipeline JSON file ('-': read it from stdin; its relative paths are then relative to the working directory) options: -h, --help show this help message and exit --set KEY=VALUE override one config value before validation, e.g. nodes.r_peaks.config.height=0.5 (nodes by id; VALUE is JSON, else a string); repeatable --triggers N trigger frames sent to triggered sources (default 1) --output FILE.jsonl write terminal nodes' frames as JSON lines --summary FILE.json write the run report as JSON --timeout SECONDS after Ctrl-C or at the end, force the stop after this long --debug check frame accounting at the end --quiet, -q no summary on stderr --loop {auto,asyncio,uvloop} event loop: uvloop when installed (auto, the default), or asyncio's observability: --monitor show a live table of per-node rates, latencies and queues --monitor-interval SECONDS monitor refresh period (default 0.25 on a terminal, 1 otherwise) --metrics-port PORT serve Prometheus metrics on this port (/metrics) --metrics-addr ADDR address the metrics server binds (default 127.0.0.1) --metrics-linger SECONDS keep serving metrics this long after the run (default 0) --deadline-log-interval SECONDS log deadline misses at most this often (default 5; 0: never)"),
+    'validate': ('usage: streamlab validate [-h] [--set KEY=VALUE] config',
+         "positional arguments: config path to the pipeline JSON file ('-': read it from stdin; its relative paths are then relative to the working directory) options: -h, --help show this help message and exit --set KEY=VALUE override one config value before validation, e.g. nodes.r_peaks.config.height=0.5 (nodes by id; VALUE is JSON, else a string); repeatable"),
+    'graph': ('usage: streamlab graph [-h] [--set KEY=VALUE] [--format {mermaid,dot}] config',
+         "positional arguments: config path to the pipeline JSON file ('-': read it from stdin; its relative paths are then relative to the working directory) options: -h, --help show this help message and exit --set KEY=VALUE override one config value before validation, e.g. nodes.r_peaks.config.height=0.5 (nodes by id; VALUE is JSON, else a string); repeatable --format {mermaid,dot}"),
+    'nodes': ('usage: streamlab nodes [-h] [--json]',
+         'options: -h, --help show this help message and exit --json machine-readable output with config schemas'),
+    'schema': ('usage: streamlab schema [-h]',
+         'options: -h, --help show this help message and exit'),
+}
+
+
+@pytest.mark.parametrize("command", list(HELP))
+def test_help_text(command, capsys):
+    with pytest.raises(SystemExit) as ei:
+        main(([command] if command else []) + ["--help"])
+    assert ei.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    usage, arguments = HELP[command]
+    assert text.startswith(usage + " ")
+    assert text.endswith(arguments)
