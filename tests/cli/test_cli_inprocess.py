@@ -473,3 +473,28 @@ def test_help_text(command, capsys):
     usage, arguments = HELP[command]
     assert text.startswith(usage + " ")
     assert text.endswith(arguments)
+
+
+@pytest.mark.parametrize("command, first_line", [
+    ("", "Run, check and inspect StreamLab pipelines (JSON node graphs)."),
+    ("run", "``streamlab run CONFIG``: run a pipeline with the async runtime."),
+    ("validate", "``streamlab validate CONFIG [--set KEY=VALUE ...]``: exit 0 if valid"),
+    ("graph", "``streamlab graph CONFIG [--set KEY=VALUE ...]``: the pipeline graph as Mermaid"),
+    ("nodes", "``streamlab nodes``: the registered node types with a one-line description"),
+    ("schema", "``streamlab schema``: print the JSON Schema of the pipeline format"),
+])
+def test_help_description(command, first_line, capsys):
+    with pytest.raises(SystemExit):
+        main(([command] if command else []) + ["--help"])
+    out = capsys.readouterr().out
+    assert first_line in " ".join(out.split())
+    if command == "run":  # its description keeps its line breaks (a bullet list)
+        assert "\n* ``--output FILE.jsonl`` writes every frame" in out
+
+
+def test_float_options_are_parsed(capsys):
+    assert main(["run", str(SINE_GAIN), "-q", "--metrics-port", "0", "--metrics-linger",
+                 "0.01", "--set", "nodes.gain.deadline_ms=1000",
+                 "--deadline-log-interval", "0.5"]) == 0
+    args = build_parser().parse_args(["run", "x", "--timeout", "2.5"])
+    assert args.timeout == 2.5
