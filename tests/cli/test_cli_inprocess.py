@@ -487,7 +487,7 @@ def test_help_description(command, first_line, capsys):
     with pytest.raises(SystemExit):
         main(([command] if command else []) + ["--help"])
     out = capsys.readouterr().out
-    assert first_line in " ".join(out.split())
+    assert (" " + first_line) in " " + " ".join(out.split())
     if command == "run":  # its description keeps its line breaks (a bullet list)
         assert "\n* ``--output FILE.jsonl`` writes every frame" in out
 
@@ -498,3 +498,19 @@ def test_float_options_are_parsed(capsys):
                  "--deadline-log-interval", "0.5"]) == 0
     args = build_parser().parse_args(["run", "x", "--timeout", "2.5"])
     assert args.timeout == 2.5
+
+
+def test_nodes_json_is_indented_by_two(capsys):
+    assert main(["nodes", "--json"]) == 0
+    assert capsys.readouterr().out.startswith('[\n  {\n    "type": ')
+
+
+def test_validate_stdin_checks_files(monkeypatch, capsys):
+    src = {"id": "f", "type": "FileSource",
+           "config": {"path": "/nonexistent/missing.npy", "samples_per_frame": 4,
+                      "sample_rate": 100.0}}
+    stdin(monkeypatch, json.dumps(pipeline(src, GAIN)).encode())
+    assert main(["validate", "-"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == "<stdin>: 1 problem(s)"
+    assert err[1].startswith("$.nodes[0].config.path: ")
