@@ -91,7 +91,7 @@ def restarts() -> dict[str, Any]:
     from streamlab.errors import PipelineError
     from streamlab.testing import VirtualClock
 
-    restart = {"strategy": "Exponential", "base_ms": 10, "max_ms": 80, "max_attempts": 5}
+    restart = {"strategy": "Exponential", "base_s": 0.01, "max_s": 0.08, "max_attempts": 5}
     node = {"type": "FaultInjector", "config": {"every": 1},
             "error_policy": {"policy": "SkipFrame"}, "restart": restart}
     clock = VirtualClock()

@@ -139,7 +139,7 @@ def aged(clock: VirtualClock, seq: int, age_ms: float) -> DataFrame:
 def test_end_to_end_latency_and_budget_on_the_virtual_clock():
     clock = VirtualClock()
     lat_ms = list(range(1, 101))  # one frame per latency, 1 .. 100 ms
-    cfg = {"name": "e2e", "pipeline_config": {"deadline_ms": 5},
+    cfg = {"name": "e2e", "pipeline_config": {"deadline_s": 0.005},
            "nodes": [{"id": "src", "type": "Passthrough"}, {"id": "sink", "type": "Passthrough"}],
            "connections": [{"from": "src", "to": "sink"}]}
     pipe = AsyncPipeline(cfg, clock=clock)
@@ -160,7 +160,7 @@ def test_end_to_end_latency_and_budget_on_the_virtual_clock():
 
 def test_budget_registered_after_start_falls_back_to_a_lower_bound():
     clock = VirtualClock()
-    cfg = {"name": "late", "pipeline_config": {"deadline_ms": 5},
+    cfg = {"name": "late", "pipeline_config": {"deadline_s": 0.005},
            "nodes": [{"id": "src", "type": "Passthrough"}, {"id": "sink", "type": "Passthrough"}],
            "connections": [{"from": "src", "to": "sink"}]}
     pipe = AsyncPipeline(cfg, clock=clock)

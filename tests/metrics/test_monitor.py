@@ -20,7 +20,7 @@ from tests.conftest import run
 CHAIN = {
     "name": "chain",
     "nodes": [{"id": "src", "type": "Passthrough"},
-              {"id": "slow", "type": "TestSlow", "config": {"delay": 0.001}, "deadline_ms": 0.01},
+              {"id": "slow", "type": "TestSlow", "config": {"delay": 0.001}, "deadline_s": 1e-05},
               {"id": "sink", "type": "Passthrough"}],
     "connections": [{"from": "src", "to": "slow", "capacity": 4}, {"from": "slow", "to": "sink"}],
 }
@@ -68,7 +68,7 @@ def test_deadline_messages_once_per_increase():
 
 
 def test_end_to_end_budget_messages():
-    cfg = {**CHAIN, "pipeline_config": {"deadline_ms": 0.001}}
+    cfg = {**CHAIN, "pipeline_config": {"deadline_s": 1e-06}}
     _, _, monitor = finished(cfg)
     monitor.update()
     msgs = monitor.deadline_messages()
@@ -136,7 +136,7 @@ def test_progress_of_triggered_and_free_sources():
 
 PACED = {
     "name": "paced",
-    "pipeline_config": {"deadline_ms": 1000},
+    "pipeline_config": {"deadline_s": 1.0},
     "nodes": [
         {"id": "sine", "type": "SineGenerator",
          "config": {"mode": "free", "realtime": True, "max_frames": 40, "frequency": 1.0,

@@ -23,7 +23,7 @@ from tests.conftest import run
 
 FAULTY = {
     "name": "faulty",
-    "pipeline_config": {"deadline_ms": 0.001},
+    "pipeline_config": {"deadline_s": 1e-06},
     "nodes": [
         {"id": "src", "type": "Passthrough"},
         {"id": "fault", "type": "FaultInjector", "config": {"every": 7},

@@ -181,19 +181,19 @@ def chain_config(node: dict[str, Any], *, name: str = "chain",
 
 DIAMOND = ("src", "a", "b", "j", "sink")
 
-#: The policy x strategy combinations of the accounting test (policy spec, restart spec).
+#: The policy x strategy combinations of the accounting test (policy spec, restart spec or
+#: ``{"breaker": ...}``).
 COMBOS: dict[str, tuple[dict[str, Any], dict[str, Any] | None]] = {
     "skip-never": ({"policy": "SkipFrame"}, None),
     "default-never": ({"policy": "UseDefault", "fill_value": FILL}, None),
     "skip-immediate": ({"policy": "SkipFrame"},
                        {"strategy": "Immediate", "max_restarts": 100_000, "within_s": 1.0}),
     "default-exponential": ({"policy": "UseDefault", "fill_value": FILL},
-                            {"strategy": "Exponential", "base_ms": 0.001, "max_ms": 0.004,
+                            {"strategy": "Exponential", "base_s": 1e-06, "max_s": 4e-06,
                              "max_attempts": 100_000, "max_restarts": 100_000,
                              "within_s": 1.0, "healthy_after_s": 0.001}),
     "skip-breaker": ({"policy": "SkipFrame"},
-                     {"strategy": "CircuitBreaker", "failure_threshold": 2,
-                      "reset_timeout_ms": 0.05}),
+                     {"breaker": {"failure_threshold": 2, "reset_timeout_s": 5e-05}}),
     "propagate-never": ({"policy": "Propagate"}, None),
 }
 
@@ -208,7 +208,7 @@ def diamond_config(combo: str, seed: int, *, p: float = 0.01, name: str | None =
                                 "config": {"probability": p, "seed": seed * 101 + k},
                                 "error_policy": policy}
         if restart is not None:
-            spec["restart"] = restart
+            spec.update(restart if "breaker" in restart else {"restart": restart})
         nodes.append(spec)
     return {
         "name": name or f"diamond-{combo}-{seed}",

@@ -17,13 +17,13 @@ from streamlab.errors import ConfigError
 VALID = json.loads(json.dumps({
     "name": "fuzz",
     "pipeline_config": {"channel_capacity": 8, "error_policy": {"policy": "SkipFrame"},
-                        "restart": {"strategy": "Exponential", "base_ms": 10, "max_ms": 80}},
+                        "restart": {"strategy": "Exponential", "base_s": 0.01, "max_s": 0.08}},
     "nodes": [
         {"id": "sine", "type": "SineGenerator",
          "config": {"frequency": 10.0, "sample_rate": 1000.0, "samples_per_frame": 10}},
         {"id": "fault", "type": "FaultInjector", "config": {"every": 3},
-         "restart": {"strategy": "CircuitBreaker", "failure_threshold": 2,
-                     "reset_timeout_ms": 50},
+         "breaker": {"failure_threshold": 2,
+                     "reset_timeout_s": 0.05},
          "dead_letter": "gain"},
         {"id": "gain", "type": "Gain", "config": {"gain": 0.5}},
     ],
@@ -58,7 +58,7 @@ json_value = st.recursive(json_leaf, lambda c: st.lists(c, max_size=4)
 
 KEYS = ["name", "pipeline_config", "nodes", "connections", "id", "type", "config", "from", "to",
         "capacity", "overflow", "error_policy", "restart", "policy", "strategy",
-        "failure_threshold", "reset_timeout_ms", "base_ms", "max_ms", "dead_letter", "every"]
+        "breaker", "failure_threshold", "reset_timeout_s", "base_s", "max_s", "dead_letter", "every"]
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -136,8 +136,7 @@ HOSTILE_TEXT = {
                                                "error_policy": {"policy": "os.system"}}]}),
     "threshold-zero": json.dumps({"nodes": [{"id": "a", "type": "Passthrough",
                                              "error_policy": {"policy": "SkipFrame"},
-                                             "restart": {"strategy": "CircuitBreaker",
-                                                         "failure_threshold": 0}}]}),
+                                             "breaker": {"failure_threshold": 0}}]}),
     "not-utf8": b'{"name": "\xff\xfe"}',
     "not-json": "{nodes: [",
     "top-level-list": "[1, 2, 3]",

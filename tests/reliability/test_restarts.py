@@ -45,7 +45,7 @@ def test_every_40th_survives_exactly_the_budgeted_restarts(fusion):
 @pytest.mark.parametrize("fusion", [True, False])
 def test_permanent_failure_escalates_after_max_attempts_with_exact_delays(fusion):
     clock = VirtualClock()
-    restart = {"strategy": "Exponential", "base_ms": 10, "max_ms": 80, "max_attempts": 5}
+    restart = {"strategy": "Exponential", "base_s": 0.01, "max_s": 0.08, "max_attempts": 5}
     pipe = AsyncPipeline(chain_config(fault({"every": 1}, restart)), clock=clock, fusion=fusion)
     with pytest.raises(PipelineError) as info:
         run_guarded(lambda: pipe.run(frames=[stamp(s) for s in range(20)]))
@@ -61,7 +61,7 @@ def test_permanent_failure_escalates_after_max_attempts_with_exact_delays(fusion
 
 def test_exponential_jitter_never_exceeds_max_in_a_run():
     clock = VirtualClock()
-    restart = {"strategy": "Exponential", "base_ms": 10, "max_ms": 50, "max_attempts": 8,
+    restart = {"strategy": "Exponential", "base_s": 0.01, "max_s": 0.05, "max_attempts": 8,
                "jitter": 0.5, "seed": 3}
     pipe = AsyncPipeline(chain_config(fault({"every": 1}, restart)), clock=clock)
     with pytest.raises(PipelineError):
@@ -76,7 +76,7 @@ def test_exponential_jitter_never_exceeds_max_in_a_run():
 def test_healthy_period_resets_attempts_in_a_run():
     clock = VirtualClock()
     # every 3rd frame fails; each restart waits 1 s (virtual) which is the healthy period
-    restart = {"strategy": "Exponential", "base_ms": 1000, "max_ms": 1000, "max_attempts": 1,
+    restart = {"strategy": "Exponential", "base_s": 1.0, "max_s": 1.0, "max_attempts": 1,
                "healthy_after_s": 1.0}
     pipe = AsyncPipeline(chain_config(fault({"every": 3}, restart)), clock=clock, debug=True)
     report = run_guarded(lambda: pipe.run(frames=[stamp(s) for s in range(30)]))
@@ -87,7 +87,7 @@ def test_healthy_period_resets_attempts_in_a_run():
 
 
 def test_stopping_during_a_backoff_wait_cancels_the_restart():
-    restart = {"strategy": "Exponential", "base_ms": 60_000, "max_ms": 60_000}
+    restart = {"strategy": "Exponential", "base_s": 60.0, "max_s": 60.0}
     pipe = AsyncPipeline(chain_config(fault({"every": 2}, restart)), debug=True)
 
     async def go():

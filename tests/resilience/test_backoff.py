@@ -12,14 +12,14 @@ from streamlab.resilience import Exponential, backoff_delay
 
 
 def test_exact_schedule_doubles_then_caps():
-    s = Exponential(base_ms=10, max_ms=80, max_attempts=5)
+    s = Exponential(base_s=0.01, max_s=0.08, max_attempts=5)
     assert s.schedule() == [0.01, 0.02, 0.04, 0.08, 0.08]
     rng = random.Random(0)
     assert [s.delay(k, rng) for k in range(1, 7)] == [0.01, 0.02, 0.04, 0.08, 0.08, None]
 
 
 def test_schedule_without_cap_reached():
-    assert Exponential(base_ms=1, max_ms=1000, max_attempts=4).schedule() == [
+    assert Exponential(base_s=0.001, max_s=1.0, max_attempts=4).schedule() == [
         0.001, 0.002, 0.004, 0.008]
 
 

@@ -23,7 +23,7 @@ def test_jitter_is_symmetric_around_the_unjittered_delay():
 
 
 def test_jittered_delays_match_the_seeded_formula():
-    strat = Exponential(base_ms=10.0, max_ms=1000.0, max_attempts=6, jitter=0.25, seed=5)
+    strat = Exponential(base_s=0.01, max_s=1.0, max_attempts=6, jitter=0.25, seed=5)
     got = [strat.delay(k, random.Random(5 + k)) for k in range(1, 7)]
     want = []
     for k in range(1, 7):

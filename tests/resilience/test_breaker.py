@@ -124,14 +124,13 @@ def test_invalid_parameters(threshold, timeout):
 
 
 @pytest.mark.parametrize("field,value,path", [
-    ("failure_threshold", 0, "$.nodes[1].restart.failure_threshold"),
-    ("reset_timeout_ms", 0, "$.nodes[1].restart.reset_timeout_ms"),
-    ("reset_timeout_ms", -5, "$.nodes[1].restart.reset_timeout_ms"),
+    ("failure_threshold", 0, "$.nodes[1].breaker.failure_threshold"),
+    ("reset_timeout_s", 0, "$.nodes[1].breaker.reset_timeout_s"),
+    ("reset_timeout_s", -0.005, "$.nodes[1].breaker.reset_timeout_s"),
 ])
 def test_config_errors_name_the_json_path(field, value, path):
-    restart = {"strategy": "CircuitBreaker", field: value}
     cfg = chain_config({"type": "RelFailOn3", "error_policy": {"policy": "SkipFrame"},
-                        "restart": restart})
+                        "breaker": {field: value}})
     with pytest.raises(ConfigError) as info:
         AsyncPipeline(cfg)
     assert [p.path for p in info.value.problems] == [path]
@@ -142,8 +141,8 @@ def test_breaker_in_a_pipeline_rejects_then_probes():
 
     # fails on every frame: threshold 2 opens; the rest are rejected (virtual time stands still)
     node = {"type": "FaultInjector", "config": {"every": 1}, "error_policy": {"policy": "SkipFrame"},
-            "restart": {"strategy": "CircuitBreaker", "failure_threshold": 2,
-                        "reset_timeout_ms": 100}}
+            "breaker": {"failure_threshold": 2,
+                        "reset_timeout_s": 0.1}}
     pipe = AsyncPipeline(chain_config(node), clock=VirtualClock(), debug=True)
     report = run_guarded(lambda: pipe.run(frames=value_frames(range(10))))
     f = report.fates()["n"]
@@ -157,8 +156,8 @@ def test_breaker_rejections_get_a_substitute_under_usedefault():
 
     node = {"type": "FaultInjector", "config": {"every": 1},
             "error_policy": {"policy": "UseDefault", "fill_value": 7.0},
-            "restart": {"strategy": "CircuitBreaker", "failure_threshold": 1,
-                        "reset_timeout_ms": 100}}
+            "breaker": {"failure_threshold": 1,
+                        "reset_timeout_s": 0.1}}
     pipe = AsyncPipeline(chain_config(node), clock=VirtualClock())
     report = run_guarded(lambda: pipe.run(frames=value_frames(range(4))))
     assert [float(f.payload["x"][0]) for f in pipe.results["sink"]] == [7.0] * 4

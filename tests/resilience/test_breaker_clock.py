@@ -1,5 +1,5 @@
-"""A circuit breaker in a running pipeline: ``reset_timeout_ms`` is milliseconds of the
-pipeline clock (a mutant reading it as seconds survived every other test, #9 item 21)."""
+"""A circuit breaker in a running pipeline: ``reset_timeout_s`` is seconds of the pipeline
+clock (a mutant misreading its unit survived every other test, #9 item 21)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from streamlab.testing import VirtualClock
 from tests.reliability.harness import chain_config, run_guarded, value_frames
 
 
-def test_breaker_probes_once_the_virtual_clock_passes_reset_timeout_ms():
+def test_breaker_probes_once_the_virtual_clock_passes_reset_timeout():
     clock = VirtualClock()
     node = {"type": "FaultInjector", "config": {"at": [0, 1]},
             "error_policy": {"policy": "SkipFrame"},
-            "restart": {"strategy": "CircuitBreaker", "failure_threshold": 2,
-                        "reset_timeout_ms": 100}}
+            "breaker": {"failure_threshold": 2,
+                        "reset_timeout_s": 0.1}}
     pipe = AsyncPipeline(chain_config(node), clock=clock, debug=True)
     frames = value_frames(range(5))
     n = pipe.built.nodes["n"]

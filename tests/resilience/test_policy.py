@@ -7,24 +7,17 @@ import asyncio
 import pytest
 
 from streamlab import AsyncPipeline, Pipeline
-from streamlab.config.model import SkipFrameSpec, UseDefaultSpec
 from streamlab.errors import ConfigError, PipelineError
 from streamlab.nodes.fault import FaultInjected
 from streamlab.resilience import Propagate, SkipFrame, UseDefault
-from streamlab.resilience.policy import (
-    Exponential,
-    Immediate,
-    Never,
-    policy_from_spec,
-    strategy_from_spec,
-)
+from streamlab.resilience.policy import Exponential, Immediate, Never
 from tests.reliability.harness import chain_config, run_guarded, value_frames, values
 
 INPUT = [1, 2, 3, 4, 5, 1, 2, 3, 4, 5]
 SKIP = {"policy": "SkipFrame"}
 DEFAULT0 = {"policy": "UseDefault", "fill_value": 0.0}
 IMMEDIATE = {"strategy": "Immediate"}
-EXPONENTIAL = {"strategy": "Exponential", "base_ms": 0.01, "max_ms": 0.02, "max_attempts": 5}
+EXPONENTIAL = {"strategy": "Exponential", "base_s": 1e-05, "max_s": 2e-05, "max_attempts": 5}
 
 # (node type, error_policy, restart) -> the exact output sequence
 CASES = [
@@ -144,17 +137,16 @@ def test_exception_filters_end_to_end(policy, propagates):
 
 
 # -- specs ------------------------------------------------------------------------------------
-def test_policy_and_strategy_from_spec():
-    assert isinstance(policy_from_spec(None), Propagate)
-    p = policy_from_spec(UseDefaultSpec(policy="UseDefault", fill_value=2.5, on=["ValueError"]))
-    assert p == UseDefault(on=("ValueError",), fill_value=2.5)
-    assert policy_from_spec(SkipFrameSpec(policy="SkipFrame")) == SkipFrame()
-    assert isinstance(strategy_from_spec(None), Never)
-    pipe = AsyncPipeline(chain_config({"type": "RelRunSum", "error_policy": SKIP,
+def test_the_config_settings_are_the_runtime_settings():
+    pipe = AsyncPipeline(chain_config({"type": "RelRunSum", "error_policy": DEFAULT0 | {"on": ["ValueError"]},
                                        "restart": EXPONENTIAL}))
-    s = pipe.built.nodes["n"].strategy
-    assert isinstance(s, Exponential) and s.base_ms == 0.01 and s.max_attempts == 5
-    assert isinstance(strategy_from_spec(pipe.spec.node("n").restart), Exponential)
+    node = pipe.built.nodes["n"]
+    assert node.strategy is pipe.spec.node("n").restart  # one object, not a copy
+    assert isinstance(node.strategy, Exponential)
+    assert node.strategy.base_s == 1e-05 and node.strategy.max_attempts == 5
+    assert node.policy == UseDefault(on=("ValueError",), fill_value=0.0)
+    assert isinstance(AsyncPipeline(chain_config({"type": "RelRunSum"})).built.nodes["n"].policy,
+                      Propagate)
     assert Immediate().restarts and not Never().restarts
 
 

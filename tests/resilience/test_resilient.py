@@ -71,7 +71,7 @@ def test_running_state_resets_only_on_restart():
 def test_permanent_failure_escalates_after_exactly_max_attempts():
     clock = VirtualClock()
     r = wrap({"every": 1}, policy=SkipFrame(), clock=clock,
-             strategy=Exponential(base_ms=10, max_ms=80, max_attempts=5))
+             strategy=Exponential(base_s=0.01, max_s=0.08, max_attempts=5))
 
     async def go():
         for f in frames(10):
@@ -92,7 +92,7 @@ def test_permanent_failure_escalates_after_exactly_max_attempts():
 
 def test_failure_while_restart_pending_uses_no_extra_attempt():
     r = wrap({"every": 1}, policy=SkipFrame(),
-             strategy=Exponential(base_ms=10, max_ms=80, max_attempts=5))
+             strategy=Exponential(base_s=0.01, max_s=0.08, max_attempts=5))
     for f in frames(3):  # no restart performed in between
         assert r.process(f) is None
     assert r.attempts == 1 and r.restart_delays == [0.01]
@@ -133,7 +133,7 @@ def test_restarts_spread_out_stay_under_the_intensity_limit():
 def test_attempts_reset_after_a_healthy_period():
     clock = VirtualClock()
     r = wrap({"every": 1}, policy=SkipFrame(), clock=clock,
-             strategy=Exponential(base_ms=10, max_ms=80, max_attempts=2, healthy_after_s=5.0))
+             strategy=Exponential(base_s=0.01, max_s=0.08, max_attempts=2, healthy_after_s=5.0))
 
     async def go():
         for k, f in enumerate(frames(8)):
@@ -172,7 +172,7 @@ def test_cancelled_backoff_leaves_the_instance_and_the_restart_pending():
     from streamlab.clock import SYSTEM_CLOCK
 
     r = wrap({"every": 1}, policy=SkipFrame(), clock=SYSTEM_CLOCK,
-             strategy=Exponential(base_ms=60_000, max_ms=60_000))
+             strategy=Exponential(base_s=60.0, max_s=60.0))
     before = r.node
     r.process(frames(1)[0])
 

@@ -301,7 +301,7 @@ def test_free_source_heads_a_fused_chain():
 
 def test_stream_health_and_end_to_end_budget_are_counted():
     clock = VirtualClock()
-    cfg = {"pipeline_config": {"deadline_ms": 5},
+    cfg = {"pipeline_config": {"deadline_s": 0.005},
            "nodes": [{"id": "src", "type": "Passthrough"}, {"id": "sink", "type": "Passthrough"}],
            "connections": [{"from": "src", "to": "sink"}]}
     now = clock.time_us()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
 
 from streamlab.config import PipelineSpec, load_config, parse_json
@@ -39,12 +40,29 @@ def load_or_report(path: str, overrides: Sequence[str] = (), *,
     without running).
     """
     try:
-        if path == "-":
-            data = parse_json(sys.stdin.buffer.read(), source="<stdin>")
-            return load_config(data, check_files=check_files, overrides=overrides)
-        return load_config(path, check_files=check_files, overrides=overrides)
+        # deprecated config names: one "warning:" line each on stderr, no traceback
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", DeprecationWarning)
+            if path == "-":
+                data = parse_json(sys.stdin.buffer.read(), source="<stdin>")
+                spec = load_config(data, check_files=check_files, overrides=overrides)
+            else:
+                spec = load_config(path, check_files=check_files, overrides=overrides)
+        _show_deprecations(caught)
+        return spec
     except ConfigError as err:
+        _show_deprecations(caught)
         if path == "-" and not err.source:
             err.source = "<stdin>"
         print_problems(err)
         return None
+
+
+def _show_deprecations(caught: list[warnings.WarningMessage]) -> None:
+    """Each distinct deprecation of the config once, as a ``warning:`` line on stderr."""
+    seen: set[str] = set()
+    for w in caught:
+        text = str(w.message)
+        if issubclass(w.category, DeprecationWarning) and text not in seen:
+            seen.add(text)
+            print(f"warning: {text}", file=sys.stderr)

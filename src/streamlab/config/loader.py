@@ -27,8 +27,10 @@ from streamlab.config.model import (
     NodeSpec,
     PipelineSettings,
     PipelineSpec,
+    resilience_problems,
 )
 from streamlab.config.paths import check_path, iter_paths, path_fields, resolve_path
+from streamlab.config.resilience import migrate_node
 from streamlab.errors import ConfigError, ConfigProblem, UnknownNodeTypeError
 from streamlab.graph import find_cycle
 
@@ -56,7 +58,7 @@ def _short(value: Any, limit: int = 60) -> str:
 def _pydantic_problems(exc: ValidationError, prefix: tuple[Any, ...]) -> list[ConfigProblem]:
     problems = []
     for err in exc.errors(include_url=False):
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p in _UNION_TAGS))
+        loc = tuple(p for p in err["loc"] if not _is_tag(p))
         msg = err["msg"]
         if err["type"] not in ("missing", "extra_forbidden") and "input" in err:
             got = err["input"]
@@ -68,11 +70,13 @@ def _pydantic_problems(exc: ValidationError, prefix: tuple[Any, ...]) -> list[Co
     return problems
 
 
-# pydantic puts the discriminated union's tag in the location; drop it from paths.
-_UNION_TAGS = {
-    "Propagate", "SkipFrame", "UseDefault", "Never", "Immediate", "Exponential", "CircuitBreaker",
-    "function-after[_order(), ExponentialSpec]",
-}
+# pydantic puts the discriminated union's tag (and validator wrappers) in the location; drop
+# them from paths.
+_UNION_TAGS = {"Propagate", "SkipFrame", "UseDefault", "Never", "Immediate", "Exponential"}
+
+
+def _is_tag(part: Any) -> bool:
+    return isinstance(part, str) and (part in _UNION_TAGS or part.startswith("function-"))
 
 
 def _reject_constant(name: str) -> float:
@@ -247,7 +251,11 @@ def _validate(data: Any, source: str, files: _Files) -> PipelineSpec:
     if "name" in data and not isinstance(data["name"], str):
         problems.append(ConfigProblem("$.name", f"expected a string (got {_short(data['name'])})"))
 
-    settings = _one(PipelineSettings, data.get("pipeline_config", {}), ("pipeline_config",), problems)
+    # deprecated names -> new ones (a DeprecationWarning per key, naming its JSON path)
+    moved: list[tuple[str, str]] = []
+    raw_settings = migrate_node(data.get("pipeline_config", {}), "$.pipeline_config",
+                                "PipelineSettings", moved)
+    settings = _one(PipelineSettings, raw_settings, ("pipeline_config",), problems)
 
     raw_nodes = data.get("nodes")
     nodes: list[tuple[int, NodeSpec]] = []
@@ -261,6 +269,7 @@ def _validate(data: Any, source: str, files: _Files) -> PipelineSpec:
         problems.append(ConfigProblem("$.nodes", f"{len(raw_nodes)} nodes; the limit is {LIMITS.max_nodes}"))
     else:
         for i, raw in enumerate(raw_nodes):
+            raw = migrate_node(raw, f"$.nodes[{i}]", "NodeSpec", moved)
             spec = _one(NodeSpec, raw, ("nodes", i), problems)
             if spec is not None:
                 nodes.append((i, spec))
@@ -281,7 +290,10 @@ def _validate(data: Any, source: str, files: _Files) -> PipelineSpec:
             elif isinstance(raw, dict):
                 invalid_conn_ends.append((i, raw))
 
+    problems.extend(ConfigProblem(path, msg) for path, msg in moved)
     node_types, node_configs = _check_nodes(nodes, problems, files)
+    if settings is not None:  # restart and breaker need a recovering error policy
+        problems.extend(ConfigProblem(path, msg) for path, msg in resilience_problems(settings, nodes))
     ids = _check_graph(nodes, conns, raw_nodes if isinstance(raw_nodes, list) else [], problems)
     for i, raw in invalid_conn_ends:  # still report dangling ends of otherwise invalid edges
         for key in ("from", "to"):
@@ -357,7 +369,6 @@ def _check_nodes(
         if not duplicate:
             types[node.id] = cls
             configs[node.id] = cfg
-        _check_policy(i, node, problems)
         if node.dead_letter is not None and node.dead_letter == node.id:
             problems.append(ConfigProblem(f"$.nodes[{i}].dead_letter", "a node cannot be its own dead letter"))
     ids = set(seen)
@@ -461,14 +472,3 @@ def _path_key(path: str) -> list[Any]:
     import re
 
     return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"[\[\].]+", path) if t]
-
-
-def _check_policy(i: int, node: NodeSpec, problems: list[ConfigProblem]) -> None:
-    """A restart strategy or breaker needs a recovering error policy."""
-    policy, restart = node.error_policy, node.restart
-    if restart is not None and restart.strategy != "Never" and policy is not None \
-            and policy.policy == "Propagate":
-        problems.append(ConfigProblem(
-            f"$.nodes[{i}].restart",
-            f"restart strategy {restart.strategy} needs error_policy SkipFrame or UseDefault "
-            "(Propagate stops the pipeline on the first error)"))

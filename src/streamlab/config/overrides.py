@@ -25,16 +25,19 @@ from typing import Any
 from pydantic import BaseModel
 
 from streamlab.config.model import (
-    CircuitBreakerSpec,
     ConnectionSpec,
-    ExponentialSpec,
-    ImmediateSpec,
-    NeverSpec,
     NodeSpec,
     PipelineSettings,
-    PropagateSpec,
-    SkipFrameSpec,
-    UseDefaultSpec,
+)
+from streamlab.config.resilience import (
+    RENAMED,
+    CircuitBreakerSettings,
+    Exponential,
+    Immediate,
+    Never,
+    Propagate,
+    SkipFrame,
+    UseDefault,
 )
 from streamlab.errors import ConfigError, ConfigProblem
 
@@ -42,7 +45,7 @@ __all__ = ["apply_overrides", "parse_value"]
 
 _TOP = {"name", "pipeline_config", "nodes", "connections"}
 # keys whose value is an object that --set may create when it is absent
-_OBJECTS = {"pipeline_config", "config", "error_policy", "restart"}
+_OBJECTS = {"pipeline_config", "config", "error_policy", "restart", "breaker"}
 
 
 class _Bad(Exception):
@@ -93,6 +96,7 @@ def _fields(*models: type[BaseModel]) -> set[str]:
     out: set[str] = set()
     for m in models:
         out.update(f.alias or name for name, f in m.model_fields.items())
+        out.update(RENAMED.get(m.__name__, {}))  # deprecated names still load (with a warning)
     return out
 
 
@@ -107,9 +111,11 @@ def _known(kind: str, node_type: Any) -> set[str]:
     if kind == "connection":
         return _fields(ConnectionSpec)
     if kind == "policy":
-        return _fields(PropagateSpec, SkipFrameSpec, UseDefaultSpec)
+        return _fields(Propagate, SkipFrame, UseDefault)
     if kind == "restart":
-        return _fields(NeverSpec, ImmediateSpec, ExponentialSpec, CircuitBreakerSpec)
+        return _fields(Never, Immediate, Exponential)
+    if kind == "breaker":
+        return _fields(CircuitBreakerSettings)
     if kind == "config" and isinstance(node_type, str):
         from streamlab.registry import node_types
 
@@ -124,6 +130,7 @@ _CHILD = {
     ("top", "connections"): "connections", ("node", "config"): "config",
     ("node", "error_policy"): "policy", ("settings", "error_policy"): "policy",
     ("node", "restart"): "restart", ("settings", "restart"): "restart",
+    ("node", "breaker"): "breaker", ("settings", "breaker"): "breaker",
 }
 
 

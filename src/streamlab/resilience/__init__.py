@@ -1,7 +1,8 @@
-"""Error recovery: ErrorPolicy, RestartStrategy, CircuitBreaker, ResilientNode."""
+"""Error recovery: ErrorPolicy, RestartStrategy, CircuitBreakerSettings, CircuitBreaker, ResilientNode."""
 
 from streamlab.resilience.breaker import BreakerState, CircuitBreaker
 from streamlab.resilience.policy import (
+    CircuitBreakerSettings,
     CircuitBreakerStrategy,
     ErrorPolicy,
     Exponential,
@@ -18,6 +19,7 @@ from streamlab.resilience.resilient import ResilientNode
 __all__ = [
     "BreakerState",
     "CircuitBreaker",
+    "CircuitBreakerSettings",
     "CircuitBreakerStrategy",
     "ErrorPolicy",
     "Exponential",

@@ -41,7 +41,7 @@ from streamlab.node import ProcessingNode
 from streamlab.resilience.breaker import CircuitBreaker
 from streamlab.resilience.decision import RestartHistory, decide
 from streamlab.resilience.policy import (
-    CircuitBreakerStrategy,
+    CircuitBreakerSettings,
     ErrorPolicy,
     Never,
     Propagate,
@@ -55,7 +55,8 @@ _perf_ns = time.perf_counter_ns
 
 
 class ResilientNode:
-    """Wraps a node (built by ``factory``) with an error policy, a restart strategy and metrics."""
+    """Wraps a node (built by ``factory``) with an error policy, a restart strategy, an optional
+    circuit breaker (``breaker``: its settings; the instance is kept while it is open) and metrics."""
 
     def __init__(
         self,
@@ -63,6 +64,7 @@ class ResilientNode:
         *,
         policy: ErrorPolicy | None = None,
         strategy: RestartStrategy | None = None,
+        breaker: CircuitBreakerSettings | None = None,
         metrics: NodeMetrics | None = None,
         clock: Clock = SYSTEM_CLOCK,
         deadline_s: float | None = None,
@@ -79,10 +81,10 @@ class ResilientNode:
         self.is_async = inspect.iscoroutinefunction(self.node.process)
         # sources are called with None, async nodes return awaitables: checked at run time
         self._process: Callable[[Any], Any] = self.node.process
+        self.breaker_settings = breaker
         self.breaker: CircuitBreaker | None = None
-        if isinstance(self.strategy, CircuitBreakerStrategy):
-            self.breaker = CircuitBreaker(self.strategy.failure_threshold,
-                                          self.strategy.reset_timeout_ms / 1000)
+        if breaker is not None:
+            self.breaker = CircuitBreaker(breaker.failure_threshold, breaker.reset_timeout_s)
         seed = getattr(self.strategy, "seed", None)
         self._rng = random.Random(seed)
         self._use_default = isinstance(self.policy, UseDefault)

@@ -11,17 +11,11 @@ from typing import Any
 
 from streamlab.buffers import BufferPool
 from streamlab.clock import Clock
-from streamlab.config.model import PipelineSpec
+from streamlab.config.model import NodeSpec, PipelineSpec
 from streamlab.errors import ConfigError, ConfigProblem, NodeError
 from streamlab.graph import Graph, find_cycle
 from streamlab.metrics.node_metrics import NodeMetrics
 from streamlab.node import NodeContext, ProcessingNode
-from streamlab.resilience.policy import (
-    Propagate,
-    SkipFrame,
-    policy_from_spec,
-    strategy_from_spec,
-)
 from streamlab.resilience.resilient import ResilientNode
 
 __all__ = ["BuiltGraph", "build_graph"]
@@ -46,8 +40,32 @@ def build_graph(
     pipeline_name: str,
     metrics: dict[str, NodeMetrics] | None = None,
 ) -> BuiltGraph:
-    """Instantiate every node (``on_create``) in declaration order."""
-    settings = spec.pipeline_config
+    """Instantiate every node (``on_create``) in declaration order.
+
+    The spec's resilience settings were validated by :func:`~streamlab.config.load_config`;
+    an ``on_create`` failure raises NodeError naming the node.
+    """
+    graph, dead, edge_settings = _graph(spec)
+    nodes: dict[str, ResilientNode] = {}
+    contexts: dict[str, NodeContext] = {}
+    buffers = BufferPool()  # one per pipeline instance, shared by its nodes
+    for n in spec.nodes:
+        ctx = NodeContext(
+            node_id=n.id, pipeline=pipeline_name, clock=clock,
+            logger=logging.getLogger(f"streamlab.node.{n.id}"),
+            inputs=graph.inputs[n.id], outputs=graph.outputs[n.id], buffers=buffers,
+        )
+        contexts[n.id] = ctx
+        m = (metrics or {}).get(n.id) or NodeMetrics(n.id, pipeline_name, n.type)
+        budget = spec.pipeline_config.deadline_s
+        if budget and not graph.outputs[n.id]:  # end-to-end budget, at sinks
+            m.set_end_to_end_budget(budget)
+        nodes[n.id] = _wrap(spec, n, ctx, m, clock)
+    return BuiltGraph(spec, graph, nodes, contexts, dead, edge_settings)
+
+
+def _graph(spec: PipelineSpec) -> tuple[Graph, dict[str, str], dict[tuple[str, str], Any]]:
+    """The graph (connections plus dead-letter edges), the dead letters and per-edge settings."""
     edges = [(c.from_, c.to) for c in spec.connections]
     dead = {n.id: n.dead_letter for n in spec.nodes if n.dead_letter}
     all_edges = edges + [(a, b) for a, b in dead.items() if (a, b) not in edges]
@@ -58,47 +76,27 @@ def build_graph(
     edge_settings: dict[tuple[str, str], Any] = {(c.from_, c.to): c for c in spec.connections}
     for a, b in dead.items():
         edge_settings.setdefault((a, b), None)
+    return graph, dead, edge_settings
 
-    nodes: dict[str, ResilientNode] = {}
-    contexts: dict[str, NodeContext] = {}
-    buffers = BufferPool()  # one per pipeline instance, shared by its nodes
-    for i, n in enumerate(spec.nodes):
-        cls: type[ProcessingNode] = spec.node_type(n.id)
-        cfg = spec.node_config(n.id)
-        ctx = NodeContext(
-            node_id=n.id, pipeline=pipeline_name, clock=clock,
-            logger=logging.getLogger(f"streamlab.node.{n.id}"),
-            inputs=graph.inputs[n.id], outputs=graph.outputs[n.id], buffers=buffers,
-        )
-        contexts[n.id] = ctx
-        policy_spec = n.error_policy or settings.error_policy
-        strategy = strategy_from_spec(n.restart or settings.restart)
-        policy = policy_from_spec(policy_spec)
-        if policy_spec is None and (strategy.restarts or strategy.name == "CircuitBreaker"):
-            policy = SkipFrame()
-        if isinstance(policy, Propagate) and (strategy.restarts or strategy.name == "CircuitBreaker"):
-            raise ConfigError(ConfigProblem(
-                f"$.nodes[{i}].restart",
-                f"restart strategy {strategy.name} needs error_policy SkipFrame or UseDefault "
-                "(Propagate stops the pipeline on the first error)"))
 
-        def factory(cls: type[ProcessingNode] = cls, cfg: Any = cfg, ctx: NodeContext = ctx,
-                    node_id: str = n.id, executor: str = n.executor) -> ProcessingNode:
-            if executor == "process":
-                from streamlab.runtime.executor import ProcessNode
+def _wrap(spec: PipelineSpec, n: NodeSpec, ctx: NodeContext, m: NodeMetrics,
+          clock: Clock) -> ResilientNode:
+    """The node built by its factory, wrapped with its resilience settings."""
+    cls: type[ProcessingNode] = spec.node_type(n.id)
+    cfg = spec.node_config(n.id)
 
-                return ProcessNode(cls, cfg, ctx)
-            try:
-                return cls.create(cfg, ctx)
-            except Exception as exc:
-                raise NodeError(node_id, f"on_create failed: {type(exc).__name__}: {exc}") from exc
+    def factory() -> ProcessingNode:
+        if n.executor == "process":
+            from streamlab.runtime.executor import ProcessNode
 
-        m = (metrics or {}).get(n.id) or NodeMetrics(n.id, pipeline_name, n.type)
-        if settings.deadline_ms and not graph.outputs[n.id]:  # end-to-end budget, at sinks
-            m.set_end_to_end_budget(settings.deadline_ms / 1000)
-        nodes[n.id] = ResilientNode(
-            factory, policy=policy, strategy=strategy, metrics=m, clock=clock,
-            deadline_s=(n.deadline_ms / 1000) if n.deadline_ms else None,
-            collect_dead_letters=n.dead_letter is not None,
-        )
-    return BuiltGraph(spec, graph, nodes, contexts, dead, edge_settings)
+            return ProcessNode(cls, cfg, ctx)
+        try:
+            return cls.create(cfg, ctx)
+        except Exception as exc:
+            raise NodeError(n.id, f"on_create failed: {type(exc).__name__}: {exc}") from exc
+
+    r = spec.resilience(n)
+    return ResilientNode(
+        factory, policy=r.policy, strategy=r.strategy, breaker=r.breaker, metrics=m,
+        clock=clock, deadline_s=n.deadline_s, collect_dead_letters=n.dead_letter is not None,
+    )
