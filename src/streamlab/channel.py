@@ -81,7 +81,7 @@ class Channel:
     __slots__ = (
         "name", "capacity", "overflow", "_q", "_getter", "_putters", "_closed",
         "_receiver_closed", "peak_depth", "sent", "received", "dropped", "discarded",
-        "blocked_seconds", "_in_hand", "_discarded_late",
+        "blocked_seconds", "_in_hand", "_discarded_late", "lost_events",
     )
 
     def __init__(self, capacity: int = 16, *, overflow: Overflow = "block", name: str = "") -> None:
@@ -105,6 +105,7 @@ class Channel:
         # The part of `discarded` offered after the receiver left (never counted in `sent`);
         # the rest were queued, hence already in `sent`.
         self._discarded_late = 0
+        self.lost_events = 0   # events on frames this channel dropped or discarded
         self.blocked_seconds = 0.0
         # Frames the receiver took in its last batch and may still be processing: they count
         # against the capacity until it asks for more, so capacity bounds queued + in hand.
@@ -123,6 +124,8 @@ class Channel:
         if self._receiver_closed:
             self.discarded += 1
             self._discarded_late += 1
+            if frame.events:
+                self.lost_events += len(frame.events)
             return True
         q = self._q
         if len(q) + self._in_hand >= self.capacity:
@@ -137,8 +140,12 @@ class Channel:
                 return True
             self.dropped += 1
             if self.overflow == "drop_newest":
+                if frame.events:
+                    self.lost_events += len(frame.events)
                 return True
-            q.popleft()
+            evicted = q.popleft()
+            if evicted.events:
+                self.lost_events += len(evicted.events)
             self.sent -= 1  # the evicted frame is counted as dropped instead
         q.append(frame)
         self.sent += 1
@@ -275,6 +282,7 @@ class Channel:
         self._receiver_closed = True
         n = len(self._q)
         self.discarded += n
+        self.lost_events += sum(len(f.events) for f in self._q)
         self._q.clear()
         self._after_take()
         return n

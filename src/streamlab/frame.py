@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from streamlab.errors import FrameError
+from streamlab.events import NO_EVENTS, Event, event_from_dict, sort_events
 
 __all__ = ["DataFrame", "Payload", "readonly"]
 
@@ -326,12 +327,13 @@ class DataFrame:
 
     # ingress_ns: the runtime's monotonic ns when a source emitted the frame (None until then),
     # for end-to-end latency; not part of the frame's value (eq, pickle, to_dict ignore it).
-    __slots__ = ("timestamp", "sequence_id", "payload", "metadata", "ingress_ns")
+    __slots__ = ("timestamp", "sequence_id", "payload", "metadata", "events", "ingress_ns")
 
     timestamp: int
     sequence_id: int
     payload: Payload
     metadata: Mapping[str, str]
+    events: tuple[Event, ...]  # sorted, positioned on samples (see streamlab.events)
     ingress_ns: int | None
 
     def __init__(
@@ -340,6 +342,7 @@ class DataFrame:
         sequence_id: int = 0,
         payload: Payload | Mapping[str, Any] | None = None,
         metadata: Mapping[str, str] | None = None,
+        events: Iterable[Event] = NO_EVENTS,
     ) -> None:
         if type(timestamp) is not int:  # the common case costs one identity check
             if isinstance(timestamp, bool) or not isinstance(timestamp, (int, np.integer)):
@@ -360,11 +363,13 @@ class DataFrame:
         else:
             self.payload = Payload(payload)
         self.metadata = _EMPTY_META if metadata is None else _metadata(metadata)
+        self.events = NO_EVENTS if events is NO_EVENTS else sort_events(events, self.n_samples)
         self.ingress_ns = None
 
     @classmethod
     def _make(
-        cls, timestamp: int, sequence_id: int, payload: Payload, metadata: Mapping[str, str]
+        cls, timestamp: int, sequence_id: int, payload: Payload, metadata: Mapping[str, str],
+        events: tuple[Event, ...] = NO_EVENTS,
     ) -> DataFrame:
         """Trusted constructor for derived frames: no validation."""
         f = object.__new__(cls)
@@ -372,6 +377,7 @@ class DataFrame:
         f.sequence_id = sequence_id
         f.payload = payload
         f.metadata = metadata
+        f.events = events
         f.ingress_ns = None
         return f
 
@@ -418,6 +424,7 @@ class DataFrame:
         f.sequence_id = self.sequence_id
         f.payload = payload
         f.metadata = self.metadata
+        f.events = self.events
         f.ingress_ns = self.ingress_ns  # a derived frame entered the pipeline with its input
         return f
 
@@ -444,6 +451,7 @@ class DataFrame:
         # a Payload by now; the exact type checks above are faster than a narrowing isinstance
         f.payload = payload  # type: ignore[assignment]
         f.metadata = self.metadata
+        f.events = self.events
         f.ingress_ns = self.ingress_ns  # a derived frame entered the pipeline with its input
         return f
 
@@ -474,6 +482,7 @@ class DataFrame:
         f.sequence_id = self.sequence_id
         f.payload = payload
         f.metadata = self.metadata
+        f.events = self.events
         f.ingress_ns = self.ingress_ns
         return f
 
@@ -489,7 +498,15 @@ class DataFrame:
         """A new frame with metadata entries added or replaced."""
         merged = dict(self.metadata)
         merged.update(metadata or {}, **kw)
-        return DataFrame._make(self.timestamp, self.sequence_id, self.payload, _metadata(merged))
+        return DataFrame._make(self.timestamp, self.sequence_id, self.payload, _metadata(merged),
+                               self.events)
+
+    def with_events(self, events: Iterable[Event]) -> DataFrame:
+        """A new frame with its events replaced (sorted; each must lie on one of its samples)."""
+        f = DataFrame._make(self.timestamp, self.sequence_id, self.payload, self.metadata,
+                            sort_events(events, self.n_samples))
+        f.ingress_ns = self.ingress_ns
+        return f
 
     def replace(
         self,
@@ -498,6 +515,7 @@ class DataFrame:
         sequence_id: int | None = None,
         payload: Payload | Mapping[str, Any] | None = None,
         metadata: Mapping[str, str] | None = None,
+        events: Iterable[Event] | None = None,
     ) -> DataFrame:
         """A new frame with the given fields replaced; the rest shared."""
         return DataFrame(
@@ -505,6 +523,7 @@ class DataFrame:
             self.sequence_id if sequence_id is None else sequence_id,
             self.payload if payload is None else payload,
             self.metadata if metadata is None else metadata,
+            self.events if events is None else events,
         )
 
     # Conveniences ------------------------------------------------------------------------
@@ -528,12 +547,15 @@ class DataFrame:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data: lists of floats (NaN/inf kept as floats)."""
-        return {
+        d: dict[str, Any] = {
             "timestamp": self.timestamp,
             "sequence_id": self.sequence_id,
             "payload": {n: self.payload[n].tolist() for n in self.payload.names},
             "metadata": dict(self.metadata),
         }
+        if self.events:
+            d["events"] = [e.to_dict() for e in self.events]
+        return d
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> DataFrame:
@@ -543,6 +565,7 @@ class DataFrame:
             int(data.get("sequence_id", 0)),
             dict(data.get("payload", {})),
             dict(data.get("metadata", {})),
+            [event_from_dict(e) for e in data.get("events", ())],
         )
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -555,9 +578,9 @@ class DataFrame:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, DataFrame):
             return NotImplemented
-        if (self.timestamp, self.sequence_id, self.payload.names, dict(self.metadata)) != (
-            other.timestamp, other.sequence_id, other.payload.names, dict(other.metadata)
-        ):
+        if (self.timestamp, self.sequence_id, self.payload.names, dict(self.metadata),
+                self.events) != (other.timestamp, other.sequence_id, other.payload.names,
+                                 dict(other.metadata), other.events):
             return False
         return all(
             np.array_equal(self.payload[n], other.payload[n], equal_nan=True)
@@ -569,7 +592,8 @@ class DataFrame:
     def __repr__(self) -> str:
         return (
             f"<DataFrame seq={self.sequence_id} t={self.timestamp}us "
-            f"channels={len(self.payload)}x{self.n_samples} meta={len(self.metadata)}>"
+            f"channels={len(self.payload)}x{self.n_samples} meta={len(self.metadata)}"
+            + (f" events={len(self.events)}>" if self.events else ">")
         )
 
 

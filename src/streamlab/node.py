@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     import asyncio
 
     from streamlab.channel import Inlet, Outlet
+    from streamlab.metrics.node_metrics import NodeMetrics
 
 __all__ = [
     "NodeConfig",
@@ -98,10 +99,22 @@ class NodeContext:
     current_input: str | None = None
     #: The pipeline's BufferPool, for nodes that produce large arrays of a recurring shape.
     buffers: BufferPool = field(default_factory=BufferPool)
+    #: The node's metrics (set by the runtime): the ledger ``settle_events`` writes to.
+    metrics: NodeMetrics | None = None
 
     @property
     def stopping(self) -> bool:
         return self.stop_requested is not None and self.stop_requested.is_set()
+
+    def settle_events(self, fate: str, n: int = 1) -> None:
+        """Give ``n`` events this node received their fate (nodes with ``handles_events``).
+
+        ``fate`` is one of :data:`streamlab.events.EVENT_FATES`; the runtime has already
+        counted the events as received. Without metrics (a node used on its own) it does
+        nothing.
+        """
+        if self.metrics is not None:
+            self.metrics.settle_events(fate, n, received=0)
 
 
 class ProcessingNode:
@@ -110,6 +123,11 @@ class ProcessingNode:
     Config: ClassVar[type[NodeConfig]] = NodeConfig
     #: True for nodes that produce frames on their own (see SourceNode).
     is_source: ClassVar[bool] = False
+    #: True for nodes that give the events they receive their fates themselves
+    #: (``context.settle_events``): nodes that hold, consume or move events (Epoch, Attach,
+    #: Window...). Otherwise the runtime settles them: ``carried`` when they leave on an
+    #: output frame, ``dropped`` when they do not.
+    handles_events: ClassVar[bool] = False
 
     config: Any
     context: NodeContext

@@ -9,9 +9,10 @@ rebuilds it. Every path that moves frames between processes goes through this pa
 * the distributed backends' batches (``distributed.backend.pack_frames``: the parts of many
   frames, with uniform blocks stacked into one 3-D array that Ray moves without a copy).
 
-**Parts** are ``(timestamp, sequence_id, names, data, metadata)``: ``data`` is the payload's
+**Parts** are ``(timestamp, sequence_id, names, data, metadata[, events])``: ``data`` is the payload's
 2-D ``channels x samples`` block when the payload is block-backed, else a dict of 1-D arrays
-(channels may differ in length); ``metadata`` is a plain dict. The rebuilt frame is read-only
+(channels may differ in length); ``metadata`` is a plain dict; ``events``, present only when the
+frame has events, is a tuple of ``(time, label, value, duration, sample)`` tuples. The rebuilt frame is read-only
 like every frame (its arrays are read-only views; nothing else holds the unpickled buffers),
 keeps its layout (a block stays a block), and has no ingress time (it is a new arrival).
 """
@@ -23,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from streamlab.events import NO_EVENTS, Event
 from streamlab.frame import DataFrame, Payload
 
 __all__ = ["FrameParts", "frame_from_parts", "frame_to_parts"]
@@ -36,11 +38,16 @@ def frame_to_parts(frame: DataFrame) -> FrameParts:
     """A frame as picklable parts; arrays are shared, not copied (pickling copies them)."""
     p = frame.payload
     data: np.ndarray | dict[str, np.ndarray] = p.block() if p.is_block else p.to_dict()
+    if frame.events:
+        events = tuple((e.time, e.label, e.value, e.duration, e.sample) for e in frame.events)
+        return (frame.timestamp, frame.sequence_id, p.names, data, dict(frame.metadata),
+                events)  # type: ignore[return-value]
     return (frame.timestamp, frame.sequence_id, p.names, data, dict(frame.metadata))
 
 
 def frame_from_parts(parts: FrameParts | tuple[Any, ...]) -> DataFrame:
     """Inverse of :func:`frame_to_parts`; FrameError if the parts are not a valid frame."""
-    timestamp, sequence_id, names, data, metadata = parts
+    timestamp, sequence_id, names, data, metadata = parts[:5]
     payload = Payload.from_block(names, data) if isinstance(data, np.ndarray) else Payload(data)
-    return DataFrame(timestamp, sequence_id, payload, metadata)
+    events = [Event(*e) for e in parts[5]] if len(parts) > 5 else NO_EVENTS
+    return DataFrame(timestamp, sequence_id, payload, metadata, events)

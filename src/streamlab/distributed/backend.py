@@ -134,6 +134,7 @@ class PackedFrames:
     blocks: np.ndarray | None              # frames x channels x samples, when uniform
     ragged: tuple[dict[str, np.ndarray], ...] | None  # per-frame channels otherwise
     metadata: tuple[Mapping[str, str], ...]   # equal neighbours share one dict (pickled once)
+    events: tuple[tuple[Any, ...], ...] | None = None  # per frame, wire's event tuples (if any)
 
     def __len__(self) -> int:
         return len(self.timestamps)
@@ -168,12 +169,14 @@ def pack_frames(frames: Iterable[DataFrame]) -> PackedFrames:
         meta = p[4]  # already a fresh plain dict
         # equal neighbours share one dict: pickle writes it once
         metas.append(metas[-1] if metas and metas[-1] == meta else meta)
+    events = (tuple(p[5] if len(p) > 5 else () for p in parts)
+              if any(f.events for f in frames) else None)
     if frames and _uniform(frames):
         n = frames[0].n_samples
         blocks = np.stack([_as_block(p[3], n) for p in parts])
-        return PackedFrames(ts, seq, parts[0][2], blocks, None, tuple(metas))
+        return PackedFrames(ts, seq, parts[0][2], blocks, None, tuple(metas), events)
     ragged = tuple(p[3] if isinstance(p[3], dict) else dict(zip(p[2], p[3])) for p in parts)
-    return PackedFrames(ts, seq, None, None, ragged, tuple(metas))
+    return PackedFrames(ts, seq, None, None, ragged, tuple(metas), events)
 
 
 def unpack_frames(packed: PackedFrames) -> list[DataFrame]:
@@ -182,16 +185,21 @@ def unpack_frames(packed: PackedFrames) -> list[DataFrame]:
     proxies: dict[int, Mapping[str, str]] = {}
     metas = [proxies.setdefault(id(m), MappingProxyType(dict(m))) for m in packed.metadata]
     ts, seq = packed.timestamps.tolist(), packed.sequence_ids.tolist()
-    from_parts = wire.frame_from_parts
+    ev: tuple[tuple[Any, ...], ...] = packed.events or ((),) * len(ts)
+
+    def from_parts(i: int, *parts: Any) -> DataFrame:
+        return wire.frame_from_parts(parts + ((ev[i],) if ev[i] else ()))
+
     if packed.blocks is not None:
         # Own the samples: a zero-copy array from Ray's object store would pin the store.
         blocks = np.array(packed.blocks, dtype=np.float64, copy=True)
         names = tuple(packed.names or ())
-        return [from_parts((ts[i], seq[i], names, blocks[i], metas[i])) for i in range(len(ts))]
+        return [from_parts(i, ts[i], seq[i], names, blocks[i], metas[i])
+                for i in range(len(ts))]
     assert packed.ragged is not None
-    return [from_parts((ts[i], seq[i], tuple(packed.ragged[i]),
-                        {k: np.array(v, dtype=np.float64, copy=True)
-                         for k, v in packed.ragged[i].items()}, metas[i]))
+    return [from_parts(i, ts[i], seq[i], tuple(packed.ragged[i]),
+                       {k: np.array(v, dtype=np.float64, copy=True)
+                        for k, v in packed.ragged[i].items()}, metas[i])
             for i in range(len(ts))]
 
 

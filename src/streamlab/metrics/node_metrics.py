@@ -33,9 +33,11 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import Any
+
+from streamlab.events import EVENT_FATES
 
 __all__ = ["FATES", "Histogram", "BudgetHistogram", "NodeMetrics", "NodeMetricsSnapshot",
            "AccountingError"]
@@ -286,6 +288,9 @@ class NodeMetricsSnapshot:
     timestamp_regressions: int
     busy_seconds: float
     end_to_end_deadline_misses: int = 0
+    events_received: int = 0
+    events_emitted: int = 0
+    event_fates: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -299,7 +304,7 @@ class NodeMetrics:
         "delivered", "skipped", "defaulted", "rejected", "dropped_overflow", "dropped_shutdown",
         "aborted", "latency", "end_to_end", "blocked_seconds", "deadline_misses",
         "sequence_gaps", "timestamp_regressions", "last_seq", "last_ts", "error_types",
-        "streams",
+        "streams", "events_received", "events_emitted", "event_fates",
     )
 
     def __init__(self, node: str = "node", pipeline: str = "pipeline", node_type: str = "") -> None:
@@ -327,6 +332,9 @@ class NodeMetrics:
         self.last_ts: int | None = None
         self.error_types: dict[str, int] = {}
         self.streams: dict[str | None, list[int]] = {}  # input -> [last sequence_id, last timestamp]
+        self.events_received = 0   # events on frames that entered the node
+        self.events_emitted = 0    # events on frames the node emitted
+        self.event_fates: dict[str, int] = dict.fromkeys(EVENT_FATES, 0)
 
     @property
     def end_to_end_deadline_misses(self) -> int:
@@ -357,6 +365,15 @@ class NodeMetrics:
         setattr(self, fate, getattr(self, fate) + n)
         self.received += n if received is None else received
 
+    def settle_events(self, fate: str, n: int = 1, *, received: int | None = None) -> None:
+        """The event ledger: ``n`` events end as ``fate`` (one of :data:`EVENT_FATES`).
+
+        ``received`` (default ``n``) is how many of them enter ``events_received`` here.
+        """
+        if n:
+            self.event_fates[fate] += n
+        self.events_received += n if received is None else received
+
     def fates(self) -> dict[str, int]:
         return {f: getattr(self, f) for f in FATES}
 
@@ -370,6 +387,12 @@ class NodeMetrics:
             raise AccountingError(
                 f"node {self.node!r}: received {self.received} frames but fates sum to "
                 f"{self.accounted()} {self.fates()}"
+            )
+        settled = sum(self.event_fates.values())
+        if self.events_received != settled:
+            raise AccountingError(
+                f"node {self.node!r}: received {self.events_received} events but event fates "
+                f"sum to {settled} {dict(self.event_fates)}"
             )
 
     def record_error(self, exc: BaseException) -> None:
@@ -419,8 +442,11 @@ class NodeMetrics:
     def merge(self, other: NodeMetrics) -> None:
         """Add another instance's counts and histograms into this one (retired pool instances)."""
         for name in ("received", "frames_out", "errors", "restarts", "deadline_misses",
-                     "sequence_gaps", "timestamp_regressions", *FATES):
+                     "sequence_gaps", "timestamp_regressions", "events_received",
+                     "events_emitted", *FATES):
             setattr(self, name, getattr(self, name) + getattr(other, name))
+        for fate, n in other.event_fates.items():
+            self.event_fates[fate] += n
         self.blocked_seconds += other.blocked_seconds
         self.latency.merge(other.latency)
         if isinstance(other.end_to_end, BudgetHistogram) and not isinstance(
@@ -442,6 +468,8 @@ class NodeMetrics:
             timestamp_regressions=self.timestamp_regressions,
             busy_seconds=self.latency.total_ns / 1e9,
             end_to_end_deadline_misses=self.end_to_end_deadline_misses,
+            events_received=self.events_received, events_emitted=self.events_emitted,
+            event_fates=dict(self.event_fates),
         )
 
     def __repr__(self) -> str:

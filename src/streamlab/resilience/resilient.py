@@ -75,6 +75,7 @@ class ResilientNode:
         self.policy = policy or Propagate()
         self.strategy = strategy or Never()
         self.metrics = metrics or NodeMetrics(self.node.context.node_id, node_type=type(self.node).__name__)
+        self.node.context.metrics = self.metrics  # the node's event ledger (settle_events)
         self.clock = clock
         self.deadline_ns = int(deadline_s * 1e9) if deadline_s else 0
         self.is_async = inspect.iscoroutinefunction(self.node.process)
@@ -326,7 +327,8 @@ class ResilientNode:
         policy: UseDefault = self.policy  # type: ignore[assignment]
         if policy.last_good and self._last_good is not None:
             good = self._last_good
-            return DataFrame._make(frame.timestamp, frame.sequence_id, good.payload, good.metadata)
+            return DataFrame._make(frame.timestamp, frame.sequence_id, good.payload, good.metadata,
+                                   frame.events)
         fill = np.nan if policy.fill_value is None else policy.fill_value
         p = frame.payload
         if p.is_block:
@@ -334,7 +336,8 @@ class ResilientNode:
             payload = Payload.from_block(p.names, block)
         else:
             payload = Payload({n: np.full(len(p[n]), fill) for n in p.names})
-        return DataFrame._make(frame.timestamp, frame.sequence_id, payload, frame.metadata)
+        return DataFrame._make(frame.timestamp, frame.sequence_id, payload, frame.metadata,
+                               frame.events)
 
     async def restart(self) -> None:
         """Perform a scheduled restart: wait the backoff, then a fresh instance. Cancellable."""

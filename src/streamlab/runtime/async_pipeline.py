@@ -585,10 +585,12 @@ class AsyncPipeline:
         edges = list(self.channels.items()) + [((None, k), ch) for k, ch in self.trigger_channels.items()]
         for (_, to), ch in edges:
             m = self.metrics[to]
-            left = len(ch.drain_nowait())
+            drained = ch.drain_nowait()
+            left = len(drained)
             m.settle("dropped_overflow", ch.dropped)
             m.settle(fate, left + ch.discarded)
             ch.discarded += left
+            m.settle_events("dropped", ch.lost_events + sum(len(f.events) for f in drained))
 
     def _make_report(self) -> RunReport:
         end = self._finished_at or time.perf_counter()

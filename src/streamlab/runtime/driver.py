@@ -52,6 +52,7 @@ __all__ = ["NodeDriver", "CustomRunDriver", "InletFeed", "SourceFeed", "Latency"
            "StartBarrier", "stage_runner", "ENDED"]
 
 _DataFrame = DataFrame
+_events_of = attrgetter("events")
 _INGRESS = attrgetter("ingress_ns")
 _BATCH_BYTES = 4 * 1024 * 1024
 
@@ -371,6 +372,8 @@ class SourceFeed:
             await self._send_dead(0)
         if outs:
             self.latency.carry(0, (), outs)
+            if any(map(_events_of, outs)):
+                count_events(st, (), outs)
         st.metrics.frames_out += len(outs)
         if not self._sized and outs:
             self._sized = True
@@ -486,13 +489,13 @@ class NodeDriver:
                 if outs:
                     await self.push(k + 1, outs)
                 if outcome is not None or self.ended:
-                    unused, i = len(frames) - i, len(frames)
+                    unused, i = frames[i:], len(frames)
                     return self._stop_stage(k, unused, outcome)  # raises a node's error
             i = len(frames)
             await self._emit(frames)
         except BaseException as exc:
             if k < n and len(frames) - i - calling > 0:
-                stages[k].metrics.settle(self._drop_fate(exc), len(frames) - i - calling)
+                self._lose(k, frames[i + calling:], self._drop_fate(exc))
             raise
 
     def _made(self, k: int, frames: list[DataFrame], i: int, taken: int,
@@ -501,16 +504,18 @@ class NodeDriver:
         carry their ingress stamps, count the outputs. Returns ``i + taken``."""
         st = self.stages[k]
         dead = st.dead_letters
+        ins = frames[i:i + taken] if i or taken < len(frames) else frames
         if outs or dead:
-            ins = frames[i:i + taken] if i or taken < len(frames) else frames
             if outs:
                 self.latency.carry(k, ins, outs)
                 st.metrics.frames_out += len(outs)
             if dead:  # each dead letter takes its input's ingress
                 self.latency.carry(k, ins[-len(dead):] if len(ins) >= len(dead) else ins, dead)
+        if any(map(_events_of, ins)) or any(map(_events_of, outs)):
+            count_events(st, ins, outs + dead if dead else outs)
         return i + taken
 
-    def _stop_stage(self, k: int, unused: int, outcome: Outcome) -> None:
+    def _stop_stage(self, k: int, unused: list[DataFrame], outcome: Outcome) -> None:
         """Settle the ``unused`` frames of stage ``k`` when its node ended or failed; raise
         the node's error, if that is what ended it."""
         if outcome is None or isinstance(outcome, _Ended):
@@ -521,9 +526,17 @@ class NodeDriver:
         else:
             fate = self._drop_fate(outcome)
         if unused:
-            self.stages[k].metrics.settle(fate, unused)
+            self._lose(k, unused, fate)
         if isinstance(outcome, BaseException):
             raise outcome
+
+    def _lose(self, k: int, frames: list[DataFrame], fate: str) -> None:
+        """``frames`` never reached stage ``k``'s node: settle them (and their events)."""
+        m = self.stages[k].metrics
+        m.settle(fate, len(frames))
+        lost = sum(len(f.events) for f in frames)
+        if lost:
+            m.settle_events("dropped", lost)
 
     def _drop_fate(self, exc: BaseException | None = None) -> str:
         """Fate of frames in hand when ``exc`` ends the loop (a node's own error: aborted)."""
@@ -552,17 +565,43 @@ class NodeDriver:
                 unsent -= 1
         except BaseException as exc:
             if unsent:
-                self._unsent(unsent, self._drop_fate(exc))
+                self._unsent(outs[len(outs) - unsent:], self._drop_fate(exc))
             raise
 
-    def _unsent(self, unsent: int, fate: str) -> None:
+    def _unsent(self, unsent: list[DataFrame], fate: str) -> None:
         """``unsent`` outputs of the tail never left: move the tail's inputs that made them from
-        delivered to ``fate`` (one input per output, at most what it delivered)."""
+        delivered to ``fate`` (one input per output, at most what it delivered); their events
+        from carried to dropped."""
         m = self.stages[-1].metrics
-        moved = min(unsent, m.delivered)
-        m.frames_out -= unsent
+        moved = min(len(unsent), m.delivered)
+        m.frames_out -= len(unsent)
         m.settle("delivered", -moved, received=0)
         m.settle(fate, moved, received=0)
+        lost = min(sum(len(f.events) for f in unsent), m.event_fates["carried"])
+        if lost:
+            m.settle_events("carried", -lost, received=0)
+            m.settle_events("dropped", lost, received=0)
+
+
+def count_events(st: ResilientNode, ins: Sequence[DataFrame], outs: Sequence[DataFrame]) -> None:
+    """The event ledger of one stage call: events on ``ins`` are received; those found on
+    ``outs`` (the same Event objects) are ``carried``, the rest ``dropped`` (lost with a
+    skipped frame, or not kept by the node). A node that handles events itself
+    (``handles_events``) settles their fates through ``context.settle_events``; only its
+    received count is kept here. Events on outputs are counted as emitted."""
+    m = st.metrics
+    emitted = [e for o in outs for e in o.events]
+    m.events_emitted += len(emitted)
+    received = sum(len(f.events) for f in ins)
+    if not received:
+        return
+    if st.node.handles_events:
+        m.events_received += received
+        return
+    kept = {id(e) for e in emitted}
+    carried = sum(1 for f in ins for e in f.events if id(e) in kept)
+    m.settle_events("carried", carried)
+    m.settle_events("dropped", received - carried)
 
 
 class CustomRunDriver:

@@ -120,7 +120,7 @@ def _remote_error(type_name: str, message: str, tb: str = "") -> RemoteNodeError
 
 def _block_of(frame: DataFrame | None) -> np.ndarray | None:
     """The frame's float64 block if it has one (free for block payloads), else None."""
-    if frame is None or not frame.payload.names:
+    if frame is None or not frame.payload.names or frame.events:  # events: the pickled path
         return None
     try:
         block = frame.payload.block()

@@ -388,7 +388,7 @@ class _Worker:  # pragma: no cover - runs in the child process
         want = 0
         if out is None:
             return ("none",)
-        if type(out) is DataFrame and out.payload.names:
+        if type(out) is DataFrame and out.payload.names and not out.events:
             try:
                 block = out.payload.block()
             except FrameError:
