@@ -2,6 +2,7 @@
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -51,9 +52,12 @@ RUNNABLE = [p for p in EXAMPLES if p.name not in NEEDS_SETUP]
 @pytest.mark.parametrize("path", RUNNABLE, ids=[p.name for p in RUNNABLE])
 def test_example_runs(path, tmp_path):
     out = tmp_path / "out.jsonl"
-    # cwd=tmp_path: the examples' relative output paths (out/demo/...) land there, not in the
-    # checkout (tests/test_repo_hygiene.py checks this).
-    r = cli("run", path, "--triggers", 5, "--output", out, "--timeout", 30, cwd=tmp_path)
+    # A copy of examples/ in tmp_path: relative paths in a config are relative to its folder,
+    # so the examples' outputs (../out/demo/...) land in tmp_path, not in the checkout
+    # (tests/test_repo_hygiene.py checks this).
+    shutil.copytree(path.parent, tmp_path / "examples")
+    copy = tmp_path / "examples" / path.name
+    r = cli("run", copy, "--triggers", 5, "--output", out, "--timeout", 30, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "Traceback" not in r.stderr
 
