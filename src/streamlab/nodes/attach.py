@@ -254,7 +254,7 @@ class Attach(ProcessingNode):
 
     def _late(self, e: Event) -> None:
         n = self.join.late
-        if n == 1 or n % self.config.late_log_every == 0:
+        if (n - 1) % self.config.late_log_every == 0:  # the 1st, then one in N
             self.context.logger.warning(
                 "Attach %r: marker %r at %d µs arrived after its data left (%d late so far; "
                 "raise max_marker_delay_s?)", self.node_id, e.label, e.time, n)
