@@ -16,6 +16,7 @@ every type is listed (and documented) even where the extra is not installed.
 """
 
 from streamlab.nodes import (
+    attach,
     basic,
     channels,
     fault,
@@ -32,6 +33,7 @@ from streamlab.nodes import (
 )
 
 __all__ = [
+    "attach",
     "basic",
     "channels",
     "fault",

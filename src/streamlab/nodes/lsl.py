@@ -1,4 +1,5 @@
-"""Lab Streaming Layer: ``LSLInlet`` (source) and ``LSLOutlet`` (sink), optional extra ``lsl``.
+"""Lab Streaming Layer: ``LSLInlet`` (source) and ``LSLOutlet`` (sink) for data, and
+``LSLMarkerInlet`` / ``LSLMarkerOutlet`` for marker streams; optional extra ``lsl``.
 
 pylsl is imported when a node is created, never at import time; without it, creating a node
 raises the ``missing_extra`` error (``pip install 'streamlab[lsl]'``).
@@ -13,9 +14,10 @@ stop request and ``idle_timeout`` in between.
 sending machine; with ``clocksync`` the inlet adds the sender-to-receiver ``time_correction``,
 so stamps are on this machine's ``local_clock``). In ``on_start`` the node reads the pipeline
 clock and ``local_clock()`` back to back and keeps ``offset_us = clock.time_us() -
-local_clock() * 1e6``; a frame's timestamp is then ``round(first_sample_lsl_time * 1e6 +
-offset_us)`` µs since the epoch. The raw LSL time of the first sample is kept in
-``metadata["lsl_timestamp"]`` and, with ``timestamp_channel``, every sample's LSL time is
+local_clock() * 1e6`` (one measurement per clock, shared by every LSL node of the process and
+renewed each minute, so data and marker streams map LSL time alike); a frame's timestamp
+is then ``round(first_sample_lsl_time * 1e6 + offset_us)`` µs since the epoch. The raw LSL
+time of the first sample is kept in ``metadata["lsl_timestamp"]`` and, with ``timestamp_channel``, every sample's LSL time is
 emitted as an extra channel (for irregular-rate streams). LSLOutlet maps the other way:
 the last sample of a frame is pushed with ``(frame.timestamp - offset_us) / 1e6 + (n - 1) /
 sample_rate`` (``timestamps="frame"``), or stamped at push time (``"now"``).
@@ -33,11 +35,13 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from streamlab.errors import BackendError, EndOfStream, missing_extra
+from streamlab.events import Event
 from streamlab.frame import DataFrame, Payload
 from streamlab.node import NodeConfig, ProcessingNode, SourceConfig, SourceNode
 from streamlab.registry import register_node
 
-__all__ = ["LSLInlet", "LSLOutlet", "import_pylsl", "stream_predicate"]
+__all__ = ["LSLInlet", "LSLOutlet", "LSLMarkerInlet", "LSLMarkerOutlet", "import_pylsl",
+           "marker_label", "shared_offset_us", "stream_predicate"]
 
 
 def import_pylsl() -> Any:
@@ -69,6 +73,27 @@ def stream_predicate(name: str | None, type: str | None, source_id: str | None) 
 def _offset_us(node: ProcessingNode, pylsl: Any) -> float:
     """Pipeline clock (µs since the epoch) minus LSL local_clock (µs)."""
     return node.context.clock.time_us() - pylsl.local_clock() * 1e6
+
+
+#: Pipeline clock minus LSL local_clock (µs) per clock, shared by every LSL node of the process
+#: so that data and marker streams map LSL time to the same µs (two separate readings differ
+#: by a few µs: enough to move a marker to the neighbouring sample). Re-measured after
+#: ``_OFFSET_TTL_S`` so a long-lived process follows wall-clock adjustments.
+_OFFSETS: dict[int, tuple[Any, float, float]] = {}
+_OFFSET_TTL_S = 60.0
+
+
+def shared_offset_us(node: ProcessingNode, pylsl: Any) -> float:
+    """:func:`_offset_us` measured once per clock (and per minute), the same for every node."""
+    clock = node.context.clock
+    now = clock.monotonic()
+    got = _OFFSETS.get(id(clock))
+    if got is None or got[0] is not clock or not 0 <= now - got[1] < _OFFSET_TTL_S:
+        got = (clock, now, _offset_us(node, pylsl))
+        if len(_OFFSETS) > 16:  # clocks of finished test runs: forget them
+            _OFFSETS.clear()
+        _OFFSETS[id(clock)] = got
+    return got[2]
 
 
 class LSLInletConfig(SourceConfig):
@@ -147,7 +172,7 @@ class LSLInlet(SourceNode):
 
     async def on_start(self) -> None:
         await asyncio.to_thread(self._connect)
-        self._offset_us = _offset_us(self, self._lsl)
+        self._offset_us = shared_offset_us(self, self._lsl)
 
     def _connect(self) -> None:
         lsl, cfg = self._lsl, self.config
@@ -301,7 +326,7 @@ class LSLOutlet(ProcessingNode):
                               cfg.channel_format, source_id)
         info.set_channel_labels(list(self._names))
         self.outlet = lsl.StreamOutlet(info, cfg.chunk_size, cfg.max_buffered)
-        self._offset_us = _offset_us(self, lsl)
+        self._offset_us = shared_offset_us(self, lsl)
         clock = self.context.clock
         deadline = clock.monotonic() + cfg.wait_for_consumers
         while not self.outlet.have_consumers() and clock.monotonic() < deadline:
@@ -334,3 +359,265 @@ class LSLOutlet(ProcessingNode):
     def __repr__(self) -> str:
         return (f"<LSLOutlet id={self.node_id!r} name={self.config.name!r} "
                 f"open={self.outlet is not None} samples={self.samples_pushed}>")
+
+
+# -- marker streams --------------------------------------------------------------------------
+def marker_label(value: Any) -> tuple[str, float | None]:
+    """A marker sample's channel value as (label, value): strings as they are, numbers as
+    their text (integers without ``.0``) with the number as value.
+
+    >>> marker_label("stim/1"), marker_label(3.0), marker_label(2.5)
+    (('stim/1', None), ('3', 3.0), ('2.5', 2.5))
+    """
+    if isinstance(value, str):
+        return value, None
+    v = float(value)
+    return (str(int(v)) if v.is_integer() else repr(v)), v
+
+
+class LSLMarkerInletConfig(SourceConfig):
+    """Settings of LSLMarkerInlet."""
+
+    mode: Literal["triggered", "free"] = Field(
+        "free", description="'free' (default): emit markers as they arrive; 'triggered': each "
+        "trigger emits the markers that have arrived (nothing if none has).")
+    name: str | None = Field(None, min_length=1, description="Stream name to resolve.")
+    type: str | None = Field(None, min_length=1,
+                             description="Stream type to resolve (Markers, ...).")
+    source_id: str | None = Field(None, min_length=1, description="Stream source_id to resolve.")
+    channel: int = Field(0, ge=0, description="Channel holding the marker label.")
+    resolve_timeout: float = Field(5.0, gt=0, le=3600,
+                                   description="Seconds to wait for the stream to be found.")
+    max_samples: int = Field(256, ge=1, le=1_000_000, description="Most markers per pull.")
+    poll_interval: float = Field(0.005, gt=0, le=10,
+                                 description="Seconds to sleep when no marker has arrived.")
+    idle_timeout: float | None = Field(
+        None, gt=0, description="End the stream (EndOfStream) after this many seconds without "
+        "markers; default: wait until the pipeline stops.")
+    clocksync: bool = Field(True, description="Add the sender-to-this-host clock offset "
+                            "(LSL time_correction) to marker times; adds ~0.6 s at start.")
+    clocksync_interval: float = Field(5.0, gt=0, le=3600, description="Seconds between "
+                                      "readings of time_correction.")
+    max_buflen: int = Field(360, ge=1, description="Seconds of markers the inlet buffers.")
+    recover: bool = Field(True, description="Reconnect when the stream is lost; if false, a "
+                          "lost stream ends this source.")
+
+    @model_validator(mode="after")
+    def _check(self) -> LSLMarkerInletConfig:
+        if self.name is None and self.type is None and self.source_id is None:
+            raise ValueError("give at least one of name, type or source_id to find the stream")
+        for v in (self.name, self.type, self.source_id):
+            if v is not None:
+                _quote(v)
+        return self
+
+
+@register_node
+class LSLMarkerInlet(SourceNode):
+    """Receive an LSL marker stream (strings or numbers) as marker frames, one per marker.
+
+    Each marker becomes a frame without samples whose only event is the marker (``label`` the
+    channel's string; for a numeric stream the number's text, and ``value`` the number),
+    ``timestamp`` = the event's time, metadata ``stream="markers"``, ``lsl_timestamp`` (the
+    sender's stamp, seconds) and ``lsl_time_correction`` (seconds added). Marker time in µs:
+    ``round((lsl_timestamp + time_correction) * 1e6 + offset_us)``, where ``time_correction``
+    is the sender-to-this-host clock offset (``StreamInlet.time_correction()``, read in a
+    worker thread at start and every ``clocksync_interval`` s; 0 with ``clocksync: false``)
+    and ``offset_us`` the pipeline clock minus ``local_clock()`` (shared by every LSL node of
+    the process). Pulls never block the event loop (``pull_chunk(timeout=0.0)``).
+    ``on_stop`` closes the stream.
+
+    >>> LSLMarkerInlet.Config(type="Markers").mode
+    'free'
+    """
+
+    Config = LSLMarkerInletConfig
+
+    def on_create(self, config: LSLMarkerInletConfig) -> None:
+        self.config = config
+        self._lsl = import_pylsl()
+        from pylsl.util import LostError
+
+        self._lost_error: type[Exception] = LostError
+        self._inlet: Any = None
+        self._seq = 0
+        self.offset_us = 0.0
+        self.time_correction = 0.0
+        self._tc_at = 0.0
+        self._tc_task: asyncio.Task[float] | None = None
+        self.stream_info: Any = None
+        self.markers_received = 0
+
+    async def on_start(self) -> None:
+        await asyncio.to_thread(self._connect)
+        self.offset_us = shared_offset_us(self, self._lsl)
+        self._tc_at = self.context.clock.monotonic()
+
+    def _connect(self) -> None:
+        lsl, cfg = self._lsl, self.config
+        query = stream_predicate(cfg.name, cfg.type, cfg.source_id)
+        found = lsl.resolve_bypred(query, 1, cfg.resolve_timeout)
+        if not found:
+            raise BackendError(f"LSLMarkerInlet {self.node_id!r}: no LSL stream matching "
+                               f"{query} found within {cfg.resolve_timeout} s")
+        info = found[0]
+        if cfg.channel >= info.channel_count():
+            raise BackendError(f"LSLMarkerInlet {self.node_id!r}: config.channel is "
+                               f"{cfg.channel} but stream {info.name()!r} has "
+                               f"{info.channel_count()} channels")
+        inlet = lsl.StreamInlet(info, max_buflen=cfg.max_buflen, recover=cfg.recover)
+        try:
+            inlet.open_stream(cfg.resolve_timeout)
+            if cfg.clocksync:
+                self.time_correction = inlet.time_correction(cfg.resolve_timeout)
+        except Exception:
+            inlet.close_stream()
+            raise
+        self._inlet = inlet
+        self.stream_info = info
+
+    def _refresh_correction(self) -> None:
+        """Read time_correction again, in a worker thread, without waiting for it."""
+        task = self._tc_task
+        if task is not None and task.done():
+            self._tc_task = None
+            exc = task.exception()
+            if exc is None:
+                self.time_correction = task.result()
+            else:  # keep the last estimate; counted in the log, not fatal
+                self.context.logger.info("LSLMarkerInlet %r: time_correction failed (%s); "
+                                         "keeping %.6f s", self.node_id, exc,
+                                         self.time_correction)
+        now = self.context.clock.monotonic()
+        if self._tc_task is None and now - self._tc_at >= self.config.clocksync_interval:
+            self._tc_at = now
+            self._tc_task = asyncio.ensure_future(
+                asyncio.to_thread(self._inlet.time_correction, 2.0))
+
+    def _pull(self) -> tuple[list[Any], list[float]] | None:
+        try:
+            samples, stamps = self._inlet.pull_chunk(timeout=0.0,
+                                                     max_samples=self.config.max_samples)
+        except self._lost_error as exc:
+            self.context.logger.info("LSLMarkerInlet %r: stream lost (%s); ending",
+                                     self.node_id, exc)
+            raise EndOfStream from exc
+        return (samples, stamps) if stamps else None
+
+    async def process(self, frame: DataFrame | None) -> list[DataFrame] | None:  # type: ignore[override]
+        if self._inlet is None:
+            raise BackendError(f"LSLMarkerInlet {self.node_id!r}: not connected (on_start did "
+                               "not run or the node was stopped)")
+        clock, cfg = self.context.clock, self.config
+        idle_since = clock.monotonic()
+        while True:
+            if cfg.clocksync:
+                self._refresh_correction()
+            got = self._pull()
+            if got is not None:
+                break
+            if frame is not None:
+                return None
+            if self.context.stopping:
+                raise EndOfStream
+            if cfg.idle_timeout is not None and clock.monotonic() - idle_since >= cfg.idle_timeout:
+                raise EndOfStream
+            await clock.sleep(cfg.poll_interval)
+        samples, stamps = got
+        tc, ch = self.time_correction, cfg.channel
+        out = []
+        for sample, stamp in zip(samples, stamps):
+            label, value = marker_label(sample[ch])
+            t = round((stamp + tc) * 1e6 + self.offset_us)
+            meta = {"stream": "markers", "lsl_timestamp": repr(float(stamp)),
+                    "lsl_time_correction": repr(float(tc))}
+            out.append(DataFrame(t, self._seq, None, meta, (Event(t, label, value),)))
+            self._seq += 1
+        self.markers_received += len(out)
+        return out
+
+    async def on_stop(self) -> None:
+        task, self._tc_task = self._tc_task, None
+        if task is not None:
+            try:  # the inlet must outlive a time_correction call in progress
+                await asyncio.wait_for(asyncio.shield(task), 5.0)
+            except Exception:  # noqa: S110 - the reading is not needed any more
+                pass
+        if self._inlet is not None:
+            self._inlet.close_stream()
+            self._inlet = None
+
+    def __repr__(self) -> str:
+        return (f"<LSLMarkerInlet id={self.node_id!r} connected={self._inlet is not None} "
+                f"markers={self.markers_received}>")
+
+
+class LSLMarkerOutletConfig(NodeConfig):
+    """Settings of LSLMarkerOutlet."""
+
+    name: str = Field(..., min_length=1, description="Stream name to publish.")
+    type: str = Field("Markers", description="Stream type.")
+    source_id: str | None = Field(None, description="Unique source id; default: "
+                                  "streamlab-<pipeline>-<node id>.")
+    max_buffered: int = Field(360, ge=1, description="Seconds of markers buffered for slow "
+                              "inlets.")
+    wait_for_consumers: float = Field(
+        0.0, ge=0, le=3600, description="At start, wait up to this many seconds for an inlet "
+        "to connect (markers pushed before anyone listens are lost).")
+    passthrough: bool = Field(False, description="Also emit every frame unchanged.")
+
+
+@register_node
+class LSLMarkerOutlet(ProcessingNode):
+    """Publish every event of the frames it receives as an LSL string marker stream.
+
+    The outlet (1 string channel, irregular rate) is created at start. Each event's ``label``
+    is pushed as one sample stamped ``(event.time - offset_us) / 1e6`` seconds of this host's
+    ``local_clock()`` (``offset_us`` as in LSLMarkerInlet, so a marker that came in through
+    LSLMarkerInlet with ``clocksync: false`` leaves with its original stamp), in the frame's
+    event order. ``value`` and ``duration`` are not sent (LSL markers are strings). Events are
+    settled ``carried`` (they left on the LSL stream). ``on_stop`` destroys the outlet.
+
+    >>> LSLMarkerOutlet.Config(name="stim").type
+    'Markers'
+    """
+
+    Config = LSLMarkerOutletConfig
+    handles_events = True
+
+    def on_create(self, config: LSLMarkerOutletConfig) -> None:
+        self.config = config
+        self._lsl = import_pylsl()
+        self.outlet: Any = None
+        self.offset_us = 0.0
+        self.markers_pushed = 0
+
+    async def on_start(self) -> None:
+        lsl, cfg = self._lsl, self.config
+        source_id = cfg.source_id or f"streamlab-{self.context.pipeline}-{self.node_id}"
+        info = lsl.StreamInfo(cfg.name, cfg.type, 1, lsl.IRREGULAR_RATE, "string", source_id)
+        self.outlet = lsl.StreamOutlet(info, 0, cfg.max_buffered)
+        self.offset_us = shared_offset_us(self, lsl)
+        clock = self.context.clock
+        deadline = clock.monotonic() + cfg.wait_for_consumers
+        while not self.outlet.have_consumers() and clock.monotonic() < deadline:
+            await clock.sleep(0.01)
+
+    def process(self, frame: DataFrame) -> DataFrame | None:
+        if self.outlet is None:
+            raise BackendError(f"LSLMarkerOutlet {self.node_id!r}: no outlet (on_start did "
+                               "not run or the node was stopped)")
+        for e in frame.events:
+            self.outlet.push_sample([e.label], (e.time - self.offset_us) / 1e6)
+        n = len(frame.events)
+        if n:
+            self.markers_pushed += n
+            self.context.settle_events("carried", n)
+        return frame if self.config.passthrough else None
+
+    def on_stop(self) -> None:
+        self.outlet = None  # pylsl destroys the outlet when its last reference goes
+
+    def __repr__(self) -> str:
+        return (f"<LSLMarkerOutlet id={self.node_id!r} name={self.config.name!r} "
+                f"open={self.outlet is not None} markers={self.markers_pushed}>")
