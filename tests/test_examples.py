@@ -51,10 +51,17 @@ RUNNABLE = [p for p in EXAMPLES if p.name not in NEEDS_SETUP]
 @pytest.mark.parametrize("path", RUNNABLE, ids=[p.name for p in RUNNABLE])
 def test_example_runs(path, tmp_path):
     out = tmp_path / "out.jsonl"
-    # cwd=tmp_path: the examples' relative output paths (out/demo/...) land there, not in the
-    # checkout (tests/test_repo_hygiene.py checks this).
-    r = cli("run", path, "--triggers", 5, "--output", out, "--timeout", 30, cwd=tmp_path)
+    # Relative paths resolve against the config's folder (../out/demo from examples/): a copy
+    # in tmp_path/examples/ writes into tmp_path/out, not into the checkout
+    # (tests/test_repo_hygiene.py checks this).
+    copy = tmp_path / "examples" / path.name
+    copy.parent.mkdir()
+    copy.write_bytes(path.read_bytes())
+    r = cli("run", copy, "--triggers", 5, "--output", out, "--timeout", 30, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
+    if path.name == "eeg_monitor.json":
+        written = sorted(p.name for p in (tmp_path / "out" / "demo").iterdir())
+        assert written == ["band_power.jsonl", "filtered.png", "raw.png"]
     assert "Traceback" not in r.stderr
 
 
