@@ -2,7 +2,6 @@
 
 import json
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -52,13 +51,17 @@ RUNNABLE = [p for p in EXAMPLES if p.name not in NEEDS_SETUP]
 @pytest.mark.parametrize("path", RUNNABLE, ids=[p.name for p in RUNNABLE])
 def test_example_runs(path, tmp_path):
     out = tmp_path / "out.jsonl"
-    # A copy of examples/ in tmp_path: relative paths in a config are relative to its folder,
-    # so the examples' outputs (../out/demo/...) land in tmp_path, not in the checkout
+    # Relative paths resolve against the config's folder (../out/demo from examples/): a copy
+    # in tmp_path/examples/ writes into tmp_path/out, not into the checkout
     # (tests/test_repo_hygiene.py checks this).
-    shutil.copytree(path.parent, tmp_path / "examples")
     copy = tmp_path / "examples" / path.name
+    copy.parent.mkdir()
+    copy.write_bytes(path.read_bytes())
     r = cli("run", copy, "--triggers", 5, "--output", out, "--timeout", 30, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
+    if path.name == "eeg_monitor.json":
+        written = sorted(p.name for p in (tmp_path / "out" / "demo").iterdir())
+        assert written == ["band_power.jsonl", "filtered.png", "raw.png"]
     assert "Traceback" not in r.stderr
 
 

@@ -90,8 +90,8 @@ def test_set_top_level_and_created_objects():
     ("nodes.3.x=1", "$.nodes[3]: --set nodes.3.x=1: int value here, not an object or a list: "
      "cannot set 'x' inside it"),
     ("pipeline_config.qqqqqqqq=1", "$.pipeline_config.qqqqqqqq: --set "
-     "pipeline_config.qqqqqqqq=1: no such key (here: channel_capacity, deadline_ms, debug, "
-     "error_policy, fusion, restart)"),
+     "pipeline_config.qqqqqqqq=1: no such key (here: breaker, channel_capacity, deadline_ms, "
+     "deadline_s, debug, error_policy, fusion, restart)"),  # deadline_ms: deprecated, still loads
     ("nodes.sine.error_policy.pollicy=1", "$.nodes[0].error_policy.pollicy: --set "
      "nodes.sine.error_policy.pollicy=1: no such key (did you mean 'policy'?)"),
     ("nodes.sine.restart.stratgy=1", "$.nodes[0].restart.stratgy: --set "

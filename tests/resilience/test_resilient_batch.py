@@ -4,6 +4,10 @@
 calls per batch; these tests pin their return values, the frames they append, every fate
 counter and the latency histogram (on a scripted ``perf_counter_ns``, so the durations are
 known exactly), and ``NodeMetricsSnapshot.to_dict``.
+
+The batch path reads the clock twice per batch: each frame of a batch is attributed the
+batch's mean duration (``Histogram.record_batch``: exact sum, max = the largest batch mean);
+the per-frame path (breaker, deadline, UseDefault) times every frame exactly.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from streamlab.frame import DataFrame
 from streamlab.metrics.node_metrics import FATES, Histogram, NodeMetrics
 from streamlab.node import NodeContext, ProcessingNode
 from streamlab.resilience import (
+    CircuitBreakerSettings,
     CircuitBreakerStrategy,
     Immediate,
     ResilientNode,
@@ -109,14 +114,11 @@ def fates(r: ResilientNode) -> dict[str, int]:
 
 # -- process_batch, fast path -------------------------------------------------------------
 def test_batch_outputs_fates_and_exact_latencies(perf):
-    # durations 0, 7, 16, 100, 1000, 2**20: small values are their own bucket, larger ones
-    # go through the inlined bucket formula; the histogram must equal Histogram.record's.
+    # two clock reads for the whole batch: 1_049_862 ns over 10 frames, each attributed the
+    # mean 104_986 (floored); the sum stays exact.
     durations = [0, 1, 7, 16, 31, 31, 100, 100, 1000, 2**20]
-    t, times = 1000, [1000]
-    for d in durations:
-        t += d
-        times.append(t)
-    perf.set(times)
+    total = sum(durations)
+    perf.set([1000, 1000 + total])
     r = wrap([OK, NONE, LIST, OK, OK, NONE, OK, OK, OK, OK])
     out: list[DataFrame] = []
     fs = frames(10)
@@ -126,16 +128,32 @@ def test_batch_outputs_fates_and_exact_latencies(perf):
     m = r.metrics
     assert (m.received, m.delivered, m.errors) == (10, 10, 0)
     assert fates(r) == {"delivered": 10}
-    ref = reference(durations)
+    assert total == 1_049_862
+    ref = reference([104_986] * 10)
     assert m.latency.counts == ref.counts
     assert m.latency.count == 10
-    assert m.latency.total_ns == sum(durations)
-    assert m.latency.max_ns == 2**20
+    assert m.latency.total_ns == 1_049_862
+    assert m.latency.max_ns == 104_986
     m.check_accounting()
 
 
+@pytest.mark.parametrize(("total", "n", "mean"), [
+    (0, 3, 0), (2, 3, 0), (3, 3, 1), (45, 3, 15), (48, 3, 16), (49, 3, 16), (93, 3, 31),
+    (300, 3, 100), (3000, 3, 1000), (3 * 2**20 + 2, 3, 2**20), (17, 1, 17),
+])
+def test_batch_mean_goes_to_the_bucket_histogram_record_would_use(perf, total, n, mean):
+    # small means are their own bucket, larger ones go through the inlined bucket formula:
+    # n records of the floored mean, exactly as Histogram.record would file them.
+    perf.set([500, 500 + total])
+    r = wrap([OK] * n)
+    assert r.process_batch(frames(n), []) == n
+    h = r.metrics.latency
+    assert h.counts == reference([mean] * n).counts
+    assert (h.count, h.total_ns, h.max_ns) == (n, total, mean)
+
+
 def test_batch_latency_max_only_grows(perf):
-    perf.set([0, 5, 10])
+    perf.set([0, 10])  # mean 5 < the max already there
     r = wrap([OK, OK])
     r.metrics.latency.max_ns = 50
     r.metrics.latency.total_ns = 3
@@ -145,11 +163,14 @@ def test_batch_latency_max_only_grows(perf):
 
 
 def test_batch_latency_max_is_the_largest_not_the_last(perf):
-    perf.set([0, 30, 40])
-    r = wrap([OK, OK])
-    r.process_batch(frames(2), [])
+    # two batches of two: means 30 then 10
+    perf.set([0, 60, 100, 120])
+    r = wrap([OK] * 4)
+    assert r.process_batch(frames(2), []) == 2
+    assert r.process_batch(frames(2), []) == 2
     assert r.metrics.latency.max_ns == 30
-    assert r.metrics.latency.total_ns == 40
+    assert r.metrics.latency.total_ns == 80
+    assert r.metrics.latency.counts == reference([30, 30, 10, 10]).counts
 
 
 def test_empty_batch_counts_nothing():
@@ -239,14 +260,16 @@ def test_batch_end_of_stream_latency_is_kept(perf):
 
 
 def test_batch_failure_latency_up_to_the_failure(perf):
-    # reads: start 0; frame 0 ends 40; frame 1 fails, _failed reads 100 (60 since t_prev);
-    # the recursive batch starts at 100 and frame 2 ends at 110.
-    perf.set([0, 40, 100, 100, 110])
-    r = wrap([OK, FAIL, OK], policy=SkipFrame())
-    assert r.process_batch(frames(3), []) == 3
+    # reads: start 0; frame 2 fails, read at 90: the two delivered frames get 2/3 of it
+    # (60, mean 30 each); _failed reads 100: the failed frame gets 100 - 60 = 40; the
+    # recursive batch starts at 100 and frame 3 ends at 110.
+    perf.set([0, 90, 100, 100, 110])
+    r = wrap([OK, OK, FAIL, OK], policy=SkipFrame())
+    assert r.process_batch(frames(4), []) == 4
     h = r.metrics.latency
-    assert h.counts == reference([40, 60, 10]).counts
-    assert (h.total_ns, h.max_ns) == (110, 60)
+    assert h.counts == reference([30, 30, 40, 10]).counts
+    assert (h.count, h.total_ns, h.max_ns) == (4, 110, 40)
+    assert fates(r) == {"delivered": 3, "skipped": 1}
 
 
 # -- process_batch, per-frame path (breaker, deadline, UseDefault) ---------------------------
@@ -285,7 +308,7 @@ def test_batch_per_frame_deadline_counts_misses(perf):
 def test_breaker_rejects_frames_while_open():
     clock = VirtualClock()
     r = wrap([FAIL, FAIL, OK], policy=SkipFrame(),
-             strategy=CircuitBreakerStrategy(failure_threshold=2, reset_timeout_ms=1000),
+             breaker=CircuitBreakerSettings(failure_threshold=2, reset_timeout_s=1.0),
              clock=clock)
     out: list[DataFrame] = []
     assert r.process_batch(frames(5), out) == 5
@@ -298,7 +321,7 @@ def test_breaker_rejects_frames_while_open():
 def test_breaker_rejection_under_use_default_substitutes():
     clock = VirtualClock()
     r = wrap([FAIL], policy=UseDefault(fill_value=7.0),
-             strategy=CircuitBreakerStrategy(failure_threshold=1, reset_timeout_ms=1000),
+             breaker=CircuitBreakerSettings(failure_threshold=1, reset_timeout_s=1.0),
              clock=clock)
     a, b = frames(2)
     first = r.process(a)
@@ -311,7 +334,7 @@ def test_breaker_rejection_under_use_default_substitutes():
 def test_breaker_rejection_async():
     clock = VirtualClock()
     r = wrap([FAIL], is_async=True, policy=SkipFrame(),
-             strategy=CircuitBreakerStrategy(failure_threshold=1, reset_timeout_ms=1000),
+             breaker=CircuitBreakerSettings(failure_threshold=1, reset_timeout_s=1.0),
              clock=clock)
 
     async def go():
@@ -356,15 +379,15 @@ def test_produce_end_of_stream():
 
 
 def test_produce_batch_counts_calls_not_fates(perf):
-    perf.set([0, 3, 9, 20])
+    perf.set([0, 20])  # 3 calls in 20 ns: each attributed 6 (floored), sum exact
     r = wrap([OK, LIST, NONE])
     out: list[DataFrame] = []
     assert r.produce_batch(3, out) == (3, False)
     assert [f.sequence_id for f in out] == [1000, 1001, 1001]
     m = r.metrics
     assert m.received == 0 and fates(r) == {}
-    assert m.latency.counts == reference([3, 6, 11]).counts
-    assert (m.latency.total_ns, m.latency.max_ns) == (20, 11)
+    assert m.latency.counts == reference([6, 6, 6]).counts
+    assert (m.latency.total_ns, m.latency.max_ns) == (20, 6)
 
 
 def test_produce_batch_stops_at_end_of_stream():
@@ -508,7 +531,7 @@ def test_deadline_miss_is_strictly_over(perf, is_async):
 @pytest.mark.parametrize("is_async", [False, True])
 def test_breaker_success_resets_the_failure_count(is_async):
     r = wrap([FAIL, OK, FAIL, OK, FAIL, OK], is_async=is_async, policy=SkipFrame(),
-             strategy=CircuitBreakerStrategy(failure_threshold=2, reset_timeout_ms=1000))
+             breaker=CircuitBreakerSettings(failure_threshold=2, reset_timeout_s=1.0))
 
     async def go():
         return [await r.process_async(f) for f in frames(6)]
@@ -523,7 +546,7 @@ def test_breaker_success_resets_the_failure_count(is_async):
 def test_breaker_probe_success_closes_it(is_async):
     clock = VirtualClock()
     r = wrap([FAIL, OK, OK], is_async=is_async, policy=SkipFrame(), clock=clock,
-             strategy=CircuitBreakerStrategy(failure_threshold=1, reset_timeout_ms=1000))
+             breaker=CircuitBreakerSettings(failure_threshold=1, reset_timeout_s=1.0))
     fs = frames(4)
 
     async def one(f):
@@ -544,7 +567,7 @@ def test_breaker_probe_success_closes_it(is_async):
 
 def test_breaker_rejection_async_under_use_default_substitutes():
     r = wrap([FAIL], is_async=True, policy=UseDefault(fill_value=3.0),
-             strategy=CircuitBreakerStrategy(failure_threshold=1, reset_timeout_ms=1000))
+             breaker=CircuitBreakerSettings(failure_threshold=1, reset_timeout_s=1.0))
 
     async def go():
         return [await r.process_async(f) for f in frames(2)]
@@ -703,10 +726,23 @@ def test_deadline_in_seconds_is_exact(perf):
     assert r.metrics.deadline_misses == 1
 
 
-def test_breaker_reset_timeout_in_milliseconds():
+def breaker_from_milliseconds() -> CircuitBreakerSettings:
+    with pytest.warns(DeprecationWarning, match="'reset_timeout_ms' is deprecated, use "
+                      "'reset_timeout_s' in seconds"):
+        return CircuitBreakerStrategy(failure_threshold=1, reset_timeout_ms=1000)
+
+
+@pytest.mark.parametrize("settings", [
+    lambda: CircuitBreakerSettings(failure_threshold=1, reset_timeout_s=1.0),
+    breaker_from_milliseconds,  # the deprecated name, converted to seconds
+], ids=["seconds", "deprecated_ms"])
+def test_breaker_reset_timeout_in_seconds(settings):
+    breaker = settings()
+    assert CircuitBreakerStrategy is CircuitBreakerSettings  # the old name is an alias
+    assert breaker == CircuitBreakerSettings(failure_threshold=1, reset_timeout_s=1.0)
     clock = VirtualClock()
-    r = wrap([FAIL, OK], policy=SkipFrame(), clock=clock,
-             strategy=CircuitBreakerStrategy(failure_threshold=1, reset_timeout_ms=1000))
+    r = wrap([FAIL, OK], policy=SkipFrame(), clock=clock, breaker=breaker)
+    assert r.breaker_settings is breaker
     r.process(frames(1)[0])
     clock.advance(0.9995)
     assert r.process(frames(1)[0]) is None and fates(r) == {"skipped": 1, "rejected": 1}
