@@ -19,6 +19,7 @@ import pytest
 
 import streamlab.resilience.resilient as resilient_mod
 from streamlab.errors import EndOfStream, NodeError
+from streamlab.events import EVENT_FATES
 from streamlab.frame import DataFrame
 from streamlab.metrics.node_metrics import FATES, Histogram, NodeMetrics
 from streamlab.node import NodeContext, ProcessingNode
@@ -494,13 +495,16 @@ def test_snapshot_to_dict_has_every_field_with_its_value():
     assert list(d) == ["pipeline", "node", "node_type", "received", "frames_out", "errors",
                        "restarts", "fates", "latency", "end_to_end", "blocked_seconds",
                        "deadline_misses", "sequence_gaps", "timestamp_regressions",
-                       "busy_seconds", "end_to_end_deadline_misses"]
+                       "busy_seconds", "end_to_end_deadline_misses", "events_received",
+                       "events_emitted", "event_fates"]
     assert (d["pipeline"], d["node"], d["node_type"]) == ("p", "n", "T")
     assert (d["received"], d["frames_out"], d["errors"], d["restarts"]) == (4, 2, 0, 0)
     assert d["fates"] == {f: {"delivered": 3, "skipped": 1}.get(f, 0) for f in FATES}
     assert d["latency"]["count"] == 1 and d["latency"]["max_s"] == 1e-6
     assert d["end_to_end"]["count"] == 0 and d["end_to_end"]["p50_s"] is None
     assert d["busy_seconds"] == 1e-6 and d["end_to_end_deadline_misses"] == 0
+    assert (d["events_received"], d["events_emitted"]) == (0, 0)
+    assert d["event_fates"] == dict.fromkeys(EVENT_FATES, 0)
 
 
 def test_batch_all_zero_durations_max_is_zero(perf):
@@ -768,3 +772,17 @@ def test_dead_letter_message_is_cut_at_500_characters():
     assert meta["error_message"] == "e" * 500
     assert (meta["error_type"], meta["error_node"], meta["error_policy"]) == (
         "ValueError", "l", "SkipFrame")
+
+
+def test_a_breaker_passed_as_a_strategy_is_moved_to_breaker_with_a_deprecation():
+    from streamlab.config.resilience import CircuitBreakerSettings
+    from streamlab.nodes.basic import Passthrough
+    from streamlab.resilience import ResilientNode
+
+    settings = CircuitBreakerSettings(failure_threshold=2, reset_timeout_s=1.0)
+    with pytest.warns(DeprecationWarning, match="pass breaker="):
+        r = ResilientNode(lambda: Passthrough.create({}), strategy=settings)
+    assert r.breaker is not None and r.breaker_settings is settings
+    assert r.strategy.name == "Never"
+    with pytest.raises(TypeError, match="both as strategy= and breaker="):
+        ResilientNode(lambda: Passthrough.create({}), strategy=settings, breaker=settings)

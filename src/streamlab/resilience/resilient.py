@@ -28,6 +28,7 @@ import asyncio
 import inspect
 import random
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -70,6 +71,14 @@ class ResilientNode:
         deadline_s: float | None = None,
         collect_dead_letters: bool = False,
     ) -> None:
+        if isinstance(strategy, CircuitBreakerSettings):  # the pre-0.2 spelling
+            if breaker is not None:
+                raise TypeError("ResilientNode: a circuit breaker given both as strategy= and "
+                                "breaker=; pass it as breaker= only")
+            warnings.warn("ResilientNode(strategy=CircuitBreakerStrategy(...)) is deprecated: the "
+                          "breaker is a setting of its own, pass breaker=", DeprecationWarning,
+                          stacklevel=2)
+            strategy, breaker = None, strategy
         self._factory = factory
         self.node = factory()
         self.policy = policy or Propagate()
