@@ -140,8 +140,10 @@ class MarkerGeneratorConfig(SourceConfig):
     @classmethod
     def _values_known(cls, v: dict[str, float] | None,
                       info: ValidationInfo) -> dict[str, float] | None:
-        labels = info.data.get("probabilities")  # absent if it failed its own checks
-        unknown = sorted(set(v or ()) - set(labels or ())) if labels is not None else []
+        labels: dict[str, float] | None = info.data.get("probabilities")
+        if labels is None:  # probabilities failed its own checks: reported there
+            return v
+        unknown = sorted(set(v or ()) - set(labels))
         if unknown:
             raise ValueError(f"labels {unknown} are not in probabilities {sorted(labels)}")
         return v
@@ -192,7 +194,7 @@ class MarkerGenerator(_MarkerSource):
         return Event(self._t0 + self._elapsed, label,
                      None if value is None else float(value), self._duration)
 
-    async def process(self, frame: DataFrame | None) -> DataFrame | None:
+    async def process(self, frame: DataFrame | None) -> DataFrame | None:  # type: ignore[override]
         count = self.config.count
         if count is not None and self._seq >= count:
             if frame is not None:
@@ -368,7 +370,7 @@ class EventsFileSource(_MarkerSource):
         """The file's events, times relative to onset 0."""
         return tuple(self._events)
 
-    async def process(self, frame: DataFrame | None) -> DataFrame | None:
+    async def process(self, frame: DataFrame | None) -> DataFrame | None:  # type: ignore[override]
         if self._start is None:
             self._start = frame.timestamp if frame is not None else self.context.clock.time_us()
         if self._i >= len(self._events):
