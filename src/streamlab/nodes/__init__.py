@@ -7,6 +7,7 @@ One module per family:
 * ``filters``, ``resample``, ``spectral``, ``features``: DSP (scipy, optional extra ``dsp``)
 * ``channels``: selecting, renaming, combining channels and merging streams
 * ``io``, ``sinks``, ``record``: reading files, writing files, recording and replay
+* ``markers``: event sources and sinks (MarkerGenerator, EventsFileSource, EventsSink)
 * ``lsl``: Lab Streaming Layer (optional extra ``lsl``); ``plot``: PNG plots (extra ``plot``)
 * ``fault``: FaultInjector for chaos tests
 
@@ -25,6 +26,7 @@ from streamlab.nodes import (
     generators,
     io,
     lsl,
+    markers,
     plot,
     record,
     resample,
@@ -42,6 +44,7 @@ __all__ = [
     "generators",
     "io",
     "lsl",
+    "markers",
     "plot",
     "record",
     "resample",
