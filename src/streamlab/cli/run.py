@@ -5,10 +5,12 @@ sources (files, free generators) run to their end, drains every frame in flight,
 summary of frame fates per node, and exits 0.
 
 * ``--output FILE.jsonl`` writes every frame that reaches a terminal node as one JSON line:
-  ``{"node", "timestamp", "sequence_id", "payload": {channel: [floats]}, "metadata"}``.
-  Also when the run fails or is forced: the file holds exactly the report's ``outputs``.
+  ``{"node", "timestamp", "sequence_id", "payload": {channel: [floats]}, "metadata"}``, plus
+  ``"events"`` (a list of ``Event.to_dict()``: exact, as ``DataFrame.from_dict`` reads it back)
+  when the frame carries events. Also when the run fails or is forced: the file holds exactly the report's ``outputs``.
   A write error (a full disk) forces the run: exit 1, one line.
-* ``--summary FILE.json`` writes the run report (per-node metrics and fates, channels).
+* ``--summary FILE.json`` writes the run report (per-node metrics and fates, event counts and
+  event fates, channels).
 * Both paths are checked before the run (a directory or an unwritable path: exit 2, one
   line); missing parent directories are created.
 * Ctrl-C (or SIGTERM) stops gracefully: the sources stop, what is in flight drains, exit 0,

@@ -6,6 +6,11 @@ depth and peak, drops, time blocked on full output queues, deadline misses, non-
 at terminal nodes, end-to-end latency. :meth:`PipelineMonitor.final` gives the same rows with
 rates averaged over each pipeline's whole run, for the summary at the end.
 
+**Events** (:mod:`streamlab.events`): a node that received or emitted events gets a line
+``events at NODE: in=N out=M carried=.. epoched=..`` (its non-zero event fates) in
+:meth:`format_text`, and the rich table an ``events`` column; both appear only when some node
+saw events, so the report of an event-free pipeline is unchanged.
+
 A node's *rate* counts frames received; for a source (whose only input is the trigger channel,
 or nothing) it counts frames out, so a free-running source has a rate too.
 
@@ -55,6 +60,14 @@ class NodeRow:
     e2e_p99_s: float | None = None
     e2e_late: int = 0
     e2e_count: int = 0              # frames whose end-to-end latency was measured
+    events_received: int = 0        # events on frames that entered the node
+    events_emitted: int = 0         # events on frames it emitted
+    event_fates: dict[str, int] = field(default_factory=dict)  # the non-zero ones
+
+    @property
+    def has_events(self) -> bool:
+        """The node received or emitted events (its events line/cell is shown)."""
+        return bool(self.events_received or self.events_emitted)
 
 
 @dataclass(frozen=True)
@@ -101,6 +114,12 @@ def _e2e_cell(r: NodeRow) -> str:
         return NOT_MEASURED
     late = f" [red]{r.e2e_late} late[/]" if r.e2e_late else ""
     return format_seconds(r.e2e_p99_s) + late
+
+
+def _events(r: NodeRow) -> str:
+    """``in=6 out=6 carried=6``: events received, emitted, and the non-zero event fates."""
+    fates = "".join(f" {k}={v}" for k, v in r.event_fates.items())
+    return f"in={r.events_received} out={r.events_emitted}{fates}"
 
 
 def _count(p: PipelineSnapshot, node: str) -> int:
@@ -181,6 +200,8 @@ class PipelineMonitor:
             e2e_p50_s=e2e["p50_s"] if e2e else None, e2e_p99_s=e2e["p99_s"] if e2e else None,
             e2e_late=m.end_to_end_deadline_misses,
             e2e_count=int(m.end_to_end.get("count") or 0) if ns.terminal else 0,
+            events_received=m.events_received, events_emitted=m.events_emitted,
+            event_fates={k: v for k, v in m.event_fates.items() if v},
         )
 
     # -- deadlines ------------------------------------------------------------------------
@@ -238,6 +259,9 @@ class PipelineMonitor:
                 if r.sequence_gaps or r.timestamp_regressions:
                     lines.append(f"  stream health at {r.node}: {r.sequence_gaps} sequence gaps, "
                                  f"{r.timestamp_regressions} timestamp regressions")
+            for r in rows:  # only nodes that saw events: event-free output is unchanged
+                if r.has_events:
+                    lines.append(f"  events at {r.node}: {_events(r)}")
         return "\n".join(lines)
 
     @staticmethod
@@ -267,12 +291,13 @@ class PipelineMonitor:
                      ("p99", True), ("max", False), ("errors", True), ("missed", False),
                      ("queue", True),
                      ("peak", False), ("drops", True), ("blocked", False), ("e2e p99", True),
-                     ("fates", True))
+                     ("fates", True), ("events", True))
 
     def table(self, report: MonitorReport | None = None, *, compact: bool = False) -> Any:
         """A ``rich.table.Table`` of the report (one section per pipeline).
 
         ``compact`` leaves out type, max, peak and blocked (for terminals under ~120 columns).
+        The ``events`` column is there only when some node received or emitted events.
         """
         try:
             from rich import box
@@ -281,13 +306,15 @@ class PipelineMonitor:
             raise missing_extra("rich", "ui") from exc
         report = report or self._last or self.update()
         missed = any(r.deadline_misses for r in report.rows)
+        events = any(r.has_events for r in report.rows)
         cols = [c for c, essential in self._RICH_COLUMNS
-                if essential or not compact or (c == "missed" and missed)]
+                if (essential or not compact or (c == "missed" and missed))
+                and (c != "events" or events)]
         t = Table(expand=False, header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
         for c in cols:
             if c in ("node", "type"):
                 t.add_column(c, no_wrap=True, style="dim" if c == "type" else None)
-            elif c == "fates":
+            elif c in ("fates", "events"):
                 t.add_column(c, overflow="fold", min_width=8)
             else:
                 t.add_column(c, justify="right", no_wrap=True)
@@ -318,6 +345,7 @@ class PipelineMonitor:
             "peak": str(r.queue_peak), "drops": f"[red]{r.dropped}[/]" if r.dropped else "0",
             "blocked": format_seconds(r.blocked_s), "e2e p99": _e2e_cell(r),
             "fates": fates or ("ok" if r.fates else ""),
+            "events": _events(r) if r.has_events else "",
         }
 
     def renderable(self, report: MonitorReport | None = None,

@@ -11,7 +11,10 @@ labels, in ``docs/metrics.md``:
   ``streamlab_node_errors_total``, ``streamlab_node_restarts_total``,
   ``streamlab_node_latency_seconds`` (histogram), ``streamlab_node_blocked_seconds_total``,
   ``streamlab_node_deadline_misses_total``, ``streamlab_node_sequence_gaps_total``,
-  ``streamlab_node_timestamp_regressions_total``, ``streamlab_node_queue_depth``;
+  ``streamlab_node_timestamp_regressions_total``, ``streamlab_node_queue_depth``,
+  ``streamlab_node_events_received_total``, ``streamlab_node_event_fates_total{fate}`` (every
+  event fate of :data:`~streamlab.events.EVENT_FATES`, zeros included, like frame fates),
+  ``streamlab_node_events_emitted_total``;
 * per terminal node: ``streamlab_end_to_end_latency_seconds`` (histogram),
   ``streamlab_end_to_end_deadline_misses_total``;
 * per edge ``{pipeline, from, to}``: ``streamlab_edge_queue_depth``,
@@ -33,6 +36,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from streamlab.errors import missing_extra
+from streamlab.events import EVENT_FATES
 from streamlab.metrics.collector import CollectorSnapshot, HistogramData, MetricsCollector
 from streamlab.metrics.node_metrics import FATES
 
@@ -83,6 +87,11 @@ def metric_families(snap: CollectorSnapshot) -> list[Any]:
                         "Forward jumps in sequence_id seen on a node's inputs.")
     regressions = node_counter("streamlab_node_timestamp_regressions",
                                "Timestamps lower than the previous one on the same input.")
+    ev_in = node_counter("streamlab_node_events_received",
+                         "Events on frames that entered a node.")
+    ev_fates = C("streamlab_node_event_fates", "Events that entered a node, by event fate "
+                 "(each event has exactly one fate).", labels=_NODE + ["fate"])
+    ev_out = node_counter("streamlab_node_events_emitted", "Events on frames a node emitted.")
     qdepth = G("streamlab_node_queue_depth", "Frames waiting on a node's input edges.",
                labels=_NODE)
     latency = H("streamlab_node_latency_seconds", "Time of one process() call.", labels=_NODE)
@@ -124,6 +133,10 @@ def metric_families(snap: CollectorSnapshot) -> list[Any]:
             gaps.add_metric(lv, float(m.sequence_gaps))
             regressions.add_metric(lv, float(m.timestamp_regressions))
             qdepth.add_metric(lv, float(ns.queue_depth))
+            ev_in.add_metric(lv, float(m.events_received))
+            ev_out.add_metric(lv, float(m.events_emitted))
+            for fate in EVENT_FATES:
+                ev_fates.add_metric(lv + [fate], float(m.event_fates.get(fate, 0)))
             latency.add_metric(lv, _buckets(ns.latency_hist), ns.latency_hist.sum_s)
             if ns.end_to_end_hist is not None:
                 e2e.add_metric(lv, _buckets(ns.end_to_end_hist), ns.end_to_end_hist.sum_s)
@@ -137,7 +150,7 @@ def metric_families(snap: CollectorSnapshot) -> list[Any]:
             dropped.add_metric(lv, float(e.dropped))
             eblocked.add_metric(lv, e.blocked_seconds)
     return [frames, received, out, errors, restarts, latency, blocked, misses, gaps, regressions,
-            qdepth, e2e, e2e_late, depth, peak, cap, sent, dropped, eblocked, running, instances]
+            qdepth, ev_in, ev_fates, ev_out, e2e, e2e_late, depth, peak, cap, sent, dropped, eblocked, running, instances]
 
 
 class PrometheusCollector:

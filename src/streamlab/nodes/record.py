@@ -9,12 +9,19 @@
     u32 h, u64 d                                  lengths of the two parts
     h bytes of JSON                               {"t": timestamp, "s": sequence_id,
                                                    "m": metadata, "c": [channel names],
-                                                   "n": [samples per channel], "i": input id}
+                                                   "n": [samples per channel], "i": input id,
+                                                   "e": [events]}  ("e" only if any)
     d bytes                                       the channels' float64 samples, one after another
 
-Integers and strings in JSON are exact and the samples are the raw float64 bytes, so a frame
-read back compares equal (``==``) to the frame recorded, bit for bit (NaN payloads and -0.0
-included). Each record is handed to the operating system in one piece as its frame arrives
+Each event in ``"e"`` is :meth:`Event.to_dict <streamlab.events.Event.to_dict>`:
+``{"time", "label", "sample"}`` plus ``"value"`` (a number, if not None) and ``"duration"``
+(if not 0). Version 2 of the file header (the magic is unchanged) added ``"e"``; a version 1
+recording (no events) replays as before, and readers ignore record keys they do not know.
+
+Integers and strings in JSON are exact, floats are written with ``repr`` precision (NaN and
+±inf as ``NaN``/``Infinity``) and the samples are the raw float64 bytes, so a frame read back
+compares equal (``==``) to the frame recorded, bit for bit (NaN payloads and -0.0 included),
+events too. Each record is handed to the operating system in one piece as its frame arrives
 and the file is closed in ``on_stop``; a run that crashes leaves every complete record
 readable, and Replay reports a truncated last record (or ignores it with ``allow_truncated``).
 A write that fails (a full disk) is cut off again, so the file stays a valid recording of the
@@ -46,6 +53,7 @@ from pydantic import Field
 
 from streamlab.config.paths import InputPath
 from streamlab.errors import EndOfStream
+from streamlab.events import Event
 from streamlab.frame import DataFrame, Payload
 from streamlab.node import SourceConfig, SourceNode
 from streamlab.nodes.io import check_regular_file
@@ -56,6 +64,8 @@ __all__ = ["Recorder", "Replay", "RecordingError", "iter_recording", "read_recor
            "MAGIC"]
 
 MAGIC = b"SLREC1\n"
+#: The file header's "version": 2 added events ("e" in record headers); 1 is read the same way.
+FORMAT_VERSION = 2
 _U32 = struct.Struct("<I")
 _REC = struct.Struct("<IQ")
 _F64 = np.dtype("<f8")
@@ -64,9 +74,12 @@ _F64 = np.dtype("<f8")
 def _encode_record(frame: DataFrame, source: str) -> bytes:
     names = frame.channels
     arrays = [frame.payload[n] for n in names]
-    head = json.dumps({"t": frame.timestamp, "s": frame.sequence_id, "m": dict(frame.metadata),
-                       "c": list(names), "n": [len(a) for a in arrays], "i": source},
-                      separators=(",", ":")).encode("utf-8")
+    fields: dict[str, Any] = {"t": frame.timestamp, "s": frame.sequence_id,
+                              "m": dict(frame.metadata), "c": list(names),
+                              "n": [len(a) for a in arrays], "i": source}
+    if frame.events:  # only when there are some: an event-free record is a version 1 record
+        fields["e"] = [e.to_dict() for e in frame.events]
+    head = json.dumps(fields, separators=(",", ":")).encode("utf-8")
     if frame.payload.is_block and arrays:
         data = np.ascontiguousarray(frame.block(), dtype=_F64).tobytes()
     else:
@@ -140,7 +153,40 @@ def _is_int(x: Any) -> bool:
     return type(x) is int  # JSON gives int, never bool-as-int here (bool is checked apart)
 
 
-def _check_head(head: Any, d: int) -> tuple[list[str], list[int]]:
+_EVENT_KEYS = ("time", "label", "sample", "value", "duration")
+
+
+def _check_events(raw: Any) -> list[Event]:
+    """The events of a record header's "e" (strict: no coercion); ValueError names the event."""
+    if not isinstance(raw, list):
+        raise ValueError(f"events \"e\" must be a list, got {type(raw).__name__}")
+    events = []
+    for k, ev in enumerate(raw):
+        where = f"event {k} in \"e\""
+        if not isinstance(ev, dict):
+            raise ValueError(f"{where} must be an object, got {ev!r:.40}")
+        missing = [key for key in ("time", "label") if key not in ev]
+        if missing:
+            raise ValueError(f"{where}: missing field(s) {missing}")
+        time, label = ev["time"], ev["label"]
+        sample, duration = ev.get("sample", 0), ev.get("duration", 0)
+        value = ev.get("value")
+        if not _is_int(time):
+            raise ValueError(f"{where}: time must be an integer (µs), got {time!r:.40}")
+        if not isinstance(label, str):
+            raise ValueError(f"{where}: label must be a string, got {label!r:.40}")
+        if not (_is_int(sample) and sample >= 0):
+            raise ValueError(f"{where}: sample must be an integer >= 0, got {sample!r:.40}")
+        if not (_is_int(duration) and duration >= 0):
+            raise ValueError(f"{where}: duration must be an integer >= 0 (µs), got "
+                             f"{duration!r:.40}")
+        if value is not None and type(value) not in (int, float):
+            raise ValueError(f"{where}: value must be a number or null, got {value!r:.40}")
+        events.append(Event(time, label, value, duration, sample))
+    return events
+
+
+def _check_head(head: Any, d: int) -> tuple[list[str], list[int], list[Event]]:
     """Validate a record header against the data length; ValueError says what is wrong."""
     if not isinstance(head, dict):
         raise ValueError(f"expected a JSON object, got {type(head).__name__}")
@@ -165,12 +211,13 @@ def _check_head(head: Any, d: int) -> tuple[list[str], list[int]]:
         raise ValueError(f"{len(names)} channel names but {len(lengths)} lengths")
     if "i" in head and not isinstance(head["i"], str):
         raise ValueError(f"input id \"i\" must be a string, got {head['i']!r:.40}")
+    events = _check_events(head["e"]) if "e" in head else []
     total = sum(lengths)
     if d != total * _F64.itemsize:
         raise ValueError(f"the lengths {lengths!r:.60} add up to {total} samples "
                          f"({total * _F64.itemsize} bytes) but the length prefix declares {d} "
                          "bytes of data")
-    return names, lengths
+    return names, lengths, events
 
 
 def _read_record(f: BinaryIO, path: Path, index: int) -> DataFrame | None:
@@ -195,7 +242,7 @@ def _read_record(f: BinaryIO, path: Path, index: int) -> DataFrame | None:
     head_raw = _read_exact(f, h, where, "record header")
     try:
         head = _parse_json(head_raw)
-        names, lengths = _check_head(head, d)
+        names, lengths, events = _check_head(head, d)
     except ValueError as exc:
         raise RecordingError(f"{where}: bad record header: {exc}") from None
     data = _read_exact(f, d, where, "record data")
@@ -207,7 +254,7 @@ def _read_record(f: BinaryIO, path: Path, index: int) -> DataFrame | None:
             bounds = np.cumsum([0, *lengths])
             payload = Payload({n: samples[bounds[i]:bounds[i + 1]]
                                for i, n in enumerate(names)})
-        return DataFrame(head["t"], head["s"], payload, head["m"])
+        return DataFrame(head["t"], head["s"], payload, head["m"], events)
     except ValueError as exc:  # FrameError: e.g. a timestamp out of range
         raise RecordingError(f"{where}: bad record: {exc}") from None
 
@@ -247,9 +294,10 @@ class RecorderConfig(FileSinkConfig):
 
 @register_node
 class Recorder(FileSink):
-    """Record every frame losslessly (timestamps, ids, metadata, exact float64) to a .slrec file.
+    """Record every frame losslessly (timestamps, ids, metadata, events, exact float64) to .slrec.
 
-    Any channels, any lengths, changing from frame to frame. The file is written as frames
+    Any channels, any lengths, changing from frame to frame. Events are stored with their
+    frame and counted ``carried`` once it is written (``dropped`` if the write fails). The file is written as frames
     arrive and closed in ``on_stop``; see the module docstring for the format. Replay it with
     the Replay node or :func:`iter_recording`.
 
@@ -266,10 +314,12 @@ class Recorder(FileSink):
 
     Config = RecorderConfig
     fixed_channels = False
+    stores_events = True
+    handles_events = True
 
     def _open(self, frame: DataFrame) -> None:
         self._file = AppendFile(self.path)
-        header = json.dumps({"format": "streamlab-recording", "version": 1,
+        header = json.dumps({"format": "streamlab-recording", "version": FORMAT_VERSION,
                              "node": self.node_id, "pipeline": self.context.pipeline,
                              "created_us": self.context.clock.time_us()}).encode("utf-8")
         self._file.append(MAGIC + _U32.pack(len(header)) + header)

@@ -23,6 +23,13 @@ With ``SkipFrame`` the sink keeps writing later frames (after the gap) once spac
 An existing output path that is not a regular file (a directory, a FIFO, a device) is refused
 before it is opened; a FIFO is never opened.
 
+**Events** (:mod:`streamlab.events`). JsonlSink and Recorder store a frame's events with it
+(exactly: label, time, value, duration, sample) and count them ``carried`` once the frame is
+written (``dropped`` if the write fails). CsvSink, NpySink, NpzSink and WavSink have no place
+for events: they drop them, which the event ledger counts as ``dropped`` (``carried`` with
+``passthrough``, since they leave on the emitted frame), and log one warning per run the
+first time a frame with events reaches them.
+
 Reading files back is :class:`streamlab.nodes.io.FileSource`.
 """
 
@@ -193,6 +200,8 @@ class FileSink(ProcessingNode):
     Config: ClassVar[type[NodeConfig]] = FileSinkConfig
     #: Sinks with columns require the same channels in every frame.
     fixed_channels: ClassVar[bool] = True
+    #: The format stores events (then the sink settles them itself: ``handles_events``).
+    stores_events: ClassVar[bool] = False
 
     def on_create(self, config: Any) -> None:
         self.config = config
@@ -203,8 +212,30 @@ class FileSink(ProcessingNode):
         self._frames = 0
         self._samples = 0
         self._file: Any = None  # set by _open
+        self._warned_events = False
 
     def process(self, frame: DataFrame) -> DataFrame | None:
+        if not frame.events:
+            return self._process(frame)
+        if not self.stores_events:
+            if not self._warned_events:  # once per run: the ledger counts every one
+                self._warned_events = True
+                self.context.logger.warning(
+                    "%s %r cannot store events: frame %d's events (and any later ones) are "
+                    "not written to %s", type(self).__name__, self.node_id, frame.sequence_id,
+                    self.path)
+            return self._process(frame)
+        # A sink that stores events settles them (handles_events): carried into the file once
+        # the frame is written, dropped with a frame that is not.
+        try:
+            out = self._process(frame)
+        except BaseException:
+            self.context.settle_events("dropped", len(frame.events))
+            raise
+        self.context.settle_events("carried", len(frame.events))
+        return out
+
+    def _process(self, frame: DataFrame) -> DataFrame | None:
         if self._closed:
             raise ValueError(f"{type(self).__name__} {self.node_id!r}: {str(self.path)!r} is "
                              "already finished")
@@ -310,8 +341,10 @@ class JsonlSink(FileSink):
     """Write frames as JSON Lines, in the same format as ``streamlab run --output``.
 
     One line per frame: ``{"node", "timestamp", "sequence_id", "payload": {channel: [floats]},
-    "metadata"}``, where ``node`` is the upstream node the frame came from. Floats are written
-    with ``repr`` precision (exact round trip); NaN and inf as ``NaN``/``Infinity``.
+    "metadata"}``, where ``node`` is the upstream node the frame came from, plus ``"events"``
+    (a list of :meth:`Event.to_dict <streamlab.events.Event.to_dict>`) when the frame has
+    events. Floats are written with ``repr`` precision (exact round trip); NaN and inf as
+    ``NaN``/``Infinity``. ``DataFrame.from_dict`` reads a line back (the ``node`` key aside).
 
     >>> import json, tempfile, os
     >>> from streamlab.testing import run_node, make_frame
@@ -324,6 +357,8 @@ class JsonlSink(FileSink):
 
     Config = JsonlSinkConfig
     fixed_channels = False
+    stores_events = True
+    handles_events = True
 
     def _open(self, frame: DataFrame) -> None:
         self._file = AppendFile(self.path)
