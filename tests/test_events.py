@@ -160,3 +160,31 @@ def test_events_lost_in_a_leaky_channel_are_counted():
     assert g.events_received == 50
     assert g.event_fates["dropped"] == report.fates()["g"]["dropped_overflow"]
     assert g.event_fates["carried"] + g.event_fates["dropped"] == 50
+
+
+class _Keeper(ProcessingNode):
+    """Test node that settles its own events (carried) and fails on odd sequence ids."""
+
+    handles_events = True
+
+    def process(self, frame):
+        if frame.sequence_id % 2:
+            raise ValueError("odd")
+        self.context.settle_events("carried", len(frame.events))
+        return frame
+
+
+@pytest.mark.parametrize(("policy", "fates"), [
+    ({"policy": "SkipFrame"}, {"carried": 3, "dropped": 3}),
+    ({"policy": "UseDefault"}, {"carried": 6, "dropped": 0}),
+])
+def test_a_node_that_settles_its_events_gets_failed_frames_settled_for_it(policy, fates):
+    register_node(_Keeper, name="TestKeeper")
+    try:
+        keep = {"id": "keep", "type": "TestKeeper", "error_policy": policy}
+        report = run(AsyncPipeline(config(keep)).run(triggers=6))  # debug: the ledger balances
+    finally:
+        unregister_node("TestKeeper")
+    k = report.nodes["keep"]
+    assert k.events_received == 6
+    assert {f: k.event_fates[f] for f in fates} == fates

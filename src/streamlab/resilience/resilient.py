@@ -298,9 +298,17 @@ class ResilientNode:
     # -- failure paths ----------------------------------------------------------------------
     def _rejected(self, frame: DataFrame) -> Any:
         self.metrics.settle("rejected")
+        self._events_not_handled(frame, "carried" if self._use_default else "rejected")
         if self._use_default:
             return self._substitute(frame)
         return None
+
+    def _events_not_handled(self, frame: DataFrame, fate: str) -> None:
+        """A frame that never reached (or failed in) a node that settles its own events:
+        its events get ``fate`` here (``carried`` when a substitute carries them on). For
+        other nodes the runtime settles events from what leaves the node."""
+        if frame.events and self.node.handles_events:
+            self.node.context.settle_events(fate, len(frame.events))
 
     def _failed(self, frame: DataFrame, exc: Exception, t0: int, ticket: Any) -> Any:
         """Perform the policy's decision for ``frame`` (see :mod:`.decision`).
@@ -318,6 +326,7 @@ class ResilientNode:
         decision, self.history = decide(self.policy, self.strategy, self.history, exc, now,
                                         self._rng)
         m.settle(decision.fate)
+        self._events_not_handled(frame, "carried" if decision.outcome == "substitute" else "dropped")
         if decision.outcome == "propagate":
             raise NodeError(self.node_id, f"{type(exc).__name__}: {exc}") from exc
         if decision.escalation is not None:
