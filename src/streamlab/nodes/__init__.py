@@ -18,6 +18,7 @@ every type is listed (and documented) even where the extra is not installed.
 from streamlab.nodes import (
     basic,
     channels,
+    epochs,
     fault,
     features,
     filters,
@@ -34,6 +35,7 @@ from streamlab.nodes import (
 __all__ = [
     "basic",
     "channels",
+    "epochs",
     "fault",
     "features",
     "filters",
