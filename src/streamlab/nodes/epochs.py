@@ -60,7 +60,7 @@ class EpochConfig(NodeConfig):
                                       "entirely (instead of 'labels').")
     baseline: tuple[float | None, float | None] | None = Field(
         (None, 0.0), description="[a, b] (s) whose mean is subtracted, as in MNE; None ends mean "
-        "the epoch's first/last sample; null: no baseline correction.")
+        "the epoch's first/last sample; null: no baseline correction.", validate_default=True)
     reject: float | dict[str, float] | None = Field(
         None, description="Reject an epoch whose peak-to-peak on a channel exceeds this "
         "(one number for every channel, or channel -> value).")
@@ -83,7 +83,7 @@ class EpochConfig(NodeConfig):
     def _tmax(cls, v: float, info: ValidationInfo) -> float:
         tmin = info.data.get("tmin")
         if tmin is not None and not tmin < v:
-            raise ValueError(f"tmax must be greater than tmin (got tmin={tmin}, tmax={v})")
+            raise ValueError(f"tmax must be greater than tmin = {tmin}")
         return v
 
     @field_validator("label_pattern")
@@ -108,10 +108,10 @@ class EpochConfig(NodeConfig):
             return v
         a = tmin if v[0] is None else v[0]
         b = tmax if v[1] is None else v[1]
+        if min(a, b) < tmin - _EPS or max(a, b) > tmax + _EPS:
+            raise ValueError(f"baseline [{a}, {b}] s is outside the epoch [{tmin}, {tmax}] s")
         if a > b:
             raise ValueError(f"baseline start must not be after its end (got [{a}, {b}])")
-        if a < tmin - _EPS or b > tmax + _EPS:
-            raise ValueError(f"baseline [{a}, {b}] s is outside the epoch [{tmin}, {tmax}] s")
         if v == (None, 0.0) and tmin == 0:  # as MNE: the default would average one sample
             raise ValueError("baseline [None, 0] with tmin = 0 is one sample; use [0, 0] if "
                              "this is what you want, or null for none")
