@@ -218,7 +218,8 @@ def test_spectrogram_puts_events_on_sample_0_of_each_segment_containing_them():
 
 
 @pytest.mark.parametrize("node_type,cfg", [(WelchPSD, {"nperseg": 64}), (FFT, {}),
-                                           (BandPower, {"nperseg": 200, "bands": {"low": [10, 100]}})])
+                                           (BandPower, {"nperseg": 200, "bands": {"low": [10, 100]}}),
+                                           (RMS, {})])
 def test_one_output_per_frame_spectra_put_events_on_sample_0(node_type, cfg):
     frames = tagged([250, 250, 250], 40)
     outs, m = feed(node_type, cfg, frames)

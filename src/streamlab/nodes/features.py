@@ -66,12 +66,16 @@ class RMS(StreamingFilter):
 
     Without ``window``: ``sqrt(mean(x**2))`` of each frame (one sample per channel). With
     ``window``: ``sqrt(lfilter(ones(window)/window, 1, x**2))`` over the whole stream (zeros
-    before the start), one output sample per input sample.
+    before the start), one output sample per input sample. Events: with ``window`` they stay
+    on their samples; without, the frame's events go on the one output sample.
 
     >>> from streamlab.testing import run_node, make_frame
     >>> run_node(RMS, {}, [make_frame(x=[3.0, -3.0, 3.0, -3.0])])[0].payload["x"].tolist()
     [3.0]
     """
+
+    #: without ``window`` one sample per frame: events are moved to it (settled here)
+    handles_events = True
 
     class Config(NodeConfig):
         window: int | None = Field(None, ge=1, le=10_000_000,
@@ -94,15 +98,21 @@ class RMS(StreamingFilter):
 
     def process(self, frame: DataFrame) -> DataFrame:
         if self.config.window is not None:
-            return super().process(frame)
-        x = _block(self, frame)
-        if x.shape[1] == 0:
-            raise NodeError(self.context.node_id, "RMS: frame has no samples")
-        rms = np.sqrt(np.einsum("ij,ij->i", x, x) / x.shape[1])[:, None]
-        if self._meta is None or self._meta[0] is not frame.metadata:
-            self._meta = (frame.metadata, _reduced_meta(frame))
-        return DataFrame(frame.timestamp, frame.sequence_id, frame.with_block(rms).payload,
-                         self._meta[1])
+            out = super().process(frame)  # keeps the events on their samples
+        else:
+            x = _block(self, frame)
+            if x.shape[1] == 0:
+                raise NodeError(self.context.node_id, "RMS: frame has no samples")
+            rms = np.sqrt(np.einsum("ij,ij->i", x, x) / x.shape[1])[:, None]
+            if self._meta is None or self._meta[0] is not frame.metadata:
+                self._meta = (frame.metadata, _reduced_meta(frame))
+            out = DataFrame(frame.timestamp, frame.sequence_id, frame.with_block(rms).payload,
+                            self._meta[1])
+            if frame.events:
+                out = out.with_events([e.at(0) for e in frame.events])
+        if frame.events:  # settled once the output exists (a failure leaves them to the runtime)
+            self.context.settle_events("carried", len(frame.events))
+        return out
 
 
 def _reduced_meta(frame: DataFrame) -> Any:
