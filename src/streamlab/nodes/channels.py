@@ -288,6 +288,11 @@ class Merge(ProcessingNode):
     and the union of metadata (earlier inputs win). Bounded buffering and the fate of unmatched
     frames: see the module docs. Duplicate channel names without ``prefix`` are a NodeError.
 
+    Events: the merged frame holds the events of every frame it joins, on the same samples
+    (settled ``carried``); an event beyond the merged frame's samples (inputs of different
+    lengths) is ``out_of_range``, and the events of a frame dropped unmatched or on overflow
+    (or still queued at stop) are ``dropped``.
+
     >>> from streamlab.node import NodeContext
     >>> from streamlab.testing import make_frame
     >>> m = Merge.create({"prefix": True}, NodeContext(inputs=("a", "b")))
@@ -307,6 +312,9 @@ class Merge(ProcessingNode):
         separator: str = Field(".", description="Between the input id and the channel name.")
         max_pending: int = Field(64, ge=1, le=100_000, description="Frames queued per input at most.")
 
+    #: frames are held across calls, so their events are settled here (not per call)
+    handles_events = True
+
     def on_create(self, config: Any) -> None:
         self.config = config
         self._queues: dict[str, deque[DataFrame]] = {}
@@ -324,6 +332,8 @@ class Merge(ProcessingNode):
                 f"overflowed={s.overflowed} pending={s.pending}>")
 
     def _drop(self, kind: str, frame: DataFrame, source: str) -> None:
+        if frame.events:
+            self.context.settle_events("dropped", len(frame.events))
         if kind == "unmatched":
             self._unmatched += 1
             count = self._unmatched
@@ -389,11 +399,20 @@ class Merge(ProcessingNode):
             meta.update(h.metadata)
         if self._stackable:
             block = np.concatenate([h.payload.block() for h in heads])
-            return DataFrame.from_block(self._names, block, timestamp=first.timestamp,
-                                        sequence_id=first.sequence_id, metadata=meta)
-        arrays = [a for h in heads for a in h.payload.values()]
-        return DataFrame(first.timestamp, first.sequence_id, dict(zip(self._names, arrays)),
-                         MappingProxyType(meta))
+            out = DataFrame.from_block(self._names, block, timestamp=first.timestamp,
+                                       sequence_id=first.sequence_id, metadata=meta)
+        else:
+            arrays = [a for h in heads for a in h.payload.values()]
+            out = DataFrame(first.timestamp, first.sequence_id, dict(zip(self._names, arrays)),
+                            MappingProxyType(meta))
+        if any(h.events for h in heads):
+            limit = max(1, out.n_samples)
+            events = [e for h in heads for e in h.events]
+            kept = [e for e in events if e.sample < limit]
+            self.context.settle_events("carried", len(kept))
+            self.context.settle_events("out_of_range", len(events) - len(kept))
+            out = out.with_events(kept)
+        return out
 
     def on_stop(self) -> None:
         for name, q in self._queues.items():

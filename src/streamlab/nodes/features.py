@@ -7,6 +7,15 @@ times in µs since the epoch (as float64; fractional µs kept), possibly none. T
 ``"signal_sample_rate"``). One event frame is emitted per input frame, empty or not, so
 downstream timing stays continuous.
 
+**Events** (:class:`streamlab.events.Event`): each detection is ALSO an Event on the frame the
+detector emits, label configurable (``label``), ``time`` = the time of its sample
+(``timestamp + round(i * 1e6 / sample_rate)``, int µs) and ``value`` = the signal there. On an
+event frame its ``sample`` is its index among its channel's times (with several channels of
+different counts, clamped to the frame's last sample: use ``time``); on ThresholdCrossing's
+``"mask"`` and ``"data"`` outputs it is the crossing sample itself. Events arriving on the input
+stay on ``"mask"``/``"data"`` outputs (same samples) and are dropped by event frames (which have
+no time axis: put the detector on a branch to keep them).
+
 Running nodes (RMS with a window, Envelope ``"rectify"``, ZScore, the detectors) carry their
 state across frames: their output does not depend on how the input is cut into frames (tested
 with hypothesis). Per-frame reductions (RMS without a window) emit one sample per channel with
@@ -25,6 +34,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from streamlab.errors import NodeError
+from streamlab.events import Event, sort_events
 from streamlab.frame import DataFrame
 from streamlab.node import NodeConfig, ProcessingNode
 from streamlab.nodes.filters import (
@@ -56,12 +66,16 @@ class RMS(StreamingFilter):
 
     Without ``window``: ``sqrt(mean(x**2))`` of each frame (one sample per channel). With
     ``window``: ``sqrt(lfilter(ones(window)/window, 1, x**2))`` over the whole stream (zeros
-    before the start), one output sample per input sample.
+    before the start), one output sample per input sample. Events: with ``window`` they stay
+    on their samples; without, the frame's events go on the one output sample.
 
     >>> from streamlab.testing import run_node, make_frame
     >>> run_node(RMS, {}, [make_frame(x=[3.0, -3.0, 3.0, -3.0])])[0].payload["x"].tolist()
     [3.0]
     """
+
+    #: without ``window`` one sample per frame: events are moved to it (settled here)
+    handles_events = True
 
     class Config(NodeConfig):
         window: int | None = Field(None, ge=1, le=10_000_000,
@@ -84,15 +98,21 @@ class RMS(StreamingFilter):
 
     def process(self, frame: DataFrame) -> DataFrame:
         if self.config.window is not None:
-            return super().process(frame)
-        x = _block(self, frame)
-        if x.shape[1] == 0:
-            raise NodeError(self.context.node_id, "RMS: frame has no samples")
-        rms = np.sqrt(np.einsum("ij,ij->i", x, x) / x.shape[1])[:, None]
-        if self._meta is None or self._meta[0] is not frame.metadata:
-            self._meta = (frame.metadata, _reduced_meta(frame))
-        return DataFrame(frame.timestamp, frame.sequence_id, frame.with_block(rms).payload,
-                         self._meta[1])
+            out = super().process(frame)  # keeps the events on their samples
+        else:
+            x = _block(self, frame)
+            if x.shape[1] == 0:
+                raise NodeError(self.context.node_id, "RMS: frame has no samples")
+            rms = np.sqrt(np.einsum("ij,ij->i", x, x) / x.shape[1])[:, None]
+            if self._meta is None or self._meta[0] is not frame.metadata:
+                self._meta = (frame.metadata, _reduced_meta(frame))
+            out = DataFrame(frame.timestamp, frame.sequence_id, frame.with_block(rms).payload,
+                            self._meta[1])
+            if frame.events:
+                out = out.with_events([e.at(0) for e in frame.events])
+        if frame.events:  # settled once the output exists (a failure leaves them to the runtime)
+            self.context.settle_events("carried", len(frame.events))
+        return out
 
 
 def _reduced_meta(frame: DataFrame) -> Any:
@@ -251,7 +271,10 @@ class _EventNode(ProcessingNode):
     def setup(self, n_channels: int, fs: float) -> None:
         raise NotImplementedError
 
-    def events_frame(self, frame: DataFrame, times: list[list[float]]) -> DataFrame:
+    def events_frame(self, frame: DataFrame, times: list[list[float]],
+                     found: list[Event] | None = None) -> DataFrame:
+        """The event frame of ``frame``; ``found`` (per channel in order, positioned on their
+        index within their channel) become its events (clamped to its last sample)."""
         if self._meta is None or self._meta[0] is not frame.metadata:
             meta = {k: v for k, v in frame.metadata.items() if k != "sample_rate"}
             if "sample_rate" in frame.metadata:
@@ -259,7 +282,13 @@ class _EventNode(ProcessingNode):
             meta["events"] = _EVENTS
             self._meta = (frame.metadata, MappingProxyType(meta))
         payload = {n: np.array(t, dtype=float) for n, t in zip(self._names or (), times)}
-        return DataFrame(frame.timestamp, frame.sequence_id, payload, self._meta[1])
+        out = DataFrame(frame.timestamp, frame.sequence_id, payload, self._meta[1])
+        if found:
+            last = max(0, out.n_samples - 1)
+            out = DataFrame._make(out.timestamp, out.sequence_id, out.payload, out.metadata,
+                                  sort_events([e if e.sample <= last else e.at(last)
+                                               for e in found], out.n_samples))
+        return out
 
 
 @register_node
@@ -271,7 +300,10 @@ class ThresholdCrossing(_EventNode):
     since the previous counted rising crossing (falling: above ``threshold + h``). Then any
     crossing less than ``refractory`` seconds after the previous accepted event is ignored.
     ``output="events"``: event frames (module docs); ``"mask"``: the input's shape with 1.0 at
-    event samples and 0.0 elsewhere.
+    event samples and 0.0 elsewhere; ``"data"``: the input frame unchanged. Every crossing is
+    also an Event (``label``, value = the sample's value) at the crossing sample (the first
+    sample at or past the level), on ``"mask"`` and ``"data"`` outputs, with the input's own
+    events kept; on event frames see the module docs.
 
     >>> from streamlab.testing import run_node, make_frame
     >>> meta = {"sample_rate": "1000.0"}
@@ -280,6 +312,8 @@ class ThresholdCrossing(_EventNode):
     ...                 make_frame(x=[1.0, 1.0], metadata=meta)])
     >>> [f.payload["x"].tolist() for f in out]
     [[0.0, 1.0, 0.0], [1.0, 0.0]]
+    >>> [(e.sample, e.time, e.label) for f in out for e in f.events]
+    [(1, 1000, 'crossing'), (0, 0, 'crossing')]
     """
 
     class Config(NodeConfig):
@@ -287,7 +321,9 @@ class ThresholdCrossing(_EventNode):
         direction: Literal["rising", "falling", "both"] = Field("rising", description="Which crossings.")
         hysteresis: float = Field(0.0, ge=0, description="Re-arm distance from the threshold.")
         refractory: float = Field(0.0, ge=0, description="Seconds after an event during which none counts.")
-        output: Literal["events", "mask"] = Field("events", description="Event frames or a 0/1 mask.")
+        output: Literal["events", "mask", "data"] = Field(
+            "events", description="Event frames, a 0/1 mask, or the input data (with events).")
+        label: str = Field("crossing", min_length=1, description="Label of the Events emitted.")
         sample_rate: float | None = Field(None, gt=0, le=1e9, description="Hz; default: metadata.")
 
     def setup(self, n_channels: int, fs: float) -> None:
@@ -318,6 +354,7 @@ class ThresholdCrossing(_EventNode):
         base = self._n - 1  # global index of ext[0]
         mask = np.zeros_like(x) if c.output == "mask" else None
         times: list[list[float]] = []
+        detected: list[Event] = []
         for i in range(x.shape[0]):
             ext = np.concatenate([self._last[i:i + 1], x[i]])
             found: list[int] = []
@@ -334,12 +371,16 @@ class ThresholdCrossing(_EventNode):
             if mask is not None:
                 mask[i, kept] = 1.0
             times.append([frame.timestamp + k * 1e6 / fs for k in kept])
+            for j, k in enumerate(kept):
+                detected.append(Event(frame.timestamp + round(k * 1e6 / fs), c.label,
+                                   float(x[i, k]), sample=k if c.output != "events" else j))
         if x.shape[1]:
             self._last = x[:, -1].copy()
         self._n += x.shape[1]
-        if mask is not None:
-            return frame.with_block(mask)
-        return self.events_frame(frame, times)
+        if c.output == "events":
+            return self.events_frame(frame, times, detected)
+        out = frame.with_block(mask) if mask is not None else frame
+        return out.with_events([*frame.events, *detected]) if detected else out
 
 
 @register_node
@@ -351,7 +392,9 @@ class PeakDetector(_EventNode):
     held until ``refractory`` seconds of signal have passed without a larger one, then emitted;
     peaks less than ``refractory`` after an emitted peak are ignored (exactly ``refractory``
     apart both count). So an event is reported up to ``refractory`` seconds (plus one sample)
-    after its peak, with the peak's own time. Output: event frames (module docs).
+    after its peak, with the peak's own time. Output: event frames (module docs); each peak is
+    also an Event (``label``, value = the peak height, time = the peak sample's time) on the
+    event frame that reports it, at its index among that frame's peaks of its channel.
 
     **Adaptive threshold** (``relative_height``, in the spirit of Pan-Tompkins, whose threshold
     follows the running signal-peak level): the stream is cut into consecutive blocks of
@@ -372,6 +415,8 @@ class PeakDetector(_EventNode):
     >>> out = run_node(PeakDetector, {"height": 0.5, "refractory": 0.3}, frames)
     >>> [f.payload["x"].tolist() for f in out]   # the peak at 0.1 s loses to the larger one at 0.3 s
     [[300000.0], [1300000.0]]
+    >>> [(e.label, e.time, e.value, e.sample) for e in out[1].events]
+    [('peak', 1300000, 3.0, 0)]
     >>> x = [0, 4, 0, 0, 0, 0, 0, 0, 0, 0] + [0, 100, 0, 0, 0, 40, 0, 0, 0, 0] + [0, 0, 1, 0] * 5
     >>> out = run_node(PeakDetector, {"relative_height": 0.3, "amplitude_window": 1.0},
     ...                [make_frame(x=x, metadata=meta, timestamp=0)])
@@ -391,12 +436,13 @@ class PeakDetector(_EventNode):
                                       description="Blocks whose maxima the amplitude is the median of.")
         warmup: float = Field(0.0, ge=0, le=86_400,
                               description="Seconds at the start ignored (no peaks, no amplitude).")
+        label: str = Field("peak", min_length=1, description="Label of the Events emitted.")
         sample_rate: float | None = Field(None, gt=0, le=1e9, description="Hz; default: metadata.")
 
     def setup(self, n_channels: int, fs: float) -> None:
         c = self.config
         self._tail = np.zeros((n_channels, 0))  # last two samples (fewer at the start)
-        self._pending: list[tuple[int, float, float] | None] = [None] * n_channels
+        self._pending: list[tuple[int, float, float, int] | None] = [None] * n_channels
         self._last_event = [-(1 << 62)] * n_channels
         self._r = max(1, round(c.refractory * fs))
         self._warm = round(c.warmup * fs)  # global index of the first sample that counts
@@ -451,6 +497,16 @@ class PeakDetector(_EventNode):
         def stamp(g: int) -> float:
             return frame.timestamp + (g - self._n) * 1e6 / fs
 
+        def event_time(g: int) -> int:  # the sample's time as the brief's rule: int µs
+            return frame.timestamp + round((g - self._n) * 1e6 / fs)
+
+        found: list[Event] = []
+        label = c.label
+
+        def report(i: int, p: tuple[int, float, float, int]) -> None:
+            found.append(Event(p[3], label, p[1], sample=len(times[i])))
+            times[i].append(p[2])
+
         for i, k in zip(rows.tolist(), cols.tolist()):
             g, v = base + 1 + k, float(mid[i, k])
             if rel is not None:
@@ -459,21 +515,21 @@ class PeakDetector(_EventNode):
                     continue
             p = self._pending[i]
             if p is not None and g - p[0] >= r:
-                times[i].append(p[2])
+                report(i, p)
                 self._last_event[i] = p[0]
                 p = self._pending[i] = None
             if g - self._last_event[i] < r:
                 continue
             if p is None or v > p[1]:
-                self._pending[i] = (g, v, stamp(g))
+                self._pending[i] = (g, v, stamp(g), event_time(g))
         for i, p in enumerate(self._pending):
             if p is not None and last_evaluated - p[0] >= r:
-                times[i].append(p[2])
+                report(i, p)
                 self._last_event[i] = p[0]
                 self._pending[i] = None
         self._tail = ext[:, -2:]
         self._n += x.shape[1]
-        return self.events_frame(frame, times)
+        return self.events_frame(frame, times, found)
 
 
 @register_node

@@ -26,6 +26,16 @@ input rate) of that sample's position ``k*down/up``. The filter delay is not sub
 timestamps. An input frame that completes no output sample produces no output frame. Channels
 must share a length (a NodeError otherwise); a change of channels or of the input sample rate
 mid-stream is a NodeError.
+
+**Events** (sample-exact, whatever the frame sizes): output sample ``k`` sits at input position
+``k*down/up`` (the position its timestamp is computed from), so an event on global input sample
+``g`` lands on output sample ``k = ceil(g*up/down)``: the first output sample whose time is at
+or after the event's sample time (Decimate: ``ceil(g/q)``). The event keeps its ``time``; only
+``sample`` changes. An event whose output sample is not produced yet (the input frame ended
+before it) is held and leaves on the later frame that produces it (settled ``carried`` then);
+events still held when the node stops are settled ``out_of_range`` (the stream ended before
+their output sample existed). The filter delay is not applied to positions, as not to
+timestamps.
 """
 
 from __future__ import annotations
@@ -39,6 +49,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from streamlab.errors import NodeError
+from streamlab.events import Event
 from streamlab.frame import DataFrame
 from streamlab.node import NodeConfig, ProcessingNode
 from streamlab.nodes.filters import SosStream, frame_sample_rate, scipy_signal
@@ -105,6 +116,8 @@ class _Resampler(ProcessingNode):
     """Shared frame handling: sample rate, channel layout, timestamps, metadata."""
 
     ratio: tuple[int, int]  # (up, down), set by start()
+    #: Events are re-positioned on the output samples and may be held across frames.
+    handles_events = True
 
     def on_create(self, config: Any) -> None:
         self.config = config
@@ -114,6 +127,9 @@ class _Resampler(ProcessingNode):
         self._stream: Any = None
         self._n_in = 0
         self._meta_cache: tuple[Any, Any] | None = None
+        self._k_out = 0  # global index of the next output sample
+        # events waiting for their output sample: (global output index, event), in order
+        self._held: list[tuple[int, Event]] = []
 
     def start(self, fs: float, n_channels: int) -> Any:
         """Design for input rate ``fs``; return the stream object. Sets ``self.ratio`` (up, down)."""
@@ -140,15 +156,37 @@ class _Resampler(ProcessingNode):
             x = frame.block()
         except ValueError as exc:
             raise NodeError(self.context.node_id, f"{type(self).__name__}: {exc}") from None
+        if frame.events:
+            up, down = self.ratio
+            # first output sample at or after the event's input sample: ceil(g * up / down)
+            self._held.extend((-(-(self._n_in + e.sample) * up // down), e) for e in frame.events)
         y, offset = self.emit(x)
         self._n_in += x.shape[1]
+        k0 = self._k_out
+        self._k_out += y.shape[1]
         if y.shape[1] == 0:
-            return None
+            return None  # held events wait for the frame that produces their sample
         ts = frame.timestamp + round(offset * 1e6 / fs)
         if self._meta_cache is None or self._meta_cache[0] is not frame.metadata:
             self._meta_cache = (frame.metadata, MappingProxyType(
                 {**frame.metadata, "sample_rate": self._rate_text}))
-        return DataFrame(ts, frame.sequence_id, frame.with_block(y).payload, self._meta_cache[1])
+        out = DataFrame(ts, frame.sequence_id, frame.with_block(y).payload, self._meta_cache[1])
+        if self._held:
+            k1 = self._k_out
+            ready = [e.at(k - k0) for k, e in self._held if k < k1]
+            if ready:
+                self._held = [(k, e) for k, e in self._held if k >= k1]
+                self.context.settle_events("carried", len(ready))
+                out = out.with_events(ready)
+        return out
+
+    def on_stop(self) -> None:
+        """Events still waiting for an output sample the stream never produced: out_of_range."""
+        if self._held:
+            self.context.logger.info("%s %r: %d event(s) after the last output sample",
+                                     type(self).__name__, self.context.node_id, len(self._held))
+            self.context.settle_events("out_of_range", len(self._held))
+            self._held = []
 
 
 @register_node

@@ -16,6 +16,14 @@ Window (and Spectrogram, which windows internally) rechunks a stream into blocks
 samples every ``hop`` samples, independent of the input frame sizes; each output frame's
 timestamp is that of its first sample (from the input frame holding it plus the offset at the
 sample rate). Channels must share a length; a NodeError otherwise.
+
+**Events.** Window puts an event on every window whose span contains its sample, at its index
+within the window; Spectrogram on every segment containing it, at sample 0 (one spectral frame
+per time bin). With overlap, one event can leave on several outputs: these are *copies* (same
+time, label, value), and the event is settled ``carried`` once, when the last window that can
+hold it has been emitted. An event in a gap between windows (``hop > size``) or after the last
+complete window when the stream stops is settled ``out_of_range``. FFT, WelchPSD and BandPower
+turn one frame into one output whose samples are not time: its events go on sample 0.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from streamlab.errors import NodeError
+from streamlab.events import Event
 from streamlab.frame import DataFrame
 from streamlab.node import NodeConfig, ProcessingNode
 from streamlab.nodes.filters import frame_sample_rate, scipy_signal
@@ -92,8 +101,55 @@ class Rechunker:
         return ts + round((g - first) * 1e6 / fs)
 
 
+class _WindowEvents:
+    """Events waiting for the windows (``size`` samples every ``hop``) that contain them.
+
+    Each entry is ``[global sample, event, copies emitted]``; an entry is settled once, when
+    no later window can contain it: ``carried`` if it left on at least one window, else
+    ``out_of_range``.
+    """
+
+    def __init__(self, size: int, at_zero: bool) -> None:
+        self.size, self.at_zero = size, at_zero
+        self.held: list[list[Any]] = []
+
+    def add(self, events: tuple[Event, ...], first: int) -> None:
+        self.held.extend([first + e.sample, e, 0] for e in events)
+
+    def take(self, start: int) -> list[Event]:
+        """Copies of the held events inside the window starting at global sample ``start``."""
+        out = []
+        end = start + self.size
+        for h in self.held:
+            if start <= h[0] < end:
+                out.append(h[1].at(0 if self.at_zero else h[0] - start))
+                h[2] += 1
+        return out
+
+    def settle(self, node: ProcessingNode, next_start: int | None) -> None:
+        """Settle events no window starting at ``next_start`` or later can hold (None: all)."""
+        done = [h for h in self.held if next_start is None or h[0] < next_start]
+        if not done:
+            return
+        self.held = [h for h in self.held if next_start is not None and h[0] >= next_start]
+        carried = sum(1 for h in done if h[2])
+        node.context.settle_events("carried", carried)
+        node.context.settle_events("out_of_range", len(done) - carried)
+
+
+def _events_at_zero(node: ProcessingNode, frame: DataFrame, out: DataFrame) -> DataFrame:
+    """``out`` (one output for ``frame``, samples not in time) with frame's events on sample 0."""
+    if not frame.events:
+        return out
+    node.context.settle_events("carried", len(frame.events))
+    return out.with_events([e.at(0) for e in frame.events])
+
+
 class _Blocks(ProcessingNode):
     """Shared: sample rate, equal-length check, metadata caches."""
+
+    #: outputs do not share the input's sample positions: events are re-positioned here
+    handles_events = True
 
     def on_create(self, config: Any) -> None:
         self.config = config
@@ -123,7 +179,8 @@ class Window(_Blocks):
 
     Independent of input frame sizes. Each window is one output frame stamped with its first
     sample's time; sequence ids count windows from 0. Adds ``metadata["window_size"]`` and
-    ``["window_hop"]``. ``hop > size`` skips samples between windows.
+    ``["window_hop"]``. ``hop > size`` skips samples between windows. Events go on every window
+    that contains them, at their index within it (copies when windows overlap; module docs).
 
     >>> from streamlab.testing import run_node, make_frame
     >>> meta = {"sample_rate": "1000.0"}
@@ -146,6 +203,7 @@ class Window(_Blocks):
         self._chunker: Rechunker | None = None
         self._names: tuple[str, ...] | None = None
         self._seq = 0
+        self._events = _WindowEvents(config.size, at_zero=False)
 
     def process(self, frame: DataFrame) -> list[DataFrame] | None:
         fs = frame_sample_rate(self, frame, self.config.sample_rate)
@@ -156,8 +214,12 @@ class Window(_Blocks):
         elif frame.channels != self._names:
             raise NodeError(self.context.node_id, f"Window: channels changed mid-stream from "
                             f"{list(self._names or ())} to {list(frame.channels)}")
+        first = self._chunker.next  # global start of the first window this push may emit
+        if frame.events:
+            self._events.add(frame.events, self._chunker.n)
         windows = self._chunker.push(x, frame.timestamp, fs)
         if not windows:
+            self._events.settle(self, self._chunker.next)
             return None
         if self._meta is None or self._meta[0] is not frame.metadata:
             self._meta = (frame.metadata, MappingProxyType({
@@ -165,11 +227,20 @@ class Window(_Blocks):
                 "window_hop": str(self._hop)}))
         meta = self._meta[1]
         out = []
-        for block, ts in windows:
-            out.append(DataFrame.from_block(self._names, block, timestamp=ts,
-                                            sequence_id=self._seq, metadata=meta))
+        for i, (block, ts) in enumerate(windows):
+            f = DataFrame.from_block(self._names, block, timestamp=ts,
+                                     sequence_id=self._seq, metadata=meta)
+            if self._events.held:
+                evs = self._events.take(first + i * self._hop)
+                f = f.with_events(evs) if evs else f
+            out.append(f)
             self._seq += 1
+        self._events.settle(self, self._chunker.next)
         return out
+
+    def on_stop(self) -> None:
+        """Events no complete window held (the stream ended first): ``out_of_range``."""
+        self._events.settle(self, None)
 
 
 @register_node
@@ -232,8 +303,9 @@ class FFT(_Blocks):
         if self.config.output == "power":
             spec *= spec
         out = frame.with_block(spec)
-        return DataFrame(out.timestamp, out.sequence_id, out.payload,
-                         self.spectral_meta(frame, fs, n_fft, self.config.output))
+        return _events_at_zero(self, frame, DataFrame(
+            out.timestamp, out.sequence_id, out.payload,
+            self.spectral_meta(frame, fs, n_fft, self.config.output)))
 
 
 @register_node
@@ -283,8 +355,8 @@ class WelchPSD(_Blocks):
                                    else c.detrend, scaling=c.scaling, average=c.average, axis=-1)
         out = frame.with_block(np.ascontiguousarray(psd))
         kind = "psd" if c.scaling == "density" else "power"
-        return DataFrame(out.timestamp, out.sequence_id, out.payload,
-                         self.spectral_meta(frame, fs, nperseg, kind))
+        return _events_at_zero(self, frame, DataFrame(out.timestamp, out.sequence_id, out.payload,
+                                                      self.spectral_meta(frame, fs, nperseg, kind)))
 
 
 @register_node
@@ -388,8 +460,8 @@ class BandPower(_Blocks):
             with np.errstate(divide="ignore", invalid="ignore"):
                 power = power[:, 1:] / power[:, :1]
         block = power.reshape(-1, 1)
-        return DataFrame(frame.timestamp, frame.sequence_id,
-                         frame.with_block(block, names).payload, meta)
+        return _events_at_zero(self, frame, DataFrame(
+            frame.timestamp, frame.sequence_id, frame.with_block(block, names).payload, meta))
 
 
 @register_node
@@ -429,6 +501,7 @@ class Spectrogram(_Blocks):
         self._chunker: Rechunker | None = None
         self._seq = 0
         self._fs: float | None = None
+        self._events = _WindowEvents(config.nperseg, at_zero=True)
 
     def _design(self, fs: float) -> None:
         c = self.config
@@ -450,8 +523,12 @@ class Spectrogram(_Blocks):
             raise NodeError(self.context.node_id, "Spectrogram: channels or sample_rate changed "
                             f"mid-stream ({list(self._names)} @ {self._fs} -> "
                             f"{list(frame.channels)} @ {fs})")
+        first = self._chunker.next
+        if frame.events:
+            self._events.add(frame.events, self._chunker.n)
         segments = self._chunker.push(x, frame.timestamp, fs)
         if not segments:
+            self._events.settle(self, self._chunker.next)
             return None
         seg = np.stack([s for s, _ in segments])  # segments x channels x nperseg
         if c.detrend == "constant":
@@ -460,8 +537,18 @@ class Spectrogram(_Blocks):
         psd = (spec.real ** 2 + spec.imag ** 2) * self._scale
         meta = self.spectral_meta(frame, fs, c.nperseg, "psd" if c.scaling == "density" else "power")
         out = []
+        hop = c.nperseg - self._noverlap
         for i, (_, ts) in enumerate(segments):
-            out.append(DataFrame.from_block(self._names, psd[i], timestamp=ts,
-                                            sequence_id=self._seq, metadata=meta))
+            f = DataFrame.from_block(self._names, psd[i], timestamp=ts,
+                                     sequence_id=self._seq, metadata=meta)
+            if self._events.held:
+                evs = self._events.take(first + i * hop)
+                f = f.with_events(evs) if evs else f
+            out.append(f)
             self._seq += 1
+        self._events.settle(self, self._chunker.next)
         return out
+
+    def on_stop(self) -> None:
+        """Events no complete segment held (the stream ended first): ``out_of_range``."""
+        self._events.settle(self, None)
