@@ -12,10 +12,11 @@ from streamlab import AsyncPipeline, DataFrame
 from streamlab.distributed.backend import pack_frames, unpack_frames
 from streamlab.errors import FrameError
 from streamlab.events import EVENT_FATES, Event, event_from_dict, sort_events
-from streamlab.node import NodeConfig, ProcessingNode
+from streamlab.node import ProcessingNode
 from streamlab.registry import register_node, unregister_node
 from streamlab.runtime import worker
 from tests.conftest import run
+from tests.event_nodes import event_nodes  # noqa: F401 - the fixture
 
 
 def frame(n=4, events=(), **meta):
@@ -86,34 +87,7 @@ def test_event_from_dict_names_the_problem():
 
 
 # -- the event ledger through a running pipeline ------------------------------------------------
-class _Mark(ProcessingNode):
-    """Test node: puts an event on every frame whose sequence id is a multiple of ``every``."""
-
-    class Config(NodeConfig):
-        every: int = 2
-
-    def process(self, frame):
-        if frame.sequence_id % self.config.every:
-            return frame
-        return frame.with_events([Event(frame.timestamp, f"m{frame.sequence_id}")])
-
-
-class _DropOdd(ProcessingNode):
-    """Test node: fails on odd sequence ids (with SkipFrame their events are lost)."""
-
-    def process(self, frame):
-        if frame.sequence_id % 2:
-            raise ValueError("odd")
-        return frame
-
-
-@pytest.fixture(autouse=True)
-def _nodes():
-    register_node(_Mark, name="TestMark")
-    register_node(_DropOdd, name="TestDropOdd")
-    yield
-    unregister_node("TestMark")
-    unregister_node("TestDropOdd")
+pytestmark = pytest.mark.usefixtures("event_nodes")  # TestMark, TestDropOdd
 
 
 SINE = {"frequency": 5.0, "sample_rate": 100.0, "samples_per_frame": 10, "channels": ["a"]}

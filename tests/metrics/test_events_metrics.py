@@ -8,42 +8,13 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from streamlab import AsyncPipeline
-from streamlab.events import EVENT_FATES, Event
+from streamlab.events import EVENT_FATES
 from streamlab.metrics import MetricsCollector, PipelineMonitor
 from streamlab.metrics.prometheus import render_text
-from streamlab.node import NodeConfig, ProcessingNode
-from streamlab.registry import register_node, unregister_node
 from tests.conftest import run
+from tests.event_nodes import event_nodes  # noqa: F401 - the fixture
 
-
-class _Mark(ProcessingNode):
-    """Test node: an event on every frame whose sequence id is a multiple of ``every``."""
-
-    class Config(NodeConfig):
-        every: int = 1
-
-    def process(self, frame):
-        if frame.sequence_id % self.config.every:
-            return frame
-        return frame.with_events([Event(frame.timestamp, f"m{frame.sequence_id}")])
-
-
-class _DropOdd(ProcessingNode):
-    """Test node: fails on odd sequence ids (with SkipFrame their events are dropped)."""
-
-    def process(self, frame):
-        if frame.sequence_id % 2:
-            raise ValueError("odd")
-        return frame
-
-
-@pytest.fixture(autouse=True)
-def _nodes():
-    register_node(_Mark, name="TestMetricsMark")
-    register_node(_DropOdd, name="TestMetricsDropOdd")
-    yield
-    unregister_node("TestMetricsMark")
-    unregister_node("TestMetricsDropOdd")
+pytestmark = pytest.mark.usefixtures("event_nodes")  # TestMark, TestDropOdd
 
 
 SINE = {"frequency": 5.0, "sample_rate": 100.0, "samples_per_frame": 10, "channels": ["a"]}
@@ -51,8 +22,8 @@ SINE = {"frequency": 5.0, "sample_rate": 100.0, "samples_per_frame": 10, "channe
 
 def config(mark: bool = True) -> dict:
     nodes = [{"id": "src", "type": "SineGenerator", "config": SINE},
-             {"id": "mark", "type": "TestMetricsMark" if mark else "Passthrough"},
-             {"id": "drop", "type": "TestMetricsDropOdd",
+             {"id": "mark", "type": "TestMark" if mark else "Passthrough"},
+             {"id": "drop", "type": "TestDropOdd",
               "error_policy": {"policy": "SkipFrame"}},
              {"id": "sink", "type": "Passthrough"}]
     ids = [n["id"] for n in nodes]
