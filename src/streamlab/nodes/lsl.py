@@ -29,6 +29,7 @@ the outlet it reads from to avoid liblsl's (harmless) "transmission broke off" l
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
@@ -139,6 +140,45 @@ class LSLInletConfig(SourceConfig):
         return self
 
 
+def _resolve(node: Any) -> Any:
+    """The first LSL stream matching the node's name/type/source_id (called in a worker
+    thread); BackendError naming the query if none is found within ``resolve_timeout``."""
+    cfg = node.config
+    query = stream_predicate(cfg.name, cfg.type, cfg.source_id)
+    found = node._lsl.resolve_bypred(query, 1, cfg.resolve_timeout)
+    if not found:
+        raise BackendError(f"{type(node).__name__} {node.node_id!r}: no LSL stream matching "
+                           f"{query} found within {cfg.resolve_timeout} s")
+    return found[0]
+
+
+async def _next_chunk(node: Any, frame: DataFrame | None, pull: Callable[[], Any],
+                      before_pull: Callable[[], None] | None = None) -> Any:
+    """The next pulled chunk of an inlet node, polling without blocking the loop.
+
+    None for a triggered call (``frame`` given) when nothing new has arrived; EndOfStream when
+    a graceful stop begins or nothing arrived for ``idle_timeout``.
+    """
+    if node._inlet is None:
+        raise BackendError(f"{type(node).__name__} {node.node_id!r}: not connected (on_start "
+                           "did not run or the node was stopped)")
+    clock, cfg = node.context.clock, node.config
+    idle_since = clock.monotonic()
+    while True:
+        if before_pull is not None:
+            before_pull()
+        got = pull()
+        if got is not None:
+            return got
+        if frame is not None:
+            return None
+        if node.context.stopping:
+            raise EndOfStream
+        if cfg.idle_timeout is not None and clock.monotonic() - idle_since >= cfg.idle_timeout:
+            raise EndOfStream
+        await clock.sleep(cfg.poll_interval)
+
+
 @register_node
 class LSLInlet(SourceNode):
     """Receive an LSL stream (resolved by name, type or source_id) as frames of its chunks.
@@ -176,12 +216,7 @@ class LSLInlet(SourceNode):
 
     def _connect(self) -> None:
         lsl, cfg = self._lsl, self.config
-        query = stream_predicate(cfg.name, cfg.type, cfg.source_id)
-        found = lsl.resolve_bypred(query, 1, cfg.resolve_timeout)
-        if not found:
-            raise BackendError(f"LSLInlet {self.node_id!r}: no LSL stream matching {query} "
-                               f"found within {cfg.resolve_timeout} s")
-        info = found[0]
+        info = _resolve(self)
         if info.channel_format() == lsl.cf_string:
             raise BackendError(f"LSLInlet {self.node_id!r}: stream {info.name()!r} carries "
                                "strings; only numeric streams are supported")
@@ -232,19 +267,10 @@ class LSLInlet(SourceNode):
         return samples, stamps
 
     async def process(self, frame: DataFrame | None) -> DataFrame | None:  # type: ignore[override]
-        if self._inlet is None:
-            raise BackendError(f"LSLInlet {self.node_id!r}: not connected (on_start did not run "
-                               "or the node was stopped)")
-        clock, cfg = self.context.clock, self.config
-        idle_since = clock.monotonic()
-        while (got := self._pull()) is None:
-            if frame is not None:
-                return None
-            if self.context.stopping:
-                raise EndOfStream
-            if cfg.idle_timeout is not None and clock.monotonic() - idle_since >= cfg.idle_timeout:
-                raise EndOfStream
-            await clock.sleep(cfg.poll_interval)
+        cfg = self.config
+        got = await _next_chunk(self, frame, self._pull)
+        if got is None:
+            return None
         samples, stamps = got
         block = np.asarray(samples, dtype=np.float64).T
         if cfg.timestamp_channel is not None:
@@ -455,12 +481,7 @@ class LSLMarkerInlet(SourceNode):
 
     def _connect(self) -> None:
         lsl, cfg = self._lsl, self.config
-        query = stream_predicate(cfg.name, cfg.type, cfg.source_id)
-        found = lsl.resolve_bypred(query, 1, cfg.resolve_timeout)
-        if not found:
-            raise BackendError(f"LSLMarkerInlet {self.node_id!r}: no LSL stream matching "
-                               f"{query} found within {cfg.resolve_timeout} s")
-        info = found[0]
+        info = _resolve(self)
         if cfg.channel >= info.channel_count():
             raise BackendError(f"LSLMarkerInlet {self.node_id!r}: config.channel is "
                                f"{cfg.channel} but stream {info.name()!r} has "
@@ -505,24 +526,11 @@ class LSLMarkerInlet(SourceNode):
         return (samples, stamps) if stamps else None
 
     async def process(self, frame: DataFrame | None) -> list[DataFrame] | None:  # type: ignore[override]
-        if self._inlet is None:
-            raise BackendError(f"LSLMarkerInlet {self.node_id!r}: not connected (on_start did "
-                               "not run or the node was stopped)")
-        clock, cfg = self.context.clock, self.config
-        idle_since = clock.monotonic()
-        while True:
-            if cfg.clocksync:
-                self._refresh_correction()
-            got = self._pull()
-            if got is not None:
-                break
-            if frame is not None:
-                return None
-            if self.context.stopping:
-                raise EndOfStream
-            if cfg.idle_timeout is not None and clock.monotonic() - idle_since >= cfg.idle_timeout:
-                raise EndOfStream
-            await clock.sleep(cfg.poll_interval)
+        cfg = self.config
+        got = await _next_chunk(self, frame, self._pull,
+                                self._refresh_correction if cfg.clocksync else None)
+        if got is None:
+            return None
         samples, stamps = got
         tc, ch = self.time_correction, cfg.channel
         out = []
