@@ -166,6 +166,16 @@ def test_covariance_upper_layout():
     assert (m["covariance_estimator"], m["covariance_layout"]) == ("oas", "upper")
 
 
+def test_covariance_of_a_flat_channel_is_not_a_crash():
+    x = data(3, 50, 2)
+    x[1] = 4.0
+    for est in ("cov", "scm", "lwf", "oas"):
+        c = one(Covariance, {"estimator": est}, epoch_frame(x)).block()
+        assert np.isfinite(c).all() and c[0, 1] == pytest.approx(0, abs=1e-12)
+    c = one(Covariance, {"estimator": "corr"}, epoch_frame(x)).block()
+    assert np.isnan(c[1]).all() and c[0, 0] == pytest.approx(1.0)
+
+
 def test_covariance_unknown_estimator():
     with pytest.raises(ConfigError, match=r"\$\.nodes\[0\]\.config\.estimator"):
         load_config({"nodes": [{"id": "c", "type": "Covariance",

@@ -83,7 +83,7 @@ def covariance(x: np.ndarray, estimator: str = "cov") -> np.ndarray:
       empirical_covariance`` of ``x.T``),
     * ``"lwf"``: Ledoit-Wolf shrinkage (``sklearn.covariance.ledoit_wolf(x.T)[0]``),
     * ``"oas"``: Oracle Approximating Shrinkage (``sklearn.covariance.oas(x.T)[0]``),
-    * ``"corr"``: ``np.corrcoef(x)``.
+    * ``"corr"``: ``np.corrcoef(x)`` (a flat channel's row and column are NaN).
 
     The shrinkage formulas are scikit-learn's (1.x), re-implemented with numpy so that the
     runtime needs no scikit-learn; the tests compare them to it and to pyriemann.
@@ -92,7 +92,8 @@ def covariance(x: np.ndarray, estimator: str = "cov") -> np.ndarray:
     if estimator == "cov":
         return np.atleast_2d(np.cov(x))
     if estimator == "corr":
-        return np.atleast_2d(np.corrcoef(x))
+        with np.errstate(divide="ignore", invalid="ignore"):  # a flat channel: NaN row
+            return np.atleast_2d(np.corrcoef(x))
     emp = np.atleast_2d(np.cov(x, bias=True))
     if estimator == "scm" or p == 1:  # one channel: every shrinkage leaves it alone
         return emp
