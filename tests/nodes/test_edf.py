@@ -420,3 +420,25 @@ def test_tal_onsets_need_no_exponent():
     assert b"e" not in tal.split(b"\x14")[0]
     assert parse_tals(tal, "x")[1][0].text == "a"
     assert math.isclose(parse_tals(encode_tal(123.456, 0, "b"), "x")[1][0].onset, 123.456)
+
+
+# -- the example and the benchmark run ----------------------------------------------------------
+def test_edf_convert_example_runs_as_documented(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
+    for fmt, step in (("bdf", 6400 / 16777215), ("edf", 6400 / 65535)):
+        r = subprocess.run([sys.executable, str(REPO / "examples/edf_convert.py"), "--seconds",
+                            "5", "--format", fmt, "--out", str(tmp_path)], cwd=tmp_path,
+                           env=env, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert "events -> " in r.stdout and f"session.{fmt}" in r.stdout
+        diffs = [float(ln.rsplit(" ", 2)[-2]) for ln in r.stdout.splitlines()
+                 if "max |difference|" in ln]
+        assert len(diffs) == 2 and max(diffs) <= step / 2 * 1.01, r.stdout  # printed to 3 digits
+
+
+def test_benchmark_runs(capsys):
+    from benchmarks import formats_edf
+
+    formats_edf.main(["--seconds", "2", "--repeat", "1"])
+    out = capsys.readouterr().out
+    assert "edf: write" in out and "bdf: write" in out and "x real time" in out
