@@ -1,0 +1,7 @@
+"""Readers and writers of the field's recording formats, independent of the node graph.
+
+* :mod:`streamlab.formats.xdf`: XDF (Lab Streaming Layer's LabRecorder format): a streaming
+  writer, a bounded chunk scanner that validates a file before pyxdf reads it, ``repair``.
+
+The nodes that use them live in :mod:`streamlab.nodes` (``XdfSource``, ``XdfSink``).
+"""
