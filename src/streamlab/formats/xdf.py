@@ -129,6 +129,7 @@ class _WStream:
     pending_last: float | None = None
     offsets: list[tuple[float, float]] = field(default_factory=list)
     offset_at: float | None = None          # writer clock at the last ClockOffset
+    manual: bool = False                    # offsets come from write_clock_offset
 
 
 class XdfWriter:
@@ -259,6 +260,18 @@ class XdfWriter:
         s.pending_first = first if s.pending_first is None else s.pending_first
         s.pending_last = last
 
+    def write_clock_offset(self, stream_id: int, time: float, value: float) -> None:
+        """Buffer a ClockOffset chunk of a measured offset (for streams on another clock).
+
+        Times must increase per stream (pyxdf fits a line through them); the automatic zero
+        offsets of the module docstring are then not written for this stream.
+        """
+        self._check_open()
+        s = self._streams[stream_id]
+        self._add(_chunk(CLOCK_OFFSET, _U32.pack(stream_id) + _F64.pack(time) + _F64.pack(value)))
+        s.offsets.append((float(time), float(value)))
+        s.manual = True
+
     def _add(self, chunk: bytes) -> None:
         self._buf.append(chunk)
         self._buf_bytes += len(chunk)
@@ -280,7 +293,7 @@ class XdfWriter:
         for s in self._streams.values():
             due = s.offset_at is None or now - s.offset_at >= self.clock_offset_interval
             last = s.pending_last if s.pending_last is not None else s.last
-            if (due or final) and last is not None and (not s.offsets or last > s.offsets[-1][0]):
+            if (due or final) and not s.manual and last is not None and (not s.offsets or last > s.offsets[-1][0]):
                 # strictly increasing collection times: pyxdf's fit needs distinct times
                 self._add(_chunk(CLOCK_OFFSET, _U32.pack(s.sid) + _F64.pack(last)
                                  + _F64.pack(self.clock_offset)))
