@@ -57,7 +57,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 from xml.etree import ElementTree
@@ -171,7 +171,7 @@ class XdfWriter:
         self._flushed_at = now
         self._boundary_at = now
         self.samples_lost = 0  #: samples whose buffer could not be written (a failed flush)
-        created = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S%z")
+        created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S%z")
         header = (f'<?xml version="1.0"?><info><version>1.0</version><datetime>{created}'
                   f'</datetime><writer>streamlab</writer></info>').encode()
         self._file.append(MAGIC + _chunk(FILE_HEADER, header))
