@@ -290,3 +290,51 @@ def test_cli_reports_a_damaged_file_in_one_line(tmp_path, damage):
     assert "Traceback" not in r.stderr + r.stdout
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "d.xdf" in lines[0] and "at byte" in lines[0], r.stderr
+
+
+class FullDisk:
+    """AppendFile's write call on a disk with ``budget`` bytes left: a short write, then
+    ENOSPC (as in tests/nodes/test_sink_failures.py)."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+
+    def __call__(self, fd: int, data) -> int:
+        import errno
+        import os
+
+        if self.budget <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        n = os.write(fd, bytes(data[:self.budget]))
+        self.budget -= n
+        return n
+
+
+def test_full_disk_keeps_the_file_readable_and_reports_the_loss(tmp_path, monkeypatch):
+    from streamlab.formats.xdf import scan
+    from streamlab.node import NodeContext
+    from streamlab.nodes.sinks import AppendFile, SinkWriteError
+
+    path = tmp_path / "full.xdf"
+    meta = {"sample_rate": "10.0"}
+    fs = [make_frame(x=[float(k), k + 0.5], timestamp=k * 200_000, sequence_id=k, metadata=meta)
+          for k in range(8)]
+    node = XdfSink.create({"path": str(path), "flush_interval_s": 0}, NodeContext(node_id="rec"))
+    for f in fs[:4]:
+        node.process(f)
+    disk = FullDisk(20)  # less than the next Samples chunk
+    monkeypatch.setattr(AppendFile, "_os_write", staticmethod(disk))
+    with pytest.raises(SinkWriteError, match=r"full\.xdf'.*no space left on device; frame 4 "
+                       r"was not written.*\(2 samples in all\).*stays readable"):
+        node.process(fs[4])
+    layout = scan(path)
+    assert layout.truncated is None  # the partial chunk was cut off
+    [s] = pyxdf.load_xdf(str(path), dejitter_timestamps=False)[0]
+    assert s["time_series"].ravel().tolist() == [v for f in fs[:4] for v in f.payload["x"]]
+    disk.budget = 10**9  # space is back: later frames are written after the gap
+    node.process(fs[6])
+    node.on_stop()
+    [s] = pyxdf.load_xdf(str(path), dejitter_timestamps=False)[0]
+    assert s["time_series"].ravel().tolist() == [v for f in [*fs[:4], fs[6]]
+                                                 for v in f.payload["x"]]
+    assert s["footer"]["info"]["sample_count"] == ["10"]

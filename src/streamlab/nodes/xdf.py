@@ -377,6 +377,17 @@ class XdfSink(FileSink):
         if self._deferred is not None:  # a timer's flush failed: report it now
             exc, self._deferred = self._deferred, None
             raise exc
+        lost = self._file.samples_lost
+        try:
+            self._write_frame(frame)
+        except OSError as exc:
+            lost = self._file.samples_lost - lost
+            raise self._write_error(
+                exc, f"frame {frame.sequence_id} was not written, with the samples buffered "
+                f"since the last flush ({lost} samples in all); the file ends at its last "
+                f"complete chunk ({self._file.size} bytes) and stays readable") from exc
+
+    def _write_frame(self, frame: DataFrame) -> None:
         w = self._file
         if frame.channels and frame.n_samples:
             sid = self._stream_for(frame_source_name(self), frame)
