@@ -338,3 +338,23 @@ def test_full_disk_keeps_the_file_readable_and_reports_the_loss(tmp_path, monkey
     assert s["time_series"].ravel().tolist() == [v for f in [*fs[:4], fs[6]]
                                                  for v in f.payload["x"]]
     assert s["footer"]["info"]["sample_count"] == ["10"]
+
+
+def test_chunks_mode_replays_the_frames_a_graph_recorded(tmp_path):
+    path = tmp_path / "rec.xdf"
+    gen = {"id": "gen", "type": "WhiteNoiseGenerator",
+           "config": {"mode": "free", "sample_rate": 250.0, "samples_per_frame": 37,
+                      "max_frames": 30, "seed": 4, "channels": ["a", "b"]}}
+    record = {"name": "rec", "nodes": [gen, {"id": "rec", "type": "XdfSink",
+                                             "config": {"path": str(path), "passthrough": True}},
+                                       {"id": "out", "type": "Passthrough", "config": {}}],
+              "connections": [{"from": "gen", "to": "rec"}, {"from": "rec", "to": "out"}]}
+    pipe = AsyncPipeline(record)
+    asyncio.run(asyncio.wait_for(pipe.run(), 60))
+    online = pipe.results["out"]
+    offline = replay(path, frame_size="chunks", dejitter_timestamps=False)
+    assert [(f.timestamp, f.sequence_id, f.channels, f.block().tobytes()) for f in offline] == \
+        [(f.timestamp, f.sequence_id, f.channels, f.block().tobytes()) for f in online]
+    assert all(f.metadata["sample_rate"] == "250.0" for f in offline)
+    with pytest.raises(ValueError, match="frame_size must be 1 .. 10000000 or 'chunks'"):
+        XdfSource.Config(path="x.xdf", frame_size=0)

@@ -584,13 +584,15 @@ class _Prefix(io.RawIOBase):
 
 def load(path: str | Path, stream_ids: Sequence[int] | None = None, *,
          synchronize_clocks: bool = True, dejitter_timestamps: bool = True,
-         allow_truncated: bool = False,
-         layout: XdfLayout | None = None) -> tuple[list[dict[str, Any]], XdfLayout]:
+         allow_truncated: bool = False, layout: XdfLayout | None = None,
+         chunk_sizes: dict[int, list[int]] | None = None,
+         ) -> tuple[list[dict[str, Any]], XdfLayout]:
     """``pyxdf.load_xdf`` on a file validated by :func:`scan` first; returns (streams, layout).
 
     A truncated file raises XdfError (the message says how to repair it) unless
     ``allow_truncated``: then pyxdf reads only the complete chunks (the file is not changed).
-    Any error pyxdf still raises becomes an XdfError naming the file.
+    Any error pyxdf still raises becomes an XdfError naming the file. ``chunk_sizes``, if
+    given, is filled with the number of samples of each Samples chunk, per stream id.
     """
     try:
         import pyxdf  # type: ignore[import-untyped]
@@ -608,8 +610,13 @@ def load(path: str | Path, stream_ids: Sequence[int] | None = None, *,
     if layout.truncated is not None:
         source = io.BufferedReader(_Prefix(path, layout.end), buffer_size=1 << 20)
     ids = list(stream_ids) if stream_ids is not None else None
+    on_chunk = None
+    if chunk_sizes is not None:
+        def on_chunk(values: Any, stamps: Any, info: Any, sid: int) -> tuple[Any, Any, Any]:
+            chunk_sizes.setdefault(int(sid), []).append(len(stamps))
+            return values, stamps, info
     try:
-        streams, _ = pyxdf.load_xdf(source, select_streams=ids,
+        streams, _ = pyxdf.load_xdf(source, select_streams=ids, on_chunk=on_chunk,
                                     synchronize_clocks=synchronize_clocks,
                                     dejitter_timestamps=dejitter_timestamps)
     except Exception as exc:  # pyxdf raises bare Exceptions: name the file and pass it on

@@ -28,6 +28,10 @@ share one time base).
   by :class:`~streamlab.nodes.attach.MarkerJoin`, exactly as ``Attach`` would place it online.
   Markers before the first sample or after the last are not attached: counted in
   ``markers_out_of_range`` and logged once.
+* ``frame_size: "chunks"`` gives one frame per Samples chunk instead, as recorded (not cut at
+  breaks): a file written by XdfSink replays with the frames it was recorded from, so a graph
+  fed by the replay sees the same frames as the graph that recorded (with
+  ``dejitter_timestamps: false``; the zero clock offsets leave the stamps as written).
 * A string stream chosen as ``stream`` gives marker frames (no samples, one event each,
   metadata ``stream="markers"``), as ``LSLMarkerInlet`` does: feed them to ``Attach``.
 
@@ -117,8 +121,10 @@ class XdfSourceConfig(SourceConfig):
     markers: Literal["all"] | list[StreamSelector] = Field(
         "all", description="String streams whose markers become events on the data frames: "
         "'all' (default) or a list of selectors ([] for none).")
-    frame_size: int = Field(256, ge=1, le=10_000_000, description="Samples per frame (fewer at "
-                            "a break in the stamps and at the end).")
+    frame_size: int | Literal["chunks"] = Field(
+        256, description="Samples per frame (fewer at a break in the stamps and at the end), "
+        "or 'chunks': one frame per Samples chunk of the file, as recorded (XdfSink writes "
+        "one per frame; LabRecorder one per pull).")
     synchronize_clocks: bool = Field(True, description="pyxdf.load_xdf(synchronize_clocks=): "
                                      "apply the recorded clock offsets.")
     dejitter_timestamps: bool = Field(True, description="pyxdf.load_xdf(dejitter_timestamps=): "
@@ -133,6 +139,9 @@ class XdfSourceConfig(SourceConfig):
     @model_validator(mode="after")
     def _check(self) -> XdfSourceConfig:
         require_suffix(self.path, (".xdf",), "XdfSource")
+        if isinstance(self.frame_size, int) and not 1 <= self.frame_size <= 10_000_000:
+            raise ValueError(f"frame_size must be 1 .. 10000000 or 'chunks', got "
+                             f"{self.frame_size}")
         return self
 
 
@@ -189,10 +198,13 @@ class XdfSource(SourceNode):
         else:
             marker_ids = [s.stream_id for s in streams.values() if s.channel_format == "string"
                           and any(sel.matches(s) for sel in config.markers)]
+        sizes: dict[int, list[int]] | None = {} if config.frame_size == "chunks" else None
         loaded, _ = fx.load(self.path, [self.info.stream_id, *marker_ids],
                             synchronize_clocks=config.synchronize_clocks,
                             dejitter_timestamps=config.dejitter_timestamps,
-                            allow_truncated=config.allow_truncated, layout=layout)
+                            allow_truncated=config.allow_truncated, layout=layout,
+                            chunk_sizes=sizes)
+        self._chunks = (sizes or {}).get(self.info.stream_id, [])
         by_id = {int(s["info"]["stream_id"]): s for s in loaded}
         main = by_id[self.info.stream_id]
         self.stamps_us = np.rint(np.asarray(main["time_stamps"], dtype=np.float64) * 1e6) \
@@ -238,13 +250,16 @@ class XdfSource(SourceNode):
         n = len(self.stamps_us)
         if self._markers or self.rate <= 0:
             return [(i, i + 1) for i in range(n)]
+        if self.config.frame_size == "chunks":  # as recorded: no cutting at breaks
+            ends = np.minimum(np.cumsum([0, *self._chunks]), n).tolist()
+            return [(a, b) for a, b in zip(ends, ends[1:], strict=False) if b > a]
         period = 1e6 / self.rate
         tol = self.config.max_jitter_s * 1e6 if self.config.max_jitter_s else period / 2
         breaks = np.flatnonzero(np.abs(np.diff(self.stamps_us) - period) > tol) + 1
         out = []
+        size = int(self.config.frame_size)
         for a, b in zip([0, *breaks.tolist()], [*breaks.tolist(), n], strict=True):
-            out += [(k, min(k + self.config.frame_size, b))
-                    for k in range(a, b, self.config.frame_size)]
+            out += [(k, min(k + size, b)) for k in range(a, b, size)]
         return out
 
     def _make(self) -> DataFrame | None:
