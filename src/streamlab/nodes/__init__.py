@@ -10,6 +10,7 @@ One module per family:
 * ``markers``: event sources and sinks (MarkerGenerator, EventsFileSource, EventsSink)
 * ``lsl``: Lab Streaming Layer (optional extra ``lsl``); ``plot``: PNG plots (extra ``plot``)
 * ``fault``: FaultInjector for chaos tests
+* ``xdf``: XDF recordings (XdfSource, XdfSink; optional extra ``xdf``)
 
 Nodes here use only StreamLab's public API, as a third-party node package would. Modules
 that need an optional dependency import it when a node is created, not at import time, so
@@ -35,6 +36,7 @@ from streamlab.nodes import (
     resample,
     sinks,
     spectral,
+    xdf,
 )
 
 __all__ = [
@@ -56,4 +58,5 @@ __all__ = [
     "resample",
     "sinks",
     "spectral",
+    "xdf",
 ]
