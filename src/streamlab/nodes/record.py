@@ -57,7 +57,7 @@ from streamlab.events import Event
 from streamlab.frame import DataFrame, Payload
 from streamlab.node import SourceConfig, SourceNode
 from streamlab.nodes.io import check_regular_file
-from streamlab.nodes.sinks import AppendFile, FileSink, FileSinkConfig, frame_source_name
+from streamlab.nodes.sinks import AppendFile, FileSink, IncrementalSinkConfig, frame_source_name
 from streamlab.registry import register_node
 
 __all__ = ["Recorder", "Replay", "RecordingError", "iter_recording", "read_recording_header",
@@ -284,7 +284,7 @@ def iter_recording(path: str | Path, *, allow_truncated: bool = False) -> Iterat
             yield frame
 
 
-class RecorderConfig(FileSinkConfig):
+class RecorderConfig(IncrementalSinkConfig):
     """Settings of Recorder."""
 
     flush: bool = Field(False, description="Kept for compatibility: every record is now handed "
@@ -318,11 +318,10 @@ class Recorder(FileSink):
     handles_events = True
 
     def _open(self, frame: DataFrame) -> None:
-        self._file = AppendFile(self.path)
         header = json.dumps({"format": "streamlab-recording", "version": FORMAT_VERSION,
                              "node": self.node_id, "pipeline": self.context.pipeline,
                              "created_us": self.context.clock.time_us()}).encode("utf-8")
-        self._file.append(MAGIC + _U32.pack(len(header)) + header)
+        self._file = AppendFile(self.path, MAGIC + _U32.pack(len(header)) + header)
 
     def _write(self, frame: DataFrame) -> None:
         # One append per record: on a failed write (a full disk) the file is cut back to the
@@ -330,7 +329,7 @@ class Recorder(FileSink):
         self._file.append(_encode_record(frame, frame_source_name(self)))
 
     def _finish(self) -> None:
-        self._file.close()
+        self._close_file()
 
 
 class ReplayConfig(SourceConfig):

@@ -1,0 +1,150 @@
+"""Recording sinks after ``kill -9`` (#12 item 4): a real ``streamlab run`` killed with SIGKILL
+at seeded random moments leaves files that the formats' own readers open, holding every frame
+the operating system had been given 1 s before the kill (in fact every complete frame).
+
+The parent watches the files while the child writes: every ~20 ms it notes, from the raw
+bytes, how many whole frames each file holds (what has reached the OS). After the kill the
+bound is the count noted at the last look at least 1 s before the kill."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from streamlab.nodes.record import RecordingError, iter_recording
+
+REPO = Path(__file__).resolve().parents[2]
+RATE, SPF, FREQ = 1000.0, 20, 7.0  # 50 frames per second, paced in real time
+KINDS = {"npy": "NpySink", "csv": "CsvSink", "jsonl": "JsonlSink", "slrec": "Recorder"}
+
+
+def expected(n_rows: int) -> np.ndarray:
+    """What SineGenerator emits: sin(2 pi f n / rate) on both channels."""
+    return np.sin(2 * np.pi * FREQ * np.arange(n_rows) / RATE)
+
+
+def write_config(folder: Path) -> Path:
+    nodes = [{"id": "gen", "type": "SineGenerator", "config": {
+        "mode": "free", "realtime": True, "sample_rate": RATE, "samples_per_frame": SPF,
+        "frequency": FREQ, "channels": ["a", "b"]}}]
+    nodes += [{"id": ext, "type": kind, "config": {"path": f"out.{ext}"}}
+              for ext, kind in KINDS.items()]
+    cfg = {"name": "crash", "nodes": nodes,
+           "connections": [{"from": "gen", "to": ext} for ext in KINDS]}
+    path = folder / "p.json"
+    path.write_text(json.dumps(cfg))
+    return path
+
+
+def raw_frames(path: Path, ext: str) -> int:
+    """Whole frames in the file's raw bytes now (what the OS has), 0 if there is no file."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return 0
+    if ext == "npy":
+        return max(len(data) - 128, 0) // (16 * SPF)
+    if ext == "csv":
+        return max(data.count(b"\n") - 1, 0) // SPF
+    if ext == "jsonl":
+        return data.count(b"\n")
+    return sum(1 for _ in iter_recording(path, allow_truncated=True)) if data else 0
+
+
+def read_back(path: Path, ext: str) -> tuple[int, np.ndarray]:
+    """(complete frames, the samples of channel a) read with the format's own reader."""
+    if ext == "npy":
+        data = np.load(path)
+        assert data.shape[1] == 2 and data.shape[0] % SPF == 0  # whole frames only
+        return data.shape[0] // SPF, data[:, 0]
+    if ext == "slrec":
+        try:  # the strict reader: every complete record, then at most a truncated last one
+            frames = list(iter_recording(path))
+        except RecordingError as exc:
+            assert "truncated" in str(exc)
+            frames = list(iter_recording(path, allow_truncated=True))
+        assert [f.sequence_id for f in frames] == list(range(len(frames)))
+        return len(frames), np.array([v for f in frames for v in f.payload["a"]])
+    text = path.read_text()
+    complete = text[:text.rfind("\n") + 1]  # a last line without its newline is cut short
+    if ext == "csv":
+        rows = list(csv.reader(io.StringIO(complete)))
+        assert rows[0] == ["a", "b"]
+        data = np.array(rows[1:], dtype=float).reshape(-1, 2)
+        return data.shape[0] // SPF, data[:, 0]
+    # .jsonl
+    lines = [json.loads(x) for x in complete.splitlines()]
+    assert [x["sequence_id"] for x in lines] == list(range(len(lines)))
+    return len(lines), np.array([v for x in lines for v in x["payload"]["a"]])
+
+
+def test_kill_9_at_random_moments_leaves_readable_files(tmp_path):
+    rng = random.Random(20261201)
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
+    lags = []
+    for round_ in range(5):
+        folder = tmp_path / f"r{round_}"
+        folder.mkdir()
+        config = write_config(folder)
+        proc = subprocess.Popen([sys.executable, "-m", "streamlab", "run", str(config), "-q"],
+                                cwd=folder, env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)
+        try:
+            # Round 0 kills at a random moment from the start (maybe before any file);
+            # the others at a random moment 0-2.5 s after the first frames reached the files.
+            started = time.monotonic()
+            kill_after = rng.uniform(0.0, 3.0) if round_ == 0 else rng.uniform(0.0, 2.5)
+            history: list[tuple[float, dict[str, int]]] = []
+            first = None
+            deadline = started + 120
+            while time.monotonic() < deadline:
+                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+                now = time.monotonic()
+                counts = {ext: raw_frames(folder / f"out.{ext}", ext) for ext in KINDS}
+                history.append((now, counts))
+                if first is None and (round_ == 0 or all(counts.values())):
+                    first = now
+                if first is not None and now - first >= kill_after:
+                    break
+                time.sleep(0.02)
+            else:
+                pytest.fail("the run wrote no frame within 120 s")
+            killed_at = time.monotonic()
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=60)
+            if proc.stderr:
+                proc.stderr.close()
+        bound = {ext: 0 for ext in KINDS}
+        for t, counts in history:
+            if t <= killed_at - 1.0:
+                bound = counts
+        last = history[-1][1]
+        for ext in KINDS:
+            path = folder / f"out.{ext}"
+            if not path.exists():  # killed before the first frame: no file, no frame lost
+                assert bound[ext] == 0, (round_, ext)
+                continue
+            n, a = read_back(path, ext)
+            assert n >= bound[ext], (round_, ext, n, bound)
+            np.testing.assert_array_equal(a[:n * SPF], expected(len(a))[:n * SPF])
+            lags.append((ext, last[ext] - n))
+        # Nothing but the outputs (and perhaps a header not yet renamed into place).
+        assert {p.name for p in folder.iterdir()} <= {"p.json", *(f"out.{e}" for e in KINDS)} | {
+            p.name for p in folder.glob(".out.*.part")}
+    # For the record (-s): frames the OS had at the last look before the kill minus frames read.
+    print("frames lost vs the last look before the kill:", lags)
