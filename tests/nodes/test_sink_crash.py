@@ -22,7 +22,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streamlab.nodes.record import RecordingError, iter_recording
+from streamlab.frame import DataFrame
+from streamlab.nodes import sinks as sinks_module
+from streamlab.nodes.record import Recorder, RecordingError, iter_recording
+from streamlab.nodes.sinks import CsvSink, JsonlSink, NpySink, SinkWriteError
 
 REPO = Path(__file__).resolve().parents[2]
 RATE, SPF, FREQ = 1000.0, 20, 7.0  # 50 frames per second, paced in real time
@@ -148,3 +151,95 @@ def test_kill_9_at_random_moments_leaves_readable_files(tmp_path):
             p.name for p in folder.glob(".out.*.part")}
     # For the record (-s): frames the OS had at the last look before the kill minus frames read.
     print("frames lost vs the last look before the kill:", lags)
+
+
+# -- flush_interval_s: fsync (power loss), never needed for a killed process --------------------
+
+NODES = {"npy": NpySink, "csv": CsvSink, "jsonl": JsonlSink, "slrec": Recorder}
+
+
+def frames(n: int) -> list[DataFrame]:
+    return [DataFrame.from_block(["a", "b"], np.full((2, 3), float(k)), timestamp=k,
+                                 sequence_id=k) for k in range(n)]
+
+
+class Fsyncs:
+    """Counts os.fsync calls on regular files (the folder's fsync is counted apart)."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.files = 0
+        self.dirs = 0
+        self.fail = fail
+
+    def __call__(self, fd: int) -> None:
+        if os.path.isdir(f"/proc/self/fd/{fd}"):
+            self.dirs += 1
+            return
+        if self.fail:
+            raise OSError(5, "Input/output error")
+        self.files += 1
+
+
+@pytest.mark.parametrize("ext", list(NODES))
+@pytest.mark.parametrize(("interval", "at_least", "at_most"),
+                         [(0, 5, 5), (None, 0, 0), (3600, 1, 1)])
+def test_flush_interval_sets_how_often_the_file_is_synced(tmp_path, monkeypatch, ext, interval,
+                                                          at_least, at_most):
+    calls = Fsyncs()
+    monkeypatch.setattr(os, "fsync", calls)
+    node = NODES[ext].create({"path": str(tmp_path / f"o.{ext}"), "flush_interval_s": interval})
+    for f in frames(4):
+        node.process(f)
+    node.on_stop()  # 0: 4 frames + the end; 3600: only the end; None: never
+    assert at_least <= calls.files <= at_most
+    assert calls.dirs == (0 if interval is None else 1)  # the new name's folder, once
+
+
+def test_a_background_fsync_runs_while_frames_arrive(tmp_path, monkeypatch):
+    calls = Fsyncs()
+    monkeypatch.setattr(os, "fsync", calls)
+    clock = [0.0]
+    monkeypatch.setattr(sinks_module.time, "monotonic", lambda: clock[0])
+    node = NpySink.create({"path": str(tmp_path / "o.npy"), "flush_interval_s": 1.0})
+    for k, f in enumerate(frames(5)):
+        clock[0] = 0.6 * k  # due at 1.2 s and 2.4 s
+        node.process(f)
+        if node._sync_thread is not None:
+            node._sync_thread.join(timeout=60)
+    assert calls.files == 2
+    node.on_stop()
+    assert calls.files == 3
+
+
+def test_a_failed_background_fsync_is_reported(tmp_path, monkeypatch):
+    monkeypatch.setattr(os, "fsync", Fsyncs(fail=True))
+    node = JsonlSink.create({"path": str(tmp_path / "o.jsonl"), "flush_interval_s": 0})
+    with pytest.raises(SinkWriteError, match=r"o\.jsonl'.*input/output error; frame 0 was "
+                       "written but syncing it to disk failed"):
+        node.process(frames(1)[0])
+    node = JsonlSink.create({"path": str(tmp_path / "p.jsonl"), "flush_interval_s": 3600})
+    node.process(frames(1)[0])
+    with pytest.raises(SinkWriteError, match=r"p\.jsonl'.*input/output error; could not "
+                       "finish the file"):
+        node.on_stop()
+    assert len((tmp_path / "p.jsonl").read_text().splitlines()) == 1  # written all the same
+
+
+def test_the_path_never_names_a_file_without_its_header(tmp_path, monkeypatch):
+    """Killed between creating the file and writing its header, a sink leaves no headless
+    .npy/.csv/.slrec: the header is written under a temporary name first."""
+    seen = []
+    real = sinks_module.AppendFile._os_write
+
+    def spy(fd, data):
+        seen.append(sorted(p.name for p in tmp_path.iterdir()))
+        return real(fd, data)
+
+    monkeypatch.setattr(sinks_module.AppendFile, "_os_write", staticmethod(spy))
+    (tmp_path / "o.npy").write_bytes(b"old")  # replaced only once the new header is whole
+    node = NpySink.create({"path": str(tmp_path / "o.npy")})
+    node.process(frames(1)[0])
+    node.on_stop()
+    assert seen[0] == [f".o.npy.{os.getpid()}.part", "o.npy"]
+    assert np.load(tmp_path / "o.npy").shape == (3, 2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.npy"]
