@@ -167,7 +167,7 @@ def plan_batch(spec: PipelineSpec, inputs: list[Path], out_dir: Path,
         seen.add(stem.lower())
         folder = out_dir / stem
         data = json.loads(json.dumps(base))  # a deep copy of plain JSON
-        for k, node in enumerate(data["nodes"]):
+        for node in data["nodes"]:
             if node["id"] == node_id:
                 node.setdefault("config", {})[in_field] = str(path)
         for k, name, filename in outputs:
@@ -276,8 +276,13 @@ class _Progress:
         if not enabled:
             return
         from rich.console import Console
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                   TimeElapsedColumn)
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
 
         self._bar = Progress(TextColumn("batch"), BarColumn(), MofNCompleteColumn(),
                              TextColumn("{task.fields[failed]} failed"), TimeElapsedColumn(),

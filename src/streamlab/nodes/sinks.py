@@ -307,9 +307,9 @@ class FileSink(ProcessingNode):
                              f"{frame.sequence_id} has channels {list(frame.channels)}, but "
                              f"{str(self.path)!r} was started with {list(self._names or ())}")
         if self._sync_error is not None:  # a background fsync failed: say so, once
-            exc, self._sync_error = self._sync_error, None
-            raise self._write_error(exc, f"syncing the file to disk failed; frame "
-                                    f"{frame.sequence_id} was not written") from exc
+            failed, self._sync_error = self._sync_error, None
+            raise self._write_error(failed, f"syncing the file to disk failed; frame "
+                                    f"{frame.sequence_id} was not written") from failed
         try:
             self._write(frame)
         except SinkWriteError:
@@ -376,8 +376,8 @@ class FileSink(ProcessingNode):
         finally:
             self._file.close()
         if self._sync_error is not None:
-            exc, self._sync_error = self._sync_error, None
-            raise exc
+            failed, self._sync_error = self._sync_error, None
+            raise failed
 
     def on_stop(self) -> None:
         if self._opened and not self._closed:
