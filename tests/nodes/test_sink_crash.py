@@ -243,3 +243,78 @@ def test_the_path_never_names_a_file_without_its_header(tmp_path, monkeypatch):
     assert seen[0] == [f".o.npy.{os.getpid()}.part", "o.npy"]
     assert np.load(tmp_path / "o.npy").shape == (3, 2)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.npy"]
+
+
+# -- repair: cut a killed run's files back to complete records ---------------------------------
+def cut_short(tmp_path: Path) -> dict[str, tuple[Path, int]]:
+    """Each sink's file after 4 frames, with the start of a 5th frame appended (what a kill
+    in the middle of a write leaves), and the size of the complete part."""
+    out = {}
+    for ext, node_type in NODES.items():
+        path = tmp_path / f"o.{ext}"
+        node = node_type.create({"path": str(path), "flush_interval_s": None})
+        for f in frames(4):
+            node.process(f)
+        node.on_stop()
+        complete = path.stat().st_size
+        probe = node_type.create({"path": str(tmp_path / f"probe.{ext}")})
+        for f in frames(5):
+            probe.process(f)
+        probe.on_stop()
+        tail = (tmp_path / f"probe.{ext}").read_bytes()[complete:]
+        (tmp_path / f"probe.{ext}").unlink()
+        with open(path, "ab") as f:
+            f.write(tail[:3])  # less than one row or line: a frame cut short
+        out[ext] = (path, complete)
+    return out
+
+
+def test_repair_cuts_back_to_the_complete_records(tmp_path, capsys):
+    from streamlab.cli.main import main
+    from streamlab.nodes.record import repair_recording
+
+    files = cut_short(tmp_path)
+    # Before: the strict readers fail or (csv) may read a number cut short.
+    with pytest.raises(RecordingError, match="truncated"):
+        list(iter_recording(files["slrec"][0]))
+    with pytest.raises(json.JSONDecodeError):
+        [json.loads(x) for x in files["jsonl"][0].read_text().splitlines()]
+    code = main(["repair", *(str(p) for p, _ in files.values())])
+    out = capsys.readouterr().out.splitlines()
+    assert code == 0
+    for (ext, (path, complete)), line in zip(files.items(), out, strict=True):
+        assert path.stat().st_size == complete, ext
+        kept = 12 if ext in ("npy", "csv") else 4  # rows (3 per frame) or frames
+        assert line.startswith(f"{path}: {kept} records kept, "), line
+    assert np.load(files["npy"][0]).shape == (12, 2)
+    assert len(list(iter_recording(files["slrec"][0]))) == 4
+    assert np.loadtxt(files["csv"][0], delimiter=",", skiprows=1).shape == (12, 2)
+    assert len([json.loads(x) for x in files["jsonl"][0].read_text().splitlines()]) == 4
+    again = repair_recording(files["slrec"][0])  # a complete file is left as it is
+    assert (again.records, again.bytes_removed) == (4, 0)
+
+
+def test_repair_sets_a_stale_npy_header(tmp_path):
+    from streamlab.nodes.record import repair_recording
+    from streamlab.nodes.sinks import npy_header
+
+    path = tmp_path / "old.npy"  # what NpySink before #12 left after kill -9: shape (0, 2)
+    path.write_bytes(npy_header(0, 2) + np.arange(10.0).tobytes() + b"\x01\x02")
+    r = repair_recording(path)
+    assert (r.records, r.bytes_removed) == (5, 2)
+    np.testing.assert_array_equal(np.load(path), np.arange(10.0).reshape(5, 2))
+
+
+def test_repair_refuses_what_it_does_not_know(tmp_path, capsys):
+    from streamlab.cli.main import main
+
+    (tmp_path / "a.wav").write_bytes(b"RIFF")
+    np.save(tmp_path / "b.npy", np.zeros(3, dtype=np.int32))
+    code = main(["repair", str(tmp_path / "a.wav"), str(tmp_path / "b.npy"),
+                 str(tmp_path / "missing.csv")])
+    err = capsys.readouterr().err.splitlines()
+    assert code == 2 and len(err) == 3 and all(e.startswith("error: ") for e in err), err
+    assert "cannot repair a .wav file" in err[0]
+    assert "not the .npy layout NpySink writes" in err[1]
+    assert "missing.csv" in err[2]
+    assert np.load(tmp_path / "b.npy").tolist() == [0, 0, 0]  # untouched
