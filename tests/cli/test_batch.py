@@ -210,3 +210,15 @@ def test_on_ray_workers(tmp_path, capsys):
     assert "batch: 4 recording(s): 3 ok, 1 failed" in err
     for i, expected in enumerate(data):
         np.testing.assert_array_equal(np.load(tmp_path / "res" / f"rec{i}" / "y.npy"), expected)
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--address", "127.0.0.1:6379"], "error: --address needs --backend ray"),
+    (["--workers", "0"], "error: --workers must be >= 1, got 0"),
+])
+def test_bad_options_are_exit_2(tmp_path, capsys, extra, message):
+    recordings(tmp_path / "data", 1)
+    config = write_config(tmp_path, [source()], [])
+    code = main(["batch", str(config), "--inputs", str(tmp_path / "data" / "*.npy"),
+                 "--out-dir", str(tmp_path / "res"), *extra])
+    assert code == 2 and capsys.readouterr().err.strip() == message

@@ -318,3 +318,19 @@ def test_repair_refuses_what_it_does_not_know(tmp_path, capsys):
     assert "not the .npy layout NpySink writes" in err[1]
     assert "missing.csv" in err[2]
     assert np.load(tmp_path / "b.npy").tolist() == [0, 0, 0]  # untouched
+
+
+def test_a_failed_interval_fsync_is_reported_at_the_next_frame(tmp_path, monkeypatch):
+    monkeypatch.setattr(os, "fsync", Fsyncs(fail=True))
+    clock = [0.0]
+    monkeypatch.setattr(sinks_module.time, "monotonic", lambda: clock[0])
+    node = Recorder.create({"path": str(tmp_path / "o.slrec"), "flush_interval_s": 1.0})
+    fs = frames(3)
+    node.process(fs[0])
+    clock[0] = 5.0
+    node.process(fs[1])  # starts the (failing) background sync
+    node._sync_thread.join(timeout=60)
+    with pytest.raises(SinkWriteError, match=r"o\.slrec'.*input/output error; syncing the file "
+                       "to disk failed; frame 2 was not written"):
+        node.process(fs[2])
+    assert len(list(iter_recording(tmp_path / "o.slrec"))) == 2

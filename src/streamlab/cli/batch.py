@@ -66,11 +66,13 @@ class BatchItem:
     state: str = "pending"  # "ok", "failed", "cancelled"
     error: str | None = None
     duration_s: float = 0.0
+    worker: str | None = None  #: where it ran ("local", "ray-worker-0 (pid 4242)")
     report: dict[str, Any] | None = field(default=None, repr=False)
 
     def row(self) -> dict[str, Any]:
         return {"input": str(self.input), "out_dir": str(self.out_dir), "state": self.state,
-                "error": self.error, "duration_s": round(self.duration_s, 6)}
+                "error": self.error, "duration_s": round(self.duration_s, 6),
+                "worker": self.worker}
 
 
 def add_parser(sub: Any) -> None:
@@ -197,6 +199,7 @@ async def run_batch(items: list[BatchItem], *, workers: int, triggers: int,
                 pool = PipelinePool(spec, 1, backend=backend, outputs="discard")
                 result = await pool.execute(triggers=triggers)
                 report = result.report
+                item.worker = result.worker
                 item.report = report if isinstance(report, dict) else report.to_dict()
                 item.state = "ok"
             except asyncio.CancelledError:

@@ -30,6 +30,16 @@ for events: they drop them, which the event ledger counts as ``dropped`` (``carr
 ``passthrough``, since they leave on the emitted frame), and log one warning per run the
 first time a frame with events reaches them.
 
+**A killed process** (``kill -9``, a crash) leaves files that their own readers open, with
+every frame whose write had returned: each frame reaches the operating system in one write as
+it arrives (the OS keeps it when the process dies), the .npy header's row count follows every
+frame, and a header is written under a temporary name and renamed into place, so the path
+never names a file without one. Only the frame being written may be cut short: a last
+.jsonl/.csv line without its newline, a truncated .slrec record, a partial .npy row (beyond
+the header's count, so np.load ignores it); :func:`streamlab.nodes.record.repair_recording`
+(``streamlab repair FILE``) cuts it off. ``flush_interval_s`` (default 1 s) adds an ``fsync``
+at that interval and at the end, for power loss and OS crashes. See docs/recordings.md.
+
 Reading files back is :class:`streamlab.nodes.io.FileSource`.
 """
 
@@ -575,10 +585,11 @@ class NpySinkConfig(IncrementalSinkConfig):
 class NpySink(FileSink):
     """Write the samples to a .npy file, shape samples x channels (float64), frames concatenated.
 
-    The data is appended as it arrives; the header's shape is completed in ``on_stop``
-    (until then the header says 0 samples), and also at once when a write fails (the file then
-    holds the complete rows written before, see the module docstring). Timestamps and metadata are not stored: use
-    NpzSink or Recorder for those. Channel order is the first frame's.
+    The data is appended as it arrives, and after every frame the fixed 128-byte header is
+    rewritten with the rows in the file, so ``np.load`` reads every complete frame at any
+    moment: during the run, after ``kill -9``, after a failed write (see the module
+    docstring). Timestamps and metadata are not stored: use NpzSink or Recorder for those.
+    Channel order is the first frame's.
 
     >>> import numpy as np, tempfile, os
     >>> from streamlab.testing import run_node, make_frame
