@@ -45,6 +45,7 @@ import json
 import os
 import struct
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
@@ -57,11 +58,11 @@ from streamlab.events import Event
 from streamlab.frame import DataFrame, Payload
 from streamlab.node import SourceConfig, SourceNode
 from streamlab.nodes.io import check_regular_file
-from streamlab.nodes.sinks import AppendFile, FileSink, FileSinkConfig, frame_source_name
+from streamlab.nodes.sinks import AppendFile, FileSink, IncrementalSinkConfig, frame_source_name
 from streamlab.registry import register_node
 
 __all__ = ["Recorder", "Replay", "RecordingError", "iter_recording", "read_recording_header",
-           "MAGIC"]
+           "MAGIC", "repair_recording", "RepairResult"]
 
 MAGIC = b"SLREC1\n"
 #: The file header's "version": 2 added events ("e" in record headers); 1 is read the same way.
@@ -284,7 +285,7 @@ def iter_recording(path: str | Path, *, allow_truncated: bool = False) -> Iterat
             yield frame
 
 
-class RecorderConfig(FileSinkConfig):
+class RecorderConfig(IncrementalSinkConfig):
     """Settings of Recorder."""
 
     flush: bool = Field(False, description="Kept for compatibility: every record is now handed "
@@ -318,11 +319,10 @@ class Recorder(FileSink):
     handles_events = True
 
     def _open(self, frame: DataFrame) -> None:
-        self._file = AppendFile(self.path)
         header = json.dumps({"format": "streamlab-recording", "version": FORMAT_VERSION,
                              "node": self.node_id, "pipeline": self.context.pipeline,
                              "created_us": self.context.clock.time_us()}).encode("utf-8")
-        self._file.append(MAGIC + _U32.pack(len(header)) + header)
+        self._file = AppendFile(self.path, MAGIC + _U32.pack(len(header)) + header)
 
     def _write(self, frame: DataFrame) -> None:
         # One append per record: on a failed write (a full disk) the file is cut back to the
@@ -330,7 +330,7 @@ class Recorder(FileSink):
         self._file.append(_encode_record(frame, frame_source_name(self)))
 
     def _finish(self) -> None:
-        self._file.close()
+        self._close_file()
 
 
 class ReplayConfig(SourceConfig):
@@ -438,3 +438,72 @@ class Replay(SourceNode):
     def __repr__(self) -> str:
         return (f"<Replay id={self.node_id!r} path={str(self.path)!r} "
                 f"replayed={self.frames_replayed} open={self._file is not None}>")
+
+
+@dataclass(frozen=True)
+class RepairResult:
+    """What :func:`repair_recording` did: records (frames; rows for .csv/.npy) kept, bytes cut."""
+
+    path: str
+    records: int
+    bytes_removed: int
+
+
+def repair_recording(path: str | Path) -> RepairResult:
+    """Cut a recording left by a killed process back to its last complete record, in place.
+
+    After ``kill -9`` (or a power loss) the file sinks' files may end inside the record being
+    written: a .jsonl or .csv line without its newline (whose last number may look valid but be
+    cut short), a truncated .slrec record, a partial .npy row. This removes that tail; .npy also
+    gets its header's row count set to the rows in the file (NpySink keeps it current after
+    every frame, so this matters only for files written by older versions). A complete file is
+    left unchanged. Raises ValueError for a suffix it does not know or a file that is not of
+    its format (.npy: only the layout NpySink writes), OSError if the file cannot be rewritten.
+    """
+    from streamlab.nodes.sinks import _NPY_HEADER_LEN, npy_header
+
+    p = Path(path)
+    check_regular_file(p, "recording")
+    suffix = p.suffix.lower()
+    with open(p, "r+b") as f:
+        size = os.fstat(f.fileno()).st_size
+        if suffix in (".csv", ".jsonl", ".ndjson", ".json"):
+            data = f.read()
+            end = data.rfind(b"\n") + 1
+            records = data.count(b"\n", 0, end) - (suffix == ".csv" and end > 0)
+        elif suffix == ".slrec":
+            read_recording_header(f, p)
+            end, records = f.tell(), 0
+            while True:
+                try:
+                    if _read_record(f, p, records) is None:
+                        break
+                except _Truncated:
+                    break
+                records += 1
+                end = f.tell()
+        elif suffix == ".npy":
+            import numpy.lib.format as npf
+
+            try:
+                if npf.read_magic(f) != (1, 0):
+                    raise ValueError("not .npy version 1.0")
+                shape, fortran, dtype = npf.read_array_header_1_0(f)
+            except ValueError as exc:
+                raise ValueError(f"{str(p)!r}: not a .npy file NpySink wrote ({exc})") from None
+            if (f.tell() != _NPY_HEADER_LEN or dtype != np.dtype("<f8") or fortran
+                    or len(shape) != 2):
+                raise ValueError(f"{str(p)!r}: not the .npy layout NpySink writes (float64, "
+                                 f"2-D, C order, {_NPY_HEADER_LEN}-byte header); left as it is")
+            row = 8 * max(shape[1], 1)
+            records = (size - _NPY_HEADER_LEN) // row
+            end = _NPY_HEADER_LEN + records * row
+            if records != shape[0]:
+                f.seek(0)
+                f.write(npy_header(records, shape[1]))
+        else:
+            raise ValueError(f"{str(p)!r}: cannot repair a {suffix or 'suffix-less'} file; "
+                             "known: .slrec, .npy, .csv, .jsonl (.ndjson, .json)")
+        if end < size:
+            f.truncate(end)
+    return RepairResult(str(p), records, size - end)

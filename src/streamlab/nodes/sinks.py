@@ -30,11 +30,22 @@ for events: they drop them, which the event ledger counts as ``dropped`` (``carr
 ``passthrough``, since they leave on the emitted frame), and log one warning per run the
 first time a frame with events reaches them.
 
+**A killed process** (``kill -9``, a crash) leaves files that their own readers open, with
+every frame whose write had returned: each frame reaches the operating system in one write as
+it arrives (the OS keeps it when the process dies), the .npy header's row count follows every
+frame, and a header is written under a temporary name and renamed into place, so the path
+never names a file without one. Only the frame being written may be cut short: a last
+.jsonl/.csv line without its newline, a truncated .slrec record, a partial .npy row (beyond
+the header's count, so np.load ignores it); :func:`streamlab.nodes.record.repair_recording`
+(``streamlab repair FILE``) cuts it off. ``flush_interval_s`` (default 1 s) adds an ``fsync``
+at that interval and at the end, for power loss and OS crashes. See docs/recordings.md.
+
 Reading files back is :class:`streamlab.nodes.io.FileSource`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import errno
 import io
@@ -42,6 +53,8 @@ import json
 import os
 import stat
 import struct
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -57,7 +70,7 @@ from streamlab.registry import register_node
 
 __all__ = [
     "JsonlSink", "CsvSink", "NpySink", "NpzSink", "WavSink", "SinkStatistics", "FileSink",
-    "FileSinkConfig", "frame_source_name", "npy_header", "AppendFile", "SinkWriteError",
+    "FileSinkConfig", "IncrementalSinkConfig", "frame_source_name", "npy_header", "AppendFile", "SinkWriteError",
 ]
 
 
@@ -107,20 +120,38 @@ class AppendFile:
     the previous end) and the OSError propagates: the file then holds exactly the pieces
     appended before. Opened with O_NONBLOCK and checked with fstat, so a FIFO put there in a
     race never blocks.
+
+    With ``header``, the file is first written under a temporary name in the same folder
+    (``.NAME.PID.part``) and renamed to ``path`` once the header is in it, so a process killed
+    at any moment leaves either no file (perhaps that temporary file) or one that starts with
+    the whole header; if the header cannot be written, the temporary file is removed and the
+    OSError propagates. A symlink at ``path`` is followed (its target is replaced).
     """
 
     #: The write system call; a seam for tests that simulate a full disk.
     _os_write = staticmethod(os.write)
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, header: bytes | None = None) -> None:
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
-        fd = os.open(path, flags, 0o666)
+        target = Path(os.path.realpath(path)) if header is not None else path
+        where = (target.with_name(f".{target.name}.{os.getpid()}.part") if header is not None
+                 else path)
+        fd = os.open(where, flags, 0o666)
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
             raise ValueError(f"{str(path)!r} is not a regular file")
         self._fd: int | None = fd
         self.path = path
         self.size = 0  #: bytes in the file, always at a piece boundary
+        if header is not None:
+            try:
+                self.append(header)
+                os.replace(where, target)  # atomic: the path never names a headless file
+            except BaseException:
+                self.close()
+                with contextlib.suppress(OSError):
+                    os.unlink(where)
+                raise
 
     def _fileno(self) -> int:
         if self._fd is None:
@@ -152,6 +183,10 @@ class AppendFile:
         """Overwrite bytes already in the file (a header), without moving the append position."""
         os.pwrite(self._fileno(), data, offset)
 
+    def dup(self) -> int:
+        """A second descriptor of the open file (for an fsync that may outlive ``close``)."""
+        return os.dup(self._fileno())
+
     def close(self) -> None:
         """Close the file (idempotent). Nothing is buffered, so closing cannot lose data."""
         if self._fd is not None:
@@ -161,6 +196,20 @@ class AppendFile:
     @property
     def closed(self) -> bool:
         return self._fd is None
+
+
+def _fsync(fd: int, directory: Path | None) -> None:
+    """fsync ``fd`` (then close it) and, the first time, the folder (the new name's entry)."""
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if directory is not None:
+        dfd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
 
 
 def frame_source_name(node: ProcessingNode) -> str:
@@ -191,6 +240,18 @@ class FileSinkConfig(NodeConfig):
                               "sink is terminal and emits nothing).")
 
 
+class IncrementalSinkConfig(FileSinkConfig):
+    """Settings of the sinks that write as frames arrive (.jsonl, .csv, .npy, .slrec)."""
+
+    flush_interval_s: float | None = Field(
+        1.0, ge=0, le=86400, description="Seconds between fsyncs of the file (its data "
+        "reaches the disk, so it survives a power loss or an OS crash too): in a background "
+        "thread at the first frame after the interval, and at the end. 0: at every frame, "
+        "before the next is taken. null: never (the OS writes it back on its own, typically "
+        "within 30 s). A killed process (kill -9) loses nothing either way: every frame is "
+        "handed to the OS as it arrives.")
+
+
 class FileSink(ProcessingNode):
     """Base of file sinks: opens at the first frame, writes per frame, finishes in on_stop.
 
@@ -213,6 +274,10 @@ class FileSink(ProcessingNode):
         self._samples = 0
         self._file: Any = None  # set by _open
         self._warned_events = False
+        self._last_sync = 0.0
+        self._sync_thread: threading.Thread | None = None
+        self._sync_error: OSError | None = None
+        self._dir_synced = False
 
     def process(self, frame: DataFrame) -> DataFrame | None:
         if not frame.events:
@@ -246,10 +311,15 @@ class FileSink(ProcessingNode):
                 raise self._write_error(exc, "could not start the file; no file was left") \
                     from exc
             self._opened = True
+            self._last_sync = time.monotonic()
         elif self.fixed_channels and frame.channels != self._names:
             raise ValueError(f"{type(self).__name__} {self.node_id!r}: frame "
                              f"{frame.sequence_id} has channels {list(frame.channels)}, but "
                              f"{str(self.path)!r} was started with {list(self._names or ())}")
+        if self._sync_error is not None:  # a background fsync failed: say so, once
+            failed, self._sync_error = self._sync_error, None
+            raise self._write_error(failed, f"syncing the file to disk failed; frame "
+                                    f"{frame.sequence_id} was not written") from failed
         try:
             self._write(frame)
         except SinkWriteError:
@@ -260,7 +330,64 @@ class FileSink(ProcessingNode):
                                     f"holds the {self._frames} frames before it") from exc
         self._frames += 1
         self._samples += frame.n_samples
+        self._maybe_sync(frame)
         return frame if self.config.passthrough else None
+
+    # -- durability (flush_interval_s): fsync, never needed for a killed process --------------
+    def _sync_interval(self) -> float | None:
+        return getattr(self.config, "flush_interval_s", None)
+
+    def _sync_dir(self) -> Path | None:
+        """The folder to fsync once (the new file's name lives there), then None."""
+        if self._dir_synced:
+            return None
+        self._dir_synced = True
+        return Path(os.path.realpath(self.path)).parent
+
+    def _maybe_sync(self, frame: DataFrame) -> None:
+        interval = self._sync_interval()
+        if interval is None or not isinstance(self._file, AppendFile) or self._file.closed:
+            return
+        now = time.monotonic()
+        if interval == 0:  # at every frame, before process() returns
+            try:
+                _fsync(self._file.dup(), self._sync_dir())
+            except OSError as exc:
+                raise self._write_error(exc, f"frame {frame.sequence_id} was written but "
+                                        "syncing it to disk failed") from exc
+            return
+        if now - self._last_sync < interval or (
+                self._sync_thread is not None and self._sync_thread.is_alive()):
+            return
+        self._last_sync = now
+        # A thread: an fsync can take long, and the sink may run on the event loop's thread.
+        # It syncs its own descriptor, so closing the file meanwhile is safe.
+        thread = threading.Thread(target=self._sync_in_background,
+                                  args=(self._file.dup(), self._sync_dir()),
+                                  name=f"streamlab-fsync:{self.node_id}", daemon=True)
+        self._sync_thread = thread
+        thread.start()
+
+    def _sync_in_background(self, fd: int, directory: Path | None) -> None:
+        try:
+            _fsync(fd, directory)
+        except OSError as exc:  # reported at the next frame or at the end (never lost)
+            self._sync_error = exc
+
+    def _close_file(self) -> None:
+        """Close the AppendFile; with ``flush_interval_s`` set, fsync it first. A failed
+        fsync (now or in the background) raises the OSError after the file is closed."""
+        try:
+            if self._sync_thread is not None:
+                self._sync_thread.join()
+                self._sync_thread = None
+            if self._sync_interval() is not None and not self._file.closed:
+                _fsync(self._file.dup(), self._sync_dir())
+        finally:
+            self._file.close()
+        if self._sync_error is not None:
+            failed, self._sync_error = self._sync_error, None
+            raise failed
 
     def on_stop(self) -> None:
         if self._opened and not self._closed:
@@ -319,7 +446,7 @@ class FileSink(ProcessingNode):
                 f"samples={s.samples} closed={s.closed}>")
 
 
-class JsonlSinkConfig(FileSinkConfig):
+class JsonlSinkConfig(IncrementalSinkConfig):
     """Settings of JsonlSink."""
 
     flush: bool = Field(False, description="Kept for compatibility: every line is now handed "
@@ -364,10 +491,10 @@ class JsonlSink(FileSink):
         self._file.append(line.encode("utf-8"))
 
     def _finish(self) -> None:
-        self._file.close()
+        self._close_file()
 
 
-class CsvSinkConfig(FileSinkConfig):
+class CsvSinkConfig(IncrementalSinkConfig):
     """Settings of CsvSink."""
 
     time_column: str | None = Field(
@@ -413,11 +540,10 @@ class CsvSink(FileSink):
             if cfg.time_column in frame.channels:
                 raise ValueError(f"CsvSink {self.node_id!r}: time_column {cfg.time_column!r} "
                                  "is also a channel name")
-        self._file = AppendFile(self.path)
         header = ([cfg.time_column] if cfg.time_column else []) + list(frame.channels)
         text = io.StringIO()
         csv.writer(text, lineterminator="\n").writerow(header)
-        self._file.append(text.getvalue().encode("utf-8"))
+        self._file = AppendFile(self.path, text.getvalue().encode("utf-8"))
 
     def _write(self, frame: DataFrame) -> None:
         rows = np.asarray(frame.block()).T
@@ -432,7 +558,7 @@ class CsvSink(FileSink):
         self._file.append(text.getvalue().encode("utf-8"))
 
     def _finish(self) -> None:
-        self._file.close()
+        self._close_file()
 
 
 _NPY_HEADER_LEN = 128  # fixed, so the final shape can be written over the placeholder
@@ -446,7 +572,7 @@ def npy_header(n_samples: int, n_channels: int) -> bytes:
         d.ljust(body_len - 1) + "\n").encode("latin1")
 
 
-class NpySinkConfig(FileSinkConfig):
+class NpySinkConfig(IncrementalSinkConfig):
     """Settings of NpySink."""
 
     @model_validator(mode="after")
@@ -459,10 +585,11 @@ class NpySinkConfig(FileSinkConfig):
 class NpySink(FileSink):
     """Write the samples to a .npy file, shape samples x channels (float64), frames concatenated.
 
-    The data is appended as it arrives; the header's shape is completed in ``on_stop``
-    (until then the header says 0 samples), and also at once when a write fails (the file then
-    holds the complete rows written before, see the module docstring). Timestamps and metadata are not stored: use
-    NpzSink or Recorder for those. Channel order is the first frame's.
+    The data is appended as it arrives, and after every frame the fixed 128-byte header is
+    rewritten with the rows in the file, so ``np.load`` reads every complete frame at any
+    moment: during the run, after ``kill -9``, after a failed write (see the module
+    docstring). Timestamps and metadata are not stored: use NpzSink or Recorder for those.
+    Channel order is the first frame's.
 
     >>> import numpy as np, tempfile, os
     >>> from streamlab.testing import run_node, make_frame
@@ -476,11 +603,13 @@ class NpySink(FileSink):
     Config = NpySinkConfig
 
     def _open(self, frame: DataFrame) -> None:
-        self._file = AppendFile(self.path)
-        self._file.append(npy_header(0, len(frame.channels)))
+        self._file = AppendFile(self.path, npy_header(0, len(frame.channels)))
 
     def _write(self, frame: DataFrame) -> None:
         self._file.append(np.ascontiguousarray(frame.block().T, dtype="<f8").tobytes())
+        # The header's row count follows every frame (one 128-byte pwrite over bytes already
+        # in the file: no new space), so np.load finds every complete row after a kill -9.
+        self._file.write_at(0, npy_header(self._rows_in_file(), len(self._names or ())))
 
     def _rows_in_file(self) -> int:
         row = 8 * max(len(self._names or ()), 1)
@@ -494,7 +623,7 @@ class NpySink(FileSink):
         try:
             self._file.write_at(0, npy_header(self._rows_in_file(), len(self._names or ())))
         finally:
-            self._file.close()
+            self._close_file()
 
 
 class NpzSinkConfig(FileSinkConfig):
@@ -613,5 +742,5 @@ class WavSink(FileSink):
         self._file.write(np.ascontiguousarray(frame.block().T))
 
     def _finish(self) -> None:
-        self._file.close()
+        self._close_file()
 
