@@ -17,6 +17,7 @@ every type is listed (and documented) even where the extra is not installed.
 """
 
 from streamlab.nodes import (
+    align,
     attach,
     basic,
     channels,
@@ -36,6 +37,7 @@ from streamlab.nodes import (
 )
 
 __all__ = [
+    "align",
     "attach",
     "basic",
     "channels",
