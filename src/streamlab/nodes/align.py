@@ -41,8 +41,9 @@ or, if the frame has a channel named ``time_channel`` (``LSLInlet``'s ``timestam
 each sample's own LSL time in seconds), from ``timestamp + (t_i - t_0) * 1e6``; that channel
 is not copied to the output.
 
-**Holding.** A reference frame (or grid sample) leaves once every other input has data up to
-its last sample time (so it is interpolated, not extrapolated), or once the reference (in
+**Holding.** A reference frame (or grid sample) leaves once every input has data up to its
+last sample time plus ``min_delay_s`` (so it is interpolated, not extrapolated, and with
+``min_delay_s`` > 0 the fits place it with samples on both sides), or once the reference (in
 rate mode: the most advanced input) has moved ``max_delay_s`` of data time past it, or at the
 end of the inputs. Output samples an input does not cover are ``NaN`` (``linear``,
 ``nearest``), or the last value (``previous``; ``NaN`` before the first one). Samples of an
@@ -374,6 +375,7 @@ class Aligner:
                  rate: float | None = None, markers: Iterable[str] = (),
                  methods: Mapping[str, Method] | None = None, default_method: Method = "linear",
                  prefix: bool = False, separator: str = ".", max_delay_s: float = 1.0,
+                 min_delay_s: float = 0.0,
                  max_buffer_s: float = 10.0, dejitter: bool = True,
                  dejitter_window_s: float | None = None, break_seconds: float = 1.0,
                  break_samples: int = 500, synchronize_clocks: bool = True,
@@ -391,6 +393,7 @@ class Aligner:
         self.rate = rate
         self.prefix, self.separator = prefix, separator
         self.max_delay = max_delay_s * 1e6
+        self.min_delay = min(min_delay_s, max_delay_s) * 1e6
         self.max_buffer = max_buffer_s * 1e6
         self.dejitter, self.dejitter_window_s = dejitter, dejitter_window_s
         self.break_seconds, self.break_samples = break_seconds, break_samples
@@ -648,11 +651,12 @@ class Aligner:
             frame, ch = self.held[0]
             t = self._times(ref, ch)
             last = float(t[-1])
-            if not final and not self._others_cover(last):
-                newest = self._newest(ref)
-                assert newest is not None
-                if newest - last < self.max_delay:
-                    break
+            newest = self._newest(ref)
+            assert newest is not None
+            settled = newest - last >= self.min_delay and self._others_cover(
+                last + self.min_delay)
+            if not final and not settled and newest - last < self.max_delay:
+                break
             self.held.popleft()
             ts = round(float(t[0])) + self.origin  # type: ignore[operator]
             out.append(self._output(ts, ch.block.shape[1], ref.rate, ch.block, frame.events))
@@ -678,7 +682,8 @@ class Aligner:
         else:
             covered = [newest[i.name] for i in self.inputs.values() if not i.ended]
             known = [c for c in covered if c is not None]
-            limit = min(known) if len(known) == len(covered) and known else -math.inf
+            limit = (min(known) - self.min_delay if len(known) == len(covered) and known
+                     else -math.inf)
             limit = max(limit, lead - self.max_delay)
         period = 1e6 / self.rate
         out: list[DataFrame] = []
@@ -795,6 +800,9 @@ class AlignConfig(NodeConfig):
     separator: str = Field(".", description="Between the input id and the channel name.")
     max_delay_s: float = Field(1.0, ge=0, le=3600, description="Hold output for the slowest "
                                "input at most this much data time (s).")
+    min_delay_s: float = Field(0.0, ge=0, le=3600, description="Hold every output at least "
+                               "this much data time, so the dejitter and clock fits include "
+                               "samples after it (better placement, more latency).")
     max_buffer_s: float = Field(10.0, gt=0, le=3600, description="Data held per input beyond "
                                 "its use at most (s); older samples are counted expired.")
     synchronize_clocks: bool = Field(True, description="Apply the inputs' clock_offsets "
@@ -823,6 +831,9 @@ class AlignConfig(NodeConfig):
     def _check(self) -> AlignConfig:
         if (self.reference is None) == (self.rate is None):
             raise ValueError("give exactly one of reference (an input id) or rate (Hz)")
+        if self.min_delay_s > self.max_delay_s:
+            raise ValueError(f"min_delay_s ({self.min_delay_s}) must not exceed max_delay_s "
+                             f"({self.max_delay_s})")
         if self.reference is not None and self.reference in self.markers:
             raise ValueError(f"reference {self.reference!r} cannot be a markers input")
         return self
@@ -864,7 +875,8 @@ class Align(ProcessingNode):
         return Aligner(
             inputs, reference=cfg.reference, rate=cfg.rate, markers=cfg.markers,
             methods=cfg.methods, default_method=cfg.interpolation, prefix=cfg.prefix,
-            separator=cfg.separator, max_delay_s=cfg.max_delay_s, max_buffer_s=cfg.max_buffer_s,
+            separator=cfg.separator, max_delay_s=cfg.max_delay_s, min_delay_s=cfg.min_delay_s,
+            max_buffer_s=cfg.max_buffer_s,
             dejitter=cfg.dejitter, dejitter_window_s=cfg.dejitter_window_s,
             break_seconds=cfg.jitter_break_threshold_seconds,
             break_samples=cfg.jitter_break_threshold_samples,
