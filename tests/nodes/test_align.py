@@ -143,9 +143,10 @@ def rms(x) -> float:
 
 
 # -- against pyxdf ----------------------------------------------------------------------------
-def test_online_alignment_matches_pyxdf_offline_within_0_1_ms():
+@pytest.mark.parametrize("min_delay", [0.0, 0.5])
+def test_online_alignment_matches_pyxdf_offline_within_0_1_ms(min_delay):
     a, b, oa, ob = session()
-    al, out = run_online(arrival_order(a, b, oa, ob), max_delay_s=0.5)
+    al, out = run_online(arrival_order(a, b, oa, ob), max_delay_s=1.0, min_delay_s=min_delay)
     ta_off, va = pyxdf_offline(a, oa, 500.0)
     tb_off, vb = pyxdf_offline(b, ob, 300.0)
 
@@ -160,7 +161,7 @@ def test_online_alignment_matches_pyxdf_offline_within_0_1_ms():
     ok = ~np.isnan(block[2]) & (ta_off >= tb_off[0]) & (ta_off <= tb_off[-1])
     err_b = block[2][ok] - off_b[ok]
     assert ok.sum() > 0.95 * len(ok)
-    print(f"reference timestamps: RMS {rms(err_ref) * 1e6:.2f} µs, max "
+    print(f"min_delay {min_delay}: reference timestamps: RMS {rms(err_ref) * 1e6:.2f} µs, max "
           f"{np.abs(err_ref).max() * 1e6:.2f} µs; B interpolated: RMS {rms(err_b) * 1e6:.2f} µs, "
           f"max {np.abs(err_b).max() * 1e6:.2f} µs")
     assert rms(err_ref) < 1e-4 and rms(err_b) < 1e-4

@@ -200,8 +200,10 @@ def test_two_amplifiers_online_alignment_equals_pyxdf_offline(tmp_path, skew_nod
           f"pyxdf: RMS {rms(err_ref) * 1e6:.1f} µs (max {np.abs(err_ref).max() * 1e6:.1f}); "
           f"B interpolated online - offline: RMS {rms(err_b) * 1e6:.1f} µs "
           f"(max {np.abs(err_b).max() * 1e6:.1f}); clock offsets: XDF {na}/{nb}; "
-          f"truth: A RMS {rms(online_t - va[:, 0]) * 1e6:.1f} µs, "
-          f"B RMS {rms(block[2][ok] - va[ok, 0]) * 1e6:.1f} µs; A: {stats['A']}; B: {stats['B']}")
+          f"online - truth: A {rms(online_t - va[:, 0]) * 1e6:.1f} µs, "
+          f"B {rms(block[2][ok] - va[ok, 0]) * 1e6:.1f} µs; pyxdf - truth: A "
+          f"{rms(ta - va[:, 0]) * 1e6:.1f} µs, B {rms(tb - vb[:, 0]) * 1e6:.1f} µs; "
+          f"A: {stats['A']}; B: {stats['B']}")
     assert ok.sum() > 0.9 * len(ok)
     assert rms(err_ref) < 1e-4 and rms(err_b) < 1e-4
     assert stats["B"].late_samples == 0 and stats["B"].expired_samples == 0
