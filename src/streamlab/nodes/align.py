@@ -275,9 +275,9 @@ class Dejitter:
         x = k.astype(np.float64)
         y = raw - (s.t0 + x * self.period)
         sums = np.array([len(x), x.sum(), y.sum(), np.dot(x, x), np.dot(x, y), np.dot(y, y)])
-        self._chunks.append((int(k[-1]), sums))
         self._sums += sums
-        if self.window is not None:
+        if self.window is not None:  # whole segment: the sums are enough (bounded memory)
+            self._chunks.append((int(k[-1]), sums))
             while len(self._chunks) > 1 and self.next_idx - 1 - self._chunks[0][0] >= self.window:
                 self._sums -= self._chunks.popleft()[1]
         n, sx, sy, sxx, sxy, _ = self._sums
@@ -304,13 +304,16 @@ class Dejitter:
         return 0.0 if s is None else 1e6 / (self.period + s.c)
 
     def times(self, segs: np.ndarray, idx: np.ndarray) -> np.ndarray:
-        out = np.empty(len(idx))
-        for sid in np.unique(segs):
-            m = segs == sid
-            s = self.segs[int(sid)]
-            x = idx[m].astype(np.float64)
-            out[m] = s.t0 + x * self.period + s.a + s.c * x
-        return out
+        """Fitted times of samples ``idx`` of segments ``segs`` (non-decreasing ids)."""
+        x = idx.astype(np.float64)
+        lo, hi = int(segs[0]), int(segs[-1])
+        if lo == hi:  # the common case: one segment
+            s = self.segs[lo]
+            return (s.t0 + s.a) + x * (self.period + s.c)
+        params = [self.segs.get(k, _Seg(math.nan)) for k in range(lo, hi + 1)]
+        t0a = np.array([p.t0 + p.a for p in params])[segs - lo]
+        c = np.array([p.c for p in params])[segs - lo]
+        return t0a + x * (self.period + c)
 
     def forget_before(self, seg: int) -> None:
         for sid in [k for k in self.segs if k < seg]:
@@ -753,8 +756,19 @@ class Aligner:
             if inp.method == "previous" and inp.last_value is not None:
                 out[:] = inp.last_value[:, None]
             return out
-        x = np.concatenate([self._times(inp, c) for c in inp.chunks])
-        v = np.concatenate([c.block for c in inp.chunks], axis=1)
+        chunks = inp.chunks
+        if len(chunks) == 1:
+            x = self._times(inp, chunks[0])
+            v = chunks[0].block
+        else:  # one vectorised evaluation of the fits for every held sample
+            raw = np.concatenate([c.raw for c in chunks])
+            if inp.dejit is not None:
+                segs = np.concatenate([c.segs for c in chunks])  # type: ignore[misc]
+                idx = np.concatenate([c.idx for c in chunks])  # type: ignore[misc]
+                x = self._times(inp, _Chunk(raw, segs, idx, chunks[0].block))
+            else:
+                x = self._times(inp, _Chunk(raw, None, None, chunks[0].block))
+            v = np.concatenate([c.block for c in chunks], axis=1)
         order = np.argsort(x, kind="stable")  # late samples may be out of order
         if np.any(order != np.arange(len(x))):
             x, v = x[order], v[:, order]
