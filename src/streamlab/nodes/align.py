@@ -763,8 +763,8 @@ class Aligner:
         else:  # one vectorised evaluation of the fits for every held sample
             raw = np.concatenate([c.raw for c in chunks])
             if inp.dejit is not None:
-                segs = np.concatenate([c.segs for c in chunks])  # type: ignore[misc]
-                idx = np.concatenate([c.idx for c in chunks])  # type: ignore[misc]
+                segs = np.concatenate([c.segs for c in chunks])
+                idx = np.concatenate([c.idx for c in chunks])
                 x = self._times(inp, _Chunk(raw, segs, idx, chunks[0].block))
             else:
                 x = self._times(inp, _Chunk(raw, None, None, chunks[0].block))
