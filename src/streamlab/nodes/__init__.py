@@ -18,6 +18,7 @@ every type is listed (and documented) even where the extra is not installed.
 """
 
 from streamlab.nodes import (
+    align,
     attach,
     basic,
     channels,
@@ -40,6 +41,7 @@ from streamlab.nodes import (
 )
 
 __all__ = [
+    "align",
     "attach",
     "basic",
     "channels",

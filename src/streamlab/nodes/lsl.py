@@ -18,7 +18,12 @@ local_clock() * 1e6`` (one measurement per clock, shared by every LSL node of th
 renewed each minute, so data and marker streams map LSL time alike); a frame's timestamp
 is then ``round(first_sample_lsl_time * 1e6 + offset_us)`` µs since the epoch. The raw LSL
 time of the first sample is kept in ``metadata["lsl_timestamp"]`` and, with ``timestamp_channel``, every sample's LSL time is
-emitted as an extra channel (for irregular-rate streams). LSLOutlet maps the other way:
+emitted as an extra channel (for irregular-rate streams). With ``clock_offsets`` (and
+``clocksync: false``) the stamps stay raw and the node reads ``time_correction()`` at start
+and every ``clocksync_interval`` s (in a worker thread) and passes each reading on, on the
+next frame's metadata ``clock_offsets`` ("T:O;...", µs: collection time in the frame's
+timestamp domain, offset to add), for ``Align`` to fit as pyxdf does offline.
+LSLOutlet maps the other way:
 the last sample of a frame is pushed with ``(frame.timestamp - offset_us) / 1e6 + (n - 1) /
 sample_rate`` (``timestamps="frame"``), or stamped at push time (``"now"``).
 
@@ -124,6 +129,12 @@ class LSLInletConfig(SourceConfig):
     clocksync: bool = Field(True, description="Apply LSL clock synchronisation "
                             "(time_correction) to timestamps; adds ~0.6 s before the first data.")
     dejitter: bool = Field(False, description="Smooth timestamps with LSL's dejitter filter.")
+    clock_offsets: bool = Field(
+        False, description="Measure time_correction at start and every clocksync_interval s "
+        "and pass the measurements on (metadata 'clock_offsets', as XDF ClockOffset chunks) "
+        "for Align to fit, instead of applying them (needs clocksync: false).")
+    clocksync_interval: float = Field(5.0, gt=0, le=3600, description="clock_offsets: seconds "
+                                      "between time_correction readings (LabRecorder: 5).")
     max_buflen: int = Field(360, ge=1, description="Seconds of data the inlet buffers.")
     recover: bool = Field(True, description="Reconnect when the stream is lost; if false, a "
                           "lost stream ends this source.")
@@ -132,6 +143,10 @@ class LSLInletConfig(SourceConfig):
     def _check(self) -> LSLInletConfig:
         if self.name is None and self.type is None and self.source_id is None:
             raise ValueError("give at least one of name, type or source_id to find the stream")
+        if self.clock_offsets and (self.clocksync or self.dejitter):
+            raise ValueError("clock_offsets passes LSL's clock measurements on for Align to "
+                             "apply: set clocksync: false and dejitter: false (else the "
+                             "timestamps are corrected twice)")
         for v in (self.name, self.type, self.source_id):
             if v is not None:
                 _quote(v)
@@ -209,10 +224,17 @@ class LSLInlet(SourceNode):
         self._offset_us = 0.0
         self.stream_info: Any = None
         self.samples_received = 0
+        #: clock_offsets: (collection time in the sender's clock, offset), LSL seconds, as
+        #: LabRecorder writes them (``now - offset``, ``offset``); not yet sent on a frame
+        self._offsets: list[tuple[float, float]] = []
+        self._tc_at = 0.0
+        self._tc_task: asyncio.Task[tuple[float, float]] | None = None
+        self.clock_offsets_measured = 0
 
     async def on_start(self) -> None:
         await asyncio.to_thread(self._connect)
         self._offset_us = shared_offset_us(self, self._lsl)
+        self._tc_at = self.context.clock.monotonic()
 
     def _connect(self) -> None:
         lsl, cfg = self._lsl, self.config
@@ -228,6 +250,8 @@ class LSLInlet(SourceNode):
             inlet.open_stream(cfg.resolve_timeout)
             full = inlet.info(cfg.resolve_timeout)
             self._names = self._channel_names(full)
+            if cfg.clock_offsets:
+                self._offsets.append(self._measure(inlet, cfg.resolve_timeout))
         except Exception:
             inlet.close_stream()
             raise
@@ -255,6 +279,30 @@ class LSLInlet(SourceNode):
             names.append(cfg.timestamp_channel)
         return tuple(names)
 
+    def _measure(self, inlet: Any, timeout: float) -> tuple[float, float]:
+        """One clock-offset reading as LabRecorder records it (blocking: a worker thread)."""
+        offset = float(inlet.time_correction(timeout))
+        now = float(self._lsl.local_clock())
+        self.clock_offsets_measured += 1
+        return now - offset, offset
+
+    def _refresh_offsets(self) -> None:
+        """Start a time_correction reading every clocksync_interval s; collect finished ones."""
+        task = self._tc_task
+        if task is not None and task.done():
+            self._tc_task = None
+            exc = task.exception()
+            if exc is None:
+                self._offsets.append(task.result())
+            else:  # a missed reading: the fit goes on with the others; logged, not fatal
+                self.context.logger.info("LSLInlet %r: time_correction failed (%s)",
+                                         self.node_id, exc)
+        now = self.context.clock.monotonic()
+        if self._tc_task is None and now - self._tc_at >= self.config.clocksync_interval:
+            self._tc_at = now
+            self._tc_task = asyncio.ensure_future(
+                asyncio.to_thread(self._measure, self._inlet, 2.0))
+
     def _pull(self) -> tuple[np.ndarray, np.ndarray] | None:
         try:
             samples, stamps = self._inlet.pull_chunk(
@@ -268,7 +316,8 @@ class LSLInlet(SourceNode):
 
     async def process(self, frame: DataFrame | None) -> DataFrame | None:  # type: ignore[override]
         cfg = self.config
-        got = await _next_chunk(self, frame, self._pull)
+        got = await _next_chunk(self, frame, self._pull,
+                                self._refresh_offsets if cfg.clock_offsets else None)
         if got is None:
             return None
         samples, stamps = got
@@ -277,13 +326,24 @@ class LSLInlet(SourceNode):
             block = np.vstack([block, np.asarray(stamps, dtype=np.float64)[None, :]])
         first = float(stamps[0])
         meta = dict(self._meta, lsl_timestamp=repr(first))
+        if self._offsets:  # µs in this frame's timestamp domain (see streamlab.nodes.align)
+            off = self._offset_us
+            meta["clock_offsets"] = ";".join(f"{t * 1e6 + off!r}:{o * 1e6!r}"
+                                             for t, o in self._offsets)
+            self._offsets = []
         out = DataFrame(round(first * 1e6 + self._offset_us), self._seq,
                         Payload.from_block(self._names, np.ascontiguousarray(block)), meta)
         self._seq += 1
         self.samples_received += len(stamps)
         return out
 
-    def on_stop(self) -> None:
+    async def on_stop(self) -> None:
+        task, self._tc_task = self._tc_task, None
+        if task is not None:
+            try:  # the inlet must outlive a time_correction call in progress
+                await asyncio.wait_for(asyncio.shield(task), 5.0)
+            except Exception:  # noqa: S110 - the reading is not needed any more
+                pass
         if self._inlet is not None:
             self._inlet.close_stream()
             self._inlet = None
