@@ -1,6 +1,6 @@
 """Marker-to-epoch latency: from a marker's arrival until its epoch leaves Epoch, at 1 kHz.
 
-    python -m benchmarks.marker_latency [--markers 40] [--delays 0.02 0.1 0.5]
+    python -m benchmarks.marker_latency [--markers 40] [--delays 0.01 0.02 0.1 0.5]
 
 A real-time pipeline on the system clock: SineGenerator (1 kHz, 10 samples = 10 ms per frame,
 ``realtime``) and MarkerGenerator (``realtime``, ISI 0.2-0.3 s) -> Attach -> Epoch (-0.1 ..
@@ -15,8 +15,19 @@ values. Caveat: the generator emits a frame when its FIRST sample is due (a real
 sends it after its last one, one frame period later), so the figures are one frame period
 optimistic for an amplifier.
 
-Prints, per ``max_marker_delay_s``: epochs, late markers, latency median / p95 / max in ms.
-Not asserted anywhere (wall-clock figures on a shared machine).
+Prints, per ``max_marker_delay_s``: epochs, late markers, latency median / p95 / max in ms,
+and where the median goes: ``last sample`` (from the marker to the time of the epoch's last
+sample: ``tmax`` + up to one sample, where the marker lands) and ``after`` (from then until
+the epoch is read: Attach's hold of ``max_marker_delay_s`` of data time, minus up to one frame
+period as the generator sends a frame at its first sample's time, plus delivery). Not asserted anywhere (wall-clock figures on a shared machine).
+
+Where the time goes (profiled, 2 cores shared with other jobs): at ``max_marker_delay_s``
+0.02 the median 318 ms is 296 ms until the frame is due + 21 ms held in Attach (the two 10-ms
+frames that take the data 20 ms past the frame, + about 1 ms until the second one arrives) +
+0.05 ms from Attach into Epoch + 0.2 ms until it is read: Epoch cuts the epoch in the call
+that receives the frame holding its last sample (no extra frame), and Attach holds exactly
+``max_marker_delay_s`` of data time. The target ``tmax + one frame period + 5 ms`` is met
+with a delay of at most one frame period (0.01: about 309 ms); a longer delay adds itself.
 """
 
 from __future__ import annotations
@@ -57,30 +68,34 @@ async def measure(markers: int, delay: float) -> tuple[np.ndarray, dict[str, int
     pipe = AsyncPipeline(config(markers, delay), outputs="stream")
     await pipe.start()
     pipe.close_triggers()
-    latencies = []
+    latencies, due = [], []
     async for _, frame in pipe.outputs():
-        latencies.append(pipe.clock.time_us() - int(frame.metadata["event_time"]))
+        event = int(frame.metadata["event_time"])
+        latencies.append(pipe.clock.time_us() - event)
+        # the time of the epoch's last sample: tmax after the sample the marker landed on
+        due.append(frame.timestamp + round((frame.n_samples - 1) * 1e6 / RATE) - event)
     report = await pipe.join()
     fates = {k: v for k, v in report.nodes["attach"].event_fates.items() if v}
-    return np.array(latencies, dtype=float) / 1e3, fates
+    return np.array(latencies, dtype=float) / 1e3, np.array(due, dtype=float) / 1e3, fates
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--markers", type=int, default=40)
-    parser.add_argument("--delays", type=float, nargs="+", default=[0.02, 0.1, 0.5])
+    parser.add_argument("--delays", type=float, nargs="+", default=[0.01, 0.02, 0.1, 0.5])
     args = parser.parse_args()
     target = (TMAX + FRAME / RATE) * 1e3 + 5
     print(f"1 kHz, {FRAME}-sample frames, epoch {TMIN}..{TMAX} s, ISI {ISI[0]}-{ISI[1]} s; "
           f"target <= {target:.0f} ms")
     for delay in args.delays:
-        ms, fates = asyncio.run(measure(args.markers, delay))
+        ms, due, fates = asyncio.run(measure(args.markers, delay))
         if len(ms) == 0:
             print(f"max_marker_delay_s={delay}: no epochs; attach fates {fates}")
             continue
         print(f"max_marker_delay_s={delay}: {len(ms)} epochs, attach fates {fates}; latency ms "
               f"median {np.median(ms):.1f}, p95 {np.percentile(ms, 95):.1f}, "
-              f"max {ms.max():.1f}")
+              f"max {ms.max():.1f}; median last sample {np.median(due):.1f}, after "
+              f"{np.median(ms - due):.1f}")
 
 
 if __name__ == "__main__":

@@ -353,3 +353,42 @@ def test_data_without_sample_rate_fails_naming_the_frame_and_settles_events():
     with pytest.raises(PipelineError) as info:
         run_pipe(pipeline(1.0))
     assert "no positive 'sample_rate'" in str(info.value) + str(info.value.__cause__)
+
+
+def test_out_of_order_markers_land_with_markers_in_order_false():
+    """A later marker releases the data at once (rule a) unless markers_in_order is false:
+    then only the delay does, and an earlier marker arriving after it still lands."""
+    frames = data_frames([10, 10, 10], 1000.0)  # 10 ms frames
+    times = stream_times(frames)
+    early, later = Event(int(times[3]), "early"), Event(int(times[25]), "later")
+    for in_order, fates in ((True, {"late": 1, "out_of_range": 0}),
+                            (False, {"late": 0, "out_of_range": 0})):
+        got: dict[str, int] = {"late": 0, "out_of_range": 0}
+        j = MarkerJoin(50_000, lambda f, n, got=got: got.__setitem__(f, got[f] + n),
+                       in_order=in_order)
+        out = j.data(frames[0]) + j.data(frames[1]) + j.markers([later])
+        out += j.markers([early]) + j.data(frames[2]) + j.flush()
+        assert got == fates
+        landed = {e.label for f in out for e in f.events}
+        assert landed == ({"later"} if in_order else {"early", "later"})
+
+
+def test_a_late_out_of_order_marker_is_logged_with_the_setting_to_change(caplog):
+    frames = data_frames([10] * 3, 1000.0)
+    times = stream_times(frames)
+    FEEDS["eeg"] = list(frames)
+    FEEDS["stim"] = marker_frames([Event(int(times[25]), "later"), Event(int(times[3]), "early")])
+    with caplog.at_level(logging.WARNING):
+        # all the data first, held (1 s): "later" releases frames 0 and 1, "early" is late
+        out, report = run_pipe(pipeline(1.0, marker_after="eeg"))
+    fates = report.nodes["att"].event_fates
+    assert (fates["carried"], fates["late"]) == (1, 1)
+    [line] = [r.getMessage() for r in caplog.records if "arrived after" in r.getMessage()]
+    assert "'early'" in line and "came after a later marker" in line
+    assert "set markers_in_order false" in line
+    FEEDS["eeg"] = list(frames)
+    FEEDS["stim"] = marker_frames([Event(int(times[25]), "later"), Event(int(times[3]), "early")])
+    out, report = run_pipe(pipeline(1.0, marker_after="eeg", markers_in_order=False))
+    assert report.nodes["att"].event_fates["carried"] == 2
+    assert [(f.sequence_id, e.label, e.sample) for f in out for e in f.events] == [
+        (0, "early", 3), (2, "later", 5)]

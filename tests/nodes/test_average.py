@@ -3,16 +3,21 @@ EvokedPlot: a PNG of the averages with the SE band and the event at t = 0."""
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from streamlab import AsyncPipeline
 from streamlab.errors import NodeError
 from streamlab.events import Event
 from streamlab.frame import DataFrame
 from streamlab.nodes.epochs import Average, Epoch, EvokedPlot
 from streamlab.testing import run_node
+from tests.conftest import run
+from tests.event_nodes import event_nodes  # noqa: F401 - fixture
 
 
 def epoch(label: str, data: np.ndarray, seq: int = 0) -> DataFrame:
@@ -88,3 +93,38 @@ def test_evoked_plot_draws_the_averages(tmp_path):
     assert last["target"].metadata["count"] == str(labels.count("target"))
     peak = np.argmax(last["target"].payload["Pz"])
     assert abs((peak - 10) / fs - 0.3) < 0.03  # the bump 0.3 s after the event
+
+
+def test_evoked_plot_takes_the_events_without_a_warning_and_the_ledger_balances(
+        tmp_path, caplog, event_nodes):  # noqa: F811
+    """Average frames carry their event (t = 0): the plot settles it 'carried', and prints no
+    FileSink "cannot store events" warning (every oddball run printed one)."""
+    meta = {"event_label": "a", "sample_rate": "10", "tmin": "-0.1"}
+    eps = [DataFrame(1000 * i, i, {"x": [0.0, float(i), 0.5]}, meta,
+                     [Event(1000 * i + 100_000, "a", sample=1)]) for i in range(3)]
+    avgs = run_node(Average, {}, eps)
+    path = tmp_path / "evoked.png"
+    with caplog.at_level(logging.DEBUG):
+        assert run_node(EvokedPlot, {"path": str(path)}, avgs) == []
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+    assert path.read_bytes()[:4] == b"\x89PNG"
+    # in a pipeline: debug mode checks events received == sum of fates, per node
+    cfg = {"pipeline_config": {"debug": True},
+           "nodes": [{"id": "sine", "type": "SineGenerator",
+                      "config": {"frequency": 3.0, "sample_rate": 100.0,
+                                 "samples_per_frame": 10}},
+                     {"id": "mark", "type": "TestMark", "config": {"every": 3}},
+                     {"id": "ep", "type": "Epoch", "config": {"tmin": -0.1, "tmax": 0.2}},
+                     {"id": "avg", "type": "Average"},
+                     {"id": "plot", "type": "EvokedPlot", "config": {"path": str(path)}}],
+           "connections": [{"from": "sine", "to": "mark"}, {"from": "mark", "to": "ep"},
+                           {"from": "ep", "to": "avg"}, {"from": "avg", "to": "plot"}]}
+    pipe = AsyncPipeline(cfg)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        report = run(pipe.run(triggers=20))
+    assert "cannot store events" not in caplog.text
+    plot = report.nodes["plot"]
+    assert plot.events_received == report.nodes["avg"].event_fates["carried"]
+    assert plot.events_received >= 4
+    assert plot.event_fates["carried"] == plot.events_received == sum(plot.event_fates.values())

@@ -406,6 +406,8 @@ def _check_files(
         relative = not Path(str(given.get(name, value))).expanduser().is_absolute()
         note = files.note() if relative else ""
         msg = check_path(value, kind, note)
+        if msg is None and kind == "input" and hasattr(cfg, "check_input_file"):
+            msg = cfg.check_input_file(name, value)  # the node's check of the contents
         if msg is not None:
             problems.append(ConfigProblem(where, msg + tag))
         if kind == "output":

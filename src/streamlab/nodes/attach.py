@@ -11,15 +11,22 @@ over the whole stream.
 **Late markers.** Markers travel another path than the data and may arrive after it, so
 data frames are *held* (in order) until one of:
 
-(a) the marker stream has shown a marker later than the frame's last sample (markers come
-    in time order, so none can still land on it);
+(a) the marker stream has shown a marker later than the frame's last sample (with
+    ``markers_in_order`` (default): one marker outlet sends its markers in time order, so
+    none can still land on it; this releases data as soon as possible);
 (b) the data stream has moved ``max_marker_delay_s`` of data time past the frame's last
     sample (the hold is bounded by data time, not wall time: a stalled data stream holds
     nothing back beyond what it already sent);
 (c) the inputs have ended (held frames flush, in order).
 
+Markers that may come **out of order** (several marker sources merged into one input, a
+re-sorting network path): set ``markers_in_order: false``, so that only (b) and (c) release
+data and every marker at most ``max_marker_delay_s`` behind its data still lands, whatever
+its order.
+
 A marker whose sample has already left is ``late``: counted in the event ledger and logged
-(the first, then once every ``late_log_every``), never silently dropped. A marker before the
+(the first, then once every ``late_log_every``; the log says when it also came out of
+order), never silently dropped. A marker before the
 first data sample, or after the last one when the stream ends, is ``out_of_range``.
 Markers arriving out of order are sorted while pending. Events already on data frames stay
 on them (``carried``). Frames' fates: every frame taken is ``delivered`` (marker frames are
@@ -98,8 +105,10 @@ class MarkerJoin:
 
     def __init__(self, max_delay_us: int,
                  settle: Callable[[str, int], None] = lambda fate, n: None,
-                 on_late: Callable[[Event], None] = lambda e: None) -> None:
+                 on_late: Callable[[Event], None] = lambda e: None,
+                 in_order: bool = True) -> None:
         self.max_delay_us = max_delay_us
+        self.in_order = in_order                # trust the marker order: rule (a)
         self._settle = settle
         self._on_late = on_late
         self.held: deque[tuple[DataFrame, np.ndarray]] = deque()
@@ -110,6 +119,7 @@ class MarkerJoin:
         self.emitted_until: int | None = None   # last sample time of the frames that left
         self.late = 0
         self.out_of_range = 0
+        self.out_of_order = 0                   # markers older than one seen before them
         self.regressions = 0                    # data frames that start before the last one ended
 
     # -- inputs --------------------------------------------------------------------------
@@ -143,6 +153,8 @@ class MarkerJoin:
                 bisect.insort_right(self.pending, e, key=_time)  # stable for equal times
             if self.newest_marker is None or t > self.newest_marker:
                 self.newest_marker = t
+            elif t < self.newest_marker:
+                self.out_of_order += 1
         return self._release(final=False)
 
     def flush(self) -> list[DataFrame]:
@@ -170,7 +182,7 @@ class MarkerJoin:
         self._settle("out_of_range", n)
 
     def _may_leave(self, last: int) -> bool:
-        if self.newest_marker is not None and self.newest_marker > last:
+        if self.in_order and self.newest_marker is not None and self.newest_marker > last:
             return True  # (a) the marker stream has moved past this frame
         assert self.newest_sample is not None
         return self.newest_sample - last >= self.max_delay_us  # (b) held long enough
@@ -210,6 +222,10 @@ class AttachConfig(NodeConfig):
         1.0, ge=0, le=3600, description="Hold data frames until the marker stream has passed "
         "them or for at most this much data time (s), so markers that arrive after their data "
         "are still attached; later markers are counted 'late'.")
+    markers_in_order: bool = Field(
+        True, description="The markers come in time order (one marker outlet): a marker past "
+        "a data frame releases it at once. false: they may come out of order (merged marker "
+        "streams); frames are held the whole max_marker_delay_s.")
     late_log_every: int = Field(100, ge=1, description="Log the first late marker, then one "
                                 "in this many.")
 
@@ -235,7 +251,7 @@ class Attach(ProcessingNode):
     def on_create(self, config: AttachConfig) -> None:
         self.config = config
         self.join = MarkerJoin(round(config.max_marker_delay_s * 1e6),
-                               self.context.settle_events, self._late)
+                               self.context.settle_events, self._late, config.markers_in_order)
 
     def on_start(self) -> None:
         inputs = set(self.context.inputs)
@@ -253,11 +269,16 @@ class Attach(ProcessingNode):
                              f"config.data nor config.markers")
 
     def _late(self, e: Event) -> None:
-        n = self.join.late
+        j = self.join
+        n = j.late
         if (n - 1) % self.config.late_log_every == 0:  # the 1st, then one in N
+            hint = "raise max_marker_delay_s?"
+            if j.in_order and j.newest_marker is not None and e.time < j.newest_marker:
+                hint = ("it came after a later marker: set markers_in_order false if the "
+                        "markers can come out of order")
             self.context.logger.warning(
                 "Attach %r: marker %r at %d µs arrived after its data left (%d late so far; "
-                "raise max_marker_delay_s?)", self.node_id, e.label, e.time, n)
+                "%s)", self.node_id, e.label, e.time, n, hint)
 
     def _received(self, n: int) -> None:
         m = self.context.metrics

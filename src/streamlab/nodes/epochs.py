@@ -564,7 +564,8 @@ class EvokedPlot(FileSink):
     Keeps the latest Average frame per label; at the end draws one panel per channel, one
     curve per label with its standard error as a shaded band, time in seconds with the event
     at t = 0 (from metadata ``tmin`` and ``sample_rate``; without them, the sample index)
-    and a dashed line there. No frame, no file.
+    and a dashed line there. No frame, no file. The events on the frames (each average's
+    event at t = 0) are settled ``carried`` into the plot.
 
     >>> import tempfile, os
     >>> from streamlab.testing import run_node
@@ -578,6 +579,11 @@ class EvokedPlot(FileSink):
     """
 
     Config = EvokedPlotConfig
+    # Average frames carry their epoch's event (on the zero sample): the plot stores it as the
+    # t = 0 of each curve, so the events are settled 'carried' into the file, not warned about
+    # as lost (FileSink's "cannot store events", which every oddball run used to print).
+    stores_events = True
+    handles_events = True
 
     def on_create(self, config: EvokedPlotConfig) -> None:
         super().on_create(config)

@@ -336,6 +336,15 @@ class EventsFileSourceConfig(SourceConfig):
         require_suffix(self.path, _SUFFIXES, "EventsFileSource")
         return self
 
+    def check_input_file(self, field: str, path: str) -> str | None:
+        """What is wrong with the events file's contents (``streamlab validate`` and ``run``
+        check it before running: exit 2 with the file, line and column), or None."""
+        try:
+            read_events_file(path, label_column=self.label_column)
+        except ValueError as exc:
+            return str(exc)
+        return None
+
 
 @register_node
 class EventsFileSource(_MarkerSource):
