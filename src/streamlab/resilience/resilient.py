@@ -53,6 +53,7 @@ from streamlab.resilience.policy import (
 __all__ = ["ResilientNode"]
 
 _perf_ns = time.perf_counter_ns
+_REJECTED = object()  # the breaker turned the frame away (see ResilientNode._admit)
 
 
 class ResilientNode:
@@ -126,19 +127,27 @@ class ResilientNode:
     # -- per frame ------------------------------------------------------------------------
     def process(self, frame: DataFrame) -> Any:
         """Process one frame under the policy (sync nodes). See the module docstring."""
-        m = self.metrics
-        ticket = None
-        if self.breaker is not None:
-            ticket = self.breaker.admit(self.clock.monotonic())
-            if ticket is None:
-                return self._rejected(frame)
+        ticket = self._admit()
+        if ticket is _REJECTED:
+            return self._rejected(frame)
         t0 = _perf_ns()
         try:
             out = self._process(frame)
-        except EndOfStream:  # a source's end of data is not a frame
-            raise
         except Exception as exc:
             return self._failed(frame, exc, t0, ticket)
+        return self._succeeded(out, t0, ticket)
+
+    def _admit(self) -> Any:
+        """The breaker's ticket for the next frame: None without a breaker, ``_REJECTED``
+        when the open breaker turns the frame away."""
+        if self.breaker is None:
+            return None
+        ticket = self.breaker.admit(self.clock.monotonic())
+        return _REJECTED if ticket is None else ticket
+
+    def _succeeded(self, out: Any, t0: int, ticket: Any) -> Any:
+        """Time, settle and remember a frame the node processed (started at ``t0``)."""
+        m = self.metrics
         dt = _perf_ns() - t0
         m.latency.record(dt)
         if self.deadline_ns and dt > self.deadline_ns:
@@ -229,33 +238,20 @@ class ResilientNode:
             self.metrics.latency.record_batch(total_ns, n)
 
     async def process_async(self, frame: DataFrame) -> Any:
-        """Process one frame under the policy (async nodes)."""
-        m = self.metrics
-        ticket = None
-        if self.breaker is not None:
-            ticket = self.breaker.admit(self.clock.monotonic())
-            if ticket is None:
-                return self._rejected(frame)
+        """Process one frame under the policy (async nodes); the same steps as :meth:`process`.
+        Cancelled: the frame gets :attr:`cancel_fate`."""
+        ticket = self._admit()
+        if ticket is _REJECTED:
+            return self._rejected(frame)
         t0 = _perf_ns()
         try:
             out = await self._process(frame)
-        except EndOfStream:
-            raise
         except asyncio.CancelledError:
-            m.settle(self.cancel_fate())
+            self.metrics.settle(self.cancel_fate())
             raise
         except Exception as exc:
             return self._failed(frame, exc, t0, ticket)
-        dt = _perf_ns() - t0
-        m.latency.record(dt)
-        if self.deadline_ns and dt > self.deadline_ns:
-            m.deadline_misses += 1
-        m.settle("delivered")
-        if ticket is not None:
-            self.breaker.record(ticket, True, self.clock.monotonic())  # type: ignore[union-attr]
-        if self._use_default and out is not None:
-            self._last_good = out if isinstance(out, DataFrame) else (out[-1] if out else None)
-        return out
+        return self._succeeded(out, t0, ticket)
 
     def produce(self) -> Any:
         """One output of a free-running source (sync): errors go through the policy.
@@ -265,8 +261,6 @@ class ResilientNode:
         t0 = _perf_ns()
         try:
             out = self._process(None)
-        except EndOfStream:
-            raise
         except Exception as exc:  # a failed production attempt is accounted as a frame
             return self._failed(DataFrame(), exc, t0, None)
         self.metrics.latency.record(_perf_ns() - t0)
@@ -288,8 +282,6 @@ class ResilientNode:
         t0 = _perf_ns()
         try:
             out = await self._process(None)
-        except EndOfStream:
-            raise
         except Exception as exc:
             return self._failed(DataFrame(), exc, t0, None)
         self.metrics.latency.record(_perf_ns() - t0)
@@ -315,7 +307,10 @@ class ResilientNode:
 
         Returns the substitute frame (UseDefault) or None; raises NodeError when the error
         propagates or the strategy gives up: the frame is then ``aborted`` and the run fails.
+        EndOfStream (a source's end of data, not a failed frame) is re-raised untouched.
         """
+        if isinstance(exc, EndOfStream):
+            raise exc
         m = self.metrics
         m.latency.record(_perf_ns() - t0)
         m.record_error(exc)

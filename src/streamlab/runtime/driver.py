@@ -47,9 +47,10 @@ from streamlab.errors import EndOfStream, NodeError
 from streamlab.frame import DataFrame
 from streamlab.node import SourceNode
 from streamlab.resilience.resilient import ResilientNode, _maybe_await
+from streamlab.runtime.plan import TaskPlan
 
 __all__ = ["NodeDriver", "CustomRunDriver", "InletFeed", "SourceFeed", "Latency", "Sender",
-           "StartBarrier", "stage_runner", "ENDED"]
+           "StartBarrier", "stage_runner", "ENDED", "Driver", "make_driver"]
 
 _DataFrame = DataFrame
 _events_of = attrgetter("events")
@@ -646,3 +647,30 @@ class CustomRunDriver:
             m.frames_out += self.outlet.sent - base_sent
             self.outlet.close()
             await _maybe_await(st.node.on_stop())
+
+
+Driver = NodeDriver | CustomRunDriver
+
+
+def make_driver(task: TaskPlan, stages: list[ResilientNode], inlet: Inlet, outlet: Sender, *,
+                dead_outlets: dict[int, Outlet], aborting: Callable[[], bool],
+                stop_requested: asyncio.Event, clock: Clock,
+                executors: list[ThreadPoolExecutor]) -> Driver:
+    """The driver of one planned task: its executor strategy and its feed, as the plan says.
+    A thread executor's pool is appended to ``executors`` (the pipeline shuts them down)."""
+    if task.executor == "custom" and task.feed == "inlet":
+        return CustomRunDriver(stages[0], inlet, outlet, aborting=aborting)
+    pool = None
+    if task.executor == "thread":
+        pool = ThreadPoolExecutor(1, thread_name_prefix=f"streamlab-{task.nodes[0]}")
+        executors.append(pool)
+    runs = [stage_runner(task.executor, pool)] + [None] * (len(stages) - 1)
+    driver = NodeDriver(stages, outlet, runs=runs, aborting=aborting,
+                        dead_outlets=dead_outlets, terminal=task.terminal)
+    if task.feed == "source":
+        driver.feed = SourceFeed(stages[0], chained=len(stages) > 1,
+                                 stop_requested=stop_requested, clock=clock,
+                                 send_dead=driver.send_dead, latency=driver.latency)
+    else:
+        driver.feed = InletFeed(inlet, stages[0])
+    return driver
