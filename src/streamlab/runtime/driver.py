@@ -41,6 +41,7 @@ from concurrent.futures import ThreadPoolExecutor
 from operator import attrgetter
 from typing import Any, Protocol
 
+from streamlab import frame as _frame
 from streamlab.channel import Inlet, Outlet
 from streamlab.clock import Clock
 from streamlab.errors import EndOfStream, NodeError
@@ -373,7 +374,7 @@ class SourceFeed:
             await self._send_dead(0)
         if outs:
             self.latency.carry(0, (), outs)
-            if any(map(_events_of, outs)):
+            if _frame.events_seen and any(map(_events_of, outs)):
                 count_events(st, (), outs)
         st.metrics.frames_out += len(outs)
         if not self._sized and outs:
@@ -512,8 +513,8 @@ class NodeDriver:
                 st.metrics.frames_out += len(outs)
             if dead:  # each dead letter takes its input's ingress
                 self.latency.carry(k, ins[-len(dead):] if len(ins) >= len(dead) else ins, dead)
-        if any(map(_events_of, ins)) or any(map(_events_of, outs)):
-            count_events(st, ins, outs + dead if dead else outs)
+        if _frame.events_seen and (any(map(_events_of, ins)) or any(map(_events_of, outs))):
+            count_events(st, ins, outs + dead if dead else outs)  # exact once events exist
         return i + taken
 
     def _stop_stage(self, k: int, unused: list[DataFrame], outcome: Outcome) -> None:
