@@ -220,3 +220,39 @@ def test_every_way_of_making_a_frame_with_events_is_seen(monkeypatch, make):
     assert streamlab.frame.events_seen is False
     assert make().events
     assert streamlab.frame.events_seen is True
+
+
+# -- batch sizes of a free-running source ------------------------------------------------------
+def _batch_sizes(monkeypatch, channels: int, samples: int, frames_: int = 200) -> list[int]:
+    """Sizes of the batches the stage after a free source gets (W1/W5-like chain)."""
+    from streamlab.runtime.async_pipeline import AsyncPipeline
+
+    sizes: list[int] = []
+    original = ResilientNode.process_batch
+
+    def spy(self, frames, out, **kw):
+        if self.node_id == "g" and not kw.get("produce"):
+            sizes.append(len(frames))
+        return original(self, frames, out, **kw)
+
+    monkeypatch.setattr(ResilientNode, "process_batch", spy)
+    cfg = {"nodes": [
+        {"id": "src", "type": "SineGenerator",
+         "config": {"mode": "free", "max_frames": frames_, "sample_rate": 1000.0,
+                    "frequency": 1.0, "samples_per_frame": samples,
+                    "channels": [f"c{i}" for i in range(channels)]}},
+        {"id": "g", "type": "Gain", "config": {"gain": 2.0}}],
+        "connections": [{"from": "src", "to": "g"}]}
+    pipe = AsyncPipeline(cfg, outputs="discard")
+    report = run(pipe.run())
+    assert report.nodes["g"].received == frames_
+    return sizes
+
+
+def test_a_free_source_of_tiny_frames_makes_batches_of_64(monkeypatch):
+    sizes = _batch_sizes(monkeypatch, 1, 1)
+    assert sizes[:3] == [16, 64, 64] and sum(sizes) == 200  # sized on the first batch
+
+
+def test_a_free_source_of_larger_frames_keeps_batches_of_16(monkeypatch):
+    assert set(_batch_sizes(monkeypatch, 8, 256)[:-1]) == {16}

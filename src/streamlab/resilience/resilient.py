@@ -30,6 +30,7 @@ import random
 import time
 import warnings
 from collections.abc import Callable
+from operator import length_hint
 from typing import Any
 
 import numpy as np
@@ -175,23 +176,24 @@ class ResilientNode:
         self.batch_consumed = 0
         if self._per_frame and not produce:  # breaker, deadline or UseDefault: per frame
             return self._process_each(frames, out)
-        proc = self._process
-        append = out.append
-        i = 0
+        proc, append, frame_type = self._process, out.append, DataFrame
+        it = iter(frames)  # no per-frame index: which frame failed is len - what is left - 1
         t0 = _perf_ns()
         try:
-            for i, f in enumerate(frames):  # noqa: B007 - i says which frame failed
+            for f in it:
                 r = proc(f)
                 if r is not None:
-                    if type(r) is DataFrame:
+                    if type(r) is frame_type:
                         append(r)
                     else:
                         out.extend(r)
         except EndOfStream:
+            i = len(frames) - length_hint(it) - 1
             self._tally(0 if produce else i, i, _perf_ns() - t0)
             self.batch_consumed = i
             raise
         except Exception as exc:
+            i = len(frames) - length_hint(it) - 1
             return self._batch_failed(frames, i, out, exc, t0, produce)
         n = len(frames)
         self._tally(0 if produce else n, n, _perf_ns() - t0)
