@@ -73,31 +73,19 @@ class ResilientNode:
         deadline_s: float | None = None,
         collect_dead_letters: bool = False,
     ) -> None:
-        if isinstance(strategy, CircuitBreakerSettings):  # the pre-0.2 spelling
-            if breaker is not None:
-                raise TypeError("ResilientNode: a circuit breaker given both as strategy= and "
-                                "breaker=; pass it as breaker= only")
-            warnings.warn("ResilientNode(strategy=CircuitBreakerStrategy(...)) is deprecated: the "
-                          "breaker is a setting of its own, pass breaker=", DeprecationWarning,
-                          stacklevel=2)
-            strategy, breaker = None, strategy
+        strategy, breaker = _breaker_apart(strategy, breaker)
         self._factory = factory
-        self.node = factory()
+        self._bind(factory())
         self.policy = policy or Propagate()
         self.strategy = strategy or Never()
         self.metrics = metrics or NodeMetrics(self.node.context.node_id, node_type=type(self.node).__name__)
         self.node.context.metrics = self.metrics  # the node's event ledger (settle_events)
         self.clock = clock
         self.deadline_ns = int(deadline_s * 1e9) if deadline_s else 0
-        self.is_async = inspect.iscoroutinefunction(self.node.process)
-        # sources are called with None, async nodes return awaitables: checked at run time
-        self._process: Callable[[Any], Any] = self.node.process
         self.breaker_settings = breaker
-        self.breaker: CircuitBreaker | None = None
-        if breaker is not None:
-            self.breaker = CircuitBreaker(breaker.failure_threshold, breaker.reset_timeout_s)
-        seed = getattr(self.strategy, "seed", None)
-        self._rng = random.Random(seed)
+        self.breaker: CircuitBreaker | None = (None if breaker is None else CircuitBreaker(
+            breaker.failure_threshold, breaker.reset_timeout_s))
+        self._rng = random.Random(getattr(self.strategy, "seed", None))
         self._use_default = isinstance(self.policy, UseDefault)
         self._per_frame = bool(self.breaker is not None or self.deadline_ns or self._use_default)
         self.batch_consumed = 0
@@ -110,6 +98,13 @@ class ResilientNode:
         self.last_error: BaseException | None = None
         #: Fate of a frame whose processing is cancelled (the runtime says which).
         self.cancel_fate: Callable[[], str] = lambda: "dropped_shutdown"
+
+    def _bind(self, node: ProcessingNode) -> None:
+        """Run ``node`` from now on (the first instance, or a restart's fresh one)."""
+        self.node = node
+        self.is_async = inspect.iscoroutinefunction(node.process)
+        # sources are called with None, async nodes return awaitables: checked at run time
+        self._process: Callable[[Any], Any] = node.process
 
     @property
     def node_id(self) -> str:
@@ -363,9 +358,7 @@ class ResilientNode:
             await self.clock.sleep(wait)
         old = self.node
         await _maybe_await(old.on_stop())
-        self.node = self._factory()
-        self._process = self.node.process
-        self.is_async = inspect.iscoroutinefunction(self.node.process)
+        self._bind(self._factory())
         await _maybe_await(self.node.on_start())
         self.metrics.restarts += 1
         h = self.history
@@ -374,6 +367,22 @@ class ResilientNode:
     def __repr__(self) -> str:
         return (f"<ResilientNode {self.node_id!r} policy={self.policy.name} "
                 f"strategy={self.strategy.name} restarts={self.metrics.restarts}>")
+
+
+def _breaker_apart(strategy: RestartStrategy | CircuitBreakerSettings | None,
+                   breaker: CircuitBreakerSettings | None,
+                   ) -> tuple[RestartStrategy | None, CircuitBreakerSettings | None]:
+    """``(strategy, breaker)``, accepting the pre-0.2 spelling ``strategy=<breaker>`` with a
+    DeprecationWarning; TypeError if a breaker is given both ways."""
+    if not isinstance(strategy, CircuitBreakerSettings):
+        return strategy, breaker
+    if breaker is not None:
+        raise TypeError("ResilientNode: a circuit breaker given both as strategy= and "
+                        "breaker=; pass it as breaker= only")
+    warnings.warn("ResilientNode(strategy=CircuitBreakerStrategy(...)) is deprecated: the "
+                  "breaker is a setting of its own, pass breaker=", DeprecationWarning,
+                  stacklevel=3)
+    return None, strategy
 
 
 async def _maybe_await(value: Any) -> Any:

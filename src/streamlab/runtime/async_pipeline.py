@@ -172,6 +172,13 @@ class AsyncPipeline:
         for res in self.built.nodes.values():
             res.cancel_fate = self._cancel_fate
         self.metrics: dict[str, NodeMetrics] = {k: r.metrics for k, r in self.built.nodes.items()}
+        self._init_run_state()
+        self.plan = make_plan(self.built, fusion=self.fusion, capacity=self._capacity)
+        self.chains = self.plan.chains
+        self._wire()
+
+    def _init_run_state(self) -> None:
+        """The state of the one run: tasks, failure, lifecycle, channels, drivers."""
         self._tasks: list[asyncio.Task[None]] = []
         self._executors: list[ThreadPoolExecutor] = []
         self._failure: tuple[str | None, BaseException] | None = None
@@ -187,9 +194,6 @@ class AsyncPipeline:
         self.trigger_channels: dict[str, Channel] = {}
         self._sink_outlets: dict[str, Any] = {}
         self._runners: list[Driver] = []
-        self.plan = make_plan(self.built, fusion=self.fusion, capacity=self._capacity)
-        self.chains = self.plan.chains
-        self._wire()
 
     @classmethod
     def from_config(cls, config: PipelineSpec | Mapping[str, Any] | str | os.PathLike[str],

@@ -491,14 +491,6 @@ class NodeDriver:
                 taken, outcome = (_run_inline(st, frames, i, outs) if run is None
                                   else await run(st, frames, i, outs))
                 calling = False
-                if outcome is None and i == 0 and taken == len(frames) and not st.dead_letters:
-                    # The common case: the whole batch went through stage k, nothing failed.
-                    if not outs:
-                        i = taken
-                        return
-                    self._passed(k, frames, outs)
-                    k, frames = k + 1, outs
-                    continue
                 i = self._made(k, frames, i, taken, outs)
                 if st.dead_letters:
                     await self.send_dead(k)
@@ -519,17 +511,6 @@ class NodeDriver:
                 self._lose(k, frames[i + calling:], self._drop_fate(exc))
             raise
 
-    def _passed(self, k: int, ins: list[DataFrame], outs: list[DataFrame]) -> None:
-        """Stage k took all of ``ins`` and made ``outs`` (not empty), nothing failed: carry the
-        ingress stamps if an output has none, count the outputs and (once events exist) the
-        events. :meth:`_made` is the general case."""
-        if None in map(_INGRESS, outs):
-            self.latency.carry(k, ins, outs)
-        st = self.stages[k]
-        st.metrics.frames_out += len(outs)
-        if _frame.events_seen and (any(map(_events_of, ins)) or any(map(_events_of, outs))):
-            count_events(st, ins, outs)
-
     def _made(self, k: int, frames: list[DataFrame], i: int, taken: int,
               outs: list[DataFrame]) -> int:
         """Stage k took ``frames[i:i + taken]`` and made ``outs`` (and maybe dead letters):
@@ -539,7 +520,8 @@ class NodeDriver:
         ins = frames[i:i + taken] if i or taken < len(frames) else frames
         if outs or dead:
             if outs:
-                self.latency.carry(k, ins, outs)
+                if None in map(_INGRESS, outs):  # usually every output has its stamp already
+                    self.latency.carry(k, ins, outs)
                 st.metrics.frames_out += len(outs)
             if dead:  # each dead letter takes its input's ingress
                 self.latency.carry(k, ins[-len(dead):] if len(ins) >= len(dead) else ins, dead)
