@@ -36,6 +36,17 @@ _new_payload = object.__new__
 _new_frame = object.__new__
 _EMPTY_META: Mapping[str, str] = MappingProxyType({})
 
+#: True once a frame with events has been made in this process; never reset. A frame carries
+#: events only if it was made with them (the constructor, ``with_events``, ``_make``,
+#: unpickling all pass here), so while this is False no frame anywhere has an event and the
+#: runtime skips its event ledger scan (``runtime.driver``): event-free streams pay nothing.
+events_seen = False
+
+
+def _saw_events() -> None:
+    global events_seen
+    events_seen = True
+
 
 def readonly(array: np.ndarray) -> np.ndarray:
     """Return ``array`` if already read-only, else a read-only view of it (no copy)."""
@@ -363,7 +374,12 @@ class DataFrame:
         else:
             self.payload = Payload(payload)
         self.metadata = _EMPTY_META if metadata is None else _metadata(metadata)
-        self.events = NO_EVENTS if events is NO_EVENTS else sort_events(events, self.n_samples)
+        if events is NO_EVENTS:
+            self.events = NO_EVENTS
+        else:
+            self.events = sort_events(events, self.n_samples)
+            if self.events:
+                _saw_events()
         self.ingress_ns = None
 
     @classmethod
@@ -378,6 +394,8 @@ class DataFrame:
         f.payload = payload
         f.metadata = metadata
         f.events = events
+        if events:
+            _saw_events()
         f.ingress_ns = None
         return f
 

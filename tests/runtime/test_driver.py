@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import pickle
 
 import pytest
 
 from streamlab.channel import Channel, Inlet
 from streamlab.errors import NodeError
+from streamlab.events import Event
+from streamlab.frame import DataFrame
 from streamlab.node import NodeContext
 from streamlab.nodes.basic import Passthrough
 from streamlab.nodes.fault import FaultInjector
@@ -156,3 +159,100 @@ def test_outputs_that_never_left_are_moved_from_delivered_at_a_forced_stop():
 class _AsyncFault(FaultInjector):
     async def process(self, frame):  # type: ignore[override]
         return FaultInjector.process(self, frame)
+
+
+# -- the event ledger costs nothing while no frame has events ---------------------------------
+class _Marker(Passthrough):
+    """Test node: puts one event on every frame it passes."""
+
+    def process(self, frame):
+        return frame.with_events([Event(frame.timestamp, f"m{frame.sequence_id}")])
+
+
+@pytest.fixture
+def no_events_yet(monkeypatch):
+    """This process as if no frame with events had been made yet; counts the event scans."""
+    import streamlab.frame
+    import streamlab.runtime.driver as drv
+
+    monkeypatch.setattr(streamlab.frame, "events_seen", False)
+    scans = []
+
+    def events_of(frame):
+        scans.append(frame)
+        return frame.events
+
+    monkeypatch.setattr(drv, "_events_of", events_of)
+    return scans
+
+
+def test_event_free_frames_are_never_scanned_for_events(no_events_yet):
+    stages = [stage("a"), stage("b")]
+    d, out = driver(stages, frames(10))
+    run(d.run())
+    assert seqs(out.frames) == list(range(10))
+    assert no_events_yet == []  # no per-batch scan of frames or outputs
+    for st in stages:
+        m = st.metrics
+        assert (m.received, m.delivered, m.events_received, m.events_emitted) == (10, 10, 0, 0)
+
+
+def test_the_first_frame_with_events_turns_the_exact_event_ledger_on(no_events_yet):
+    mark, b = stage("mark", node_type=_Marker), stage("b")
+    d, out = driver([stage("a"), mark, b], frames(10))
+    run(d.run())
+    assert [e.label for f in out.frames for e in f.events] == [f"m{i}" for i in range(10)]
+    assert (mark.metrics.events_received, mark.metrics.events_emitted) == (0, 10)
+    assert b.metrics.events_received == 10 and b.metrics.event_fates["carried"] == 10
+
+
+@pytest.mark.parametrize("make", [
+    lambda: DataFrame(0, 0, {"x": [1.0]}, events=[Event(0, "e")]),
+    lambda: make_frame(x=[1.0]).with_events([Event(0, "e")]),
+    lambda: DataFrame._make(0, 0, make_frame(x=[1.0]).payload, {}, (Event(0, "e", sample=0),)),
+    lambda: pickle.loads(pickle.dumps(DataFrame(0, 0, {"x": [1.0]}, events=[Event(0, "e")]))),
+])
+def test_every_way_of_making_a_frame_with_events_is_seen(monkeypatch, make):
+    import streamlab.frame
+
+    monkeypatch.setattr(streamlab.frame, "events_seen", False)
+    make_frame(x=[1.0]).with_metadata(a="b")  # event-free frames leave it off
+    assert streamlab.frame.events_seen is False
+    assert make().events
+    assert streamlab.frame.events_seen is True
+
+
+# -- batch sizes of a free-running source ------------------------------------------------------
+def _batch_sizes(monkeypatch, channels: int, samples: int, frames_: int = 200) -> list[int]:
+    """Sizes of the batches the stage after a free source gets (W1/W5-like chain)."""
+    from streamlab.runtime.async_pipeline import AsyncPipeline
+
+    sizes: list[int] = []
+    original = ResilientNode.process_batch
+
+    def spy(self, frames, out, **kw):
+        if self.node_id == "g" and not kw.get("produce"):
+            sizes.append(len(frames))
+        return original(self, frames, out, **kw)
+
+    monkeypatch.setattr(ResilientNode, "process_batch", spy)
+    cfg = {"nodes": [
+        {"id": "src", "type": "SineGenerator",
+         "config": {"mode": "free", "max_frames": frames_, "sample_rate": 1000.0,
+                    "frequency": 1.0, "samples_per_frame": samples,
+                    "channels": [f"c{i}" for i in range(channels)]}},
+        {"id": "g", "type": "Gain", "config": {"gain": 2.0}}],
+        "connections": [{"from": "src", "to": "g"}]}
+    pipe = AsyncPipeline(cfg, outputs="discard")
+    report = run(pipe.run())
+    assert report.nodes["g"].received == frames_
+    return sizes
+
+
+def test_a_free_source_of_tiny_frames_makes_batches_of_64(monkeypatch):
+    sizes = _batch_sizes(monkeypatch, 1, 1)
+    assert sizes[:3] == [16, 64, 64] and sum(sizes) == 200  # sized on the first batch
+
+
+def test_a_free_source_of_larger_frames_keeps_batches_of_16(monkeypatch):
+    assert set(_batch_sizes(monkeypatch, 8, 256)[:-1]) == {16}

@@ -362,7 +362,10 @@ class NodeMetrics:
         here: 0 for frames already counted, or when a fate is corrected (a negative ``n``
         takes frames back out of a fate, e.g. outputs that never left a node at a forced stop).
         """
-        setattr(self, fate, getattr(self, fate) + n)
+        if fate == "delivered":  # the common fate, settled once per batch per node: no setattr
+            self.delivered += n
+        else:
+            setattr(self, fate, getattr(self, fate) + n)
         self.received += n if received is None else received
 
     def settle_events(self, fate: str, n: int = 1, *, received: int | None = None) -> None:

@@ -30,6 +30,7 @@ import random
 import time
 import warnings
 from collections.abc import Callable
+from operator import length_hint
 from typing import Any
 
 import numpy as np
@@ -53,6 +54,7 @@ from streamlab.resilience.policy import (
 __all__ = ["ResilientNode"]
 
 _perf_ns = time.perf_counter_ns
+_REJECTED = object()  # the breaker turned the frame away (see ResilientNode._admit)
 
 
 class ResilientNode:
@@ -71,31 +73,19 @@ class ResilientNode:
         deadline_s: float | None = None,
         collect_dead_letters: bool = False,
     ) -> None:
-        if isinstance(strategy, CircuitBreakerSettings):  # the pre-0.2 spelling
-            if breaker is not None:
-                raise TypeError("ResilientNode: a circuit breaker given both as strategy= and "
-                                "breaker=; pass it as breaker= only")
-            warnings.warn("ResilientNode(strategy=CircuitBreakerStrategy(...)) is deprecated: the "
-                          "breaker is a setting of its own, pass breaker=", DeprecationWarning,
-                          stacklevel=2)
-            strategy, breaker = None, strategy
+        strategy, breaker = _breaker_apart(strategy, breaker)
         self._factory = factory
-        self.node = factory()
+        self._bind(factory())
         self.policy = policy or Propagate()
         self.strategy = strategy or Never()
         self.metrics = metrics or NodeMetrics(self.node.context.node_id, node_type=type(self.node).__name__)
         self.node.context.metrics = self.metrics  # the node's event ledger (settle_events)
         self.clock = clock
         self.deadline_ns = int(deadline_s * 1e9) if deadline_s else 0
-        self.is_async = inspect.iscoroutinefunction(self.node.process)
-        # sources are called with None, async nodes return awaitables: checked at run time
-        self._process: Callable[[Any], Any] = self.node.process
         self.breaker_settings = breaker
-        self.breaker: CircuitBreaker | None = None
-        if breaker is not None:
-            self.breaker = CircuitBreaker(breaker.failure_threshold, breaker.reset_timeout_s)
-        seed = getattr(self.strategy, "seed", None)
-        self._rng = random.Random(seed)
+        self.breaker: CircuitBreaker | None = (None if breaker is None else CircuitBreaker(
+            breaker.failure_threshold, breaker.reset_timeout_s))
+        self._rng = random.Random(getattr(self.strategy, "seed", None))
         self._use_default = isinstance(self.policy, UseDefault)
         self._per_frame = bool(self.breaker is not None or self.deadline_ns or self._use_default)
         self.batch_consumed = 0
@@ -108,6 +98,13 @@ class ResilientNode:
         self.last_error: BaseException | None = None
         #: Fate of a frame whose processing is cancelled (the runtime says which).
         self.cancel_fate: Callable[[], str] = lambda: "dropped_shutdown"
+
+    def _bind(self, node: ProcessingNode) -> None:
+        """Run ``node`` from now on (the first instance, or a restart's fresh one)."""
+        self.node = node
+        self.is_async = inspect.iscoroutinefunction(node.process)
+        # sources are called with None, async nodes return awaitables: checked at run time
+        self._process: Callable[[Any], Any] = node.process
 
     @property
     def node_id(self) -> str:
@@ -126,19 +123,27 @@ class ResilientNode:
     # -- per frame ------------------------------------------------------------------------
     def process(self, frame: DataFrame) -> Any:
         """Process one frame under the policy (sync nodes). See the module docstring."""
-        m = self.metrics
-        ticket = None
-        if self.breaker is not None:
-            ticket = self.breaker.admit(self.clock.monotonic())
-            if ticket is None:
-                return self._rejected(frame)
+        ticket = self._admit()
+        if ticket is _REJECTED:
+            return self._rejected(frame)
         t0 = _perf_ns()
         try:
             out = self._process(frame)
-        except EndOfStream:  # a source's end of data is not a frame
-            raise
         except Exception as exc:
             return self._failed(frame, exc, t0, ticket)
+        return self._succeeded(out, t0, ticket)
+
+    def _admit(self) -> Any:
+        """The breaker's ticket for the next frame: None without a breaker, ``_REJECTED``
+        when the open breaker turns the frame away."""
+        if self.breaker is None:
+            return None
+        ticket = self.breaker.admit(self.clock.monotonic())
+        return _REJECTED if ticket is None else ticket
+
+    def _succeeded(self, out: Any, t0: int, ticket: Any) -> Any:
+        """Time, settle and remember a frame the node processed (started at ``t0``)."""
+        m = self.metrics
         dt = _perf_ns() - t0
         m.latency.record(dt)
         if self.deadline_ns and dt > self.deadline_ns:
@@ -166,23 +171,24 @@ class ResilientNode:
         self.batch_consumed = 0
         if self._per_frame and not produce:  # breaker, deadline or UseDefault: per frame
             return self._process_each(frames, out)
-        proc = self._process
-        append = out.append
-        i = 0
+        proc, append, frame_type = self._process, out.append, DataFrame
+        it = iter(frames)  # no per-frame index: which frame failed is len - what is left - 1
         t0 = _perf_ns()
         try:
-            for i, f in enumerate(frames):  # noqa: B007 - i says which frame failed
+            for f in it:
                 r = proc(f)
                 if r is not None:
-                    if type(r) is DataFrame:
+                    if type(r) is frame_type:
                         append(r)
                     else:
                         out.extend(r)
         except EndOfStream:
+            i = len(frames) - length_hint(it) - 1
             self._tally(0 if produce else i, i, _perf_ns() - t0)
             self.batch_consumed = i
             raise
         except Exception as exc:
+            i = len(frames) - length_hint(it) - 1
             return self._batch_failed(frames, i, out, exc, t0, produce)
         n = len(frames)
         self._tally(0 if produce else n, n, _perf_ns() - t0)
@@ -229,33 +235,20 @@ class ResilientNode:
             self.metrics.latency.record_batch(total_ns, n)
 
     async def process_async(self, frame: DataFrame) -> Any:
-        """Process one frame under the policy (async nodes)."""
-        m = self.metrics
-        ticket = None
-        if self.breaker is not None:
-            ticket = self.breaker.admit(self.clock.monotonic())
-            if ticket is None:
-                return self._rejected(frame)
+        """Process one frame under the policy (async nodes); the same steps as :meth:`process`.
+        Cancelled: the frame gets :attr:`cancel_fate`."""
+        ticket = self._admit()
+        if ticket is _REJECTED:
+            return self._rejected(frame)
         t0 = _perf_ns()
         try:
             out = await self._process(frame)
-        except EndOfStream:
-            raise
         except asyncio.CancelledError:
-            m.settle(self.cancel_fate())
+            self.metrics.settle(self.cancel_fate())
             raise
         except Exception as exc:
             return self._failed(frame, exc, t0, ticket)
-        dt = _perf_ns() - t0
-        m.latency.record(dt)
-        if self.deadline_ns and dt > self.deadline_ns:
-            m.deadline_misses += 1
-        m.settle("delivered")
-        if ticket is not None:
-            self.breaker.record(ticket, True, self.clock.monotonic())  # type: ignore[union-attr]
-        if self._use_default and out is not None:
-            self._last_good = out if isinstance(out, DataFrame) else (out[-1] if out else None)
-        return out
+        return self._succeeded(out, t0, ticket)
 
     def produce(self) -> Any:
         """One output of a free-running source (sync): errors go through the policy.
@@ -265,8 +258,6 @@ class ResilientNode:
         t0 = _perf_ns()
         try:
             out = self._process(None)
-        except EndOfStream:
-            raise
         except Exception as exc:  # a failed production attempt is accounted as a frame
             return self._failed(DataFrame(), exc, t0, None)
         self.metrics.latency.record(_perf_ns() - t0)
@@ -288,8 +279,6 @@ class ResilientNode:
         t0 = _perf_ns()
         try:
             out = await self._process(None)
-        except EndOfStream:
-            raise
         except Exception as exc:
             return self._failed(DataFrame(), exc, t0, None)
         self.metrics.latency.record(_perf_ns() - t0)
@@ -315,7 +304,10 @@ class ResilientNode:
 
         Returns the substitute frame (UseDefault) or None; raises NodeError when the error
         propagates or the strategy gives up: the frame is then ``aborted`` and the run fails.
+        EndOfStream (a source's end of data, not a failed frame) is re-raised untouched.
         """
+        if isinstance(exc, EndOfStream):
+            raise exc
         m = self.metrics
         m.latency.record(_perf_ns() - t0)
         m.record_error(exc)
@@ -366,9 +358,7 @@ class ResilientNode:
             await self.clock.sleep(wait)
         old = self.node
         await _maybe_await(old.on_stop())
-        self.node = self._factory()
-        self._process = self.node.process
-        self.is_async = inspect.iscoroutinefunction(self.node.process)
+        self._bind(self._factory())
         await _maybe_await(self.node.on_start())
         self.metrics.restarts += 1
         h = self.history
@@ -377,6 +367,22 @@ class ResilientNode:
     def __repr__(self) -> str:
         return (f"<ResilientNode {self.node_id!r} policy={self.policy.name} "
                 f"strategy={self.strategy.name} restarts={self.metrics.restarts}>")
+
+
+def _breaker_apart(strategy: RestartStrategy | CircuitBreakerSettings | None,
+                   breaker: CircuitBreakerSettings | None,
+                   ) -> tuple[RestartStrategy | None, CircuitBreakerSettings | None]:
+    """``(strategy, breaker)``, accepting the pre-0.2 spelling ``strategy=<breaker>`` with a
+    DeprecationWarning; TypeError if a breaker is given both ways."""
+    if not isinstance(strategy, CircuitBreakerSettings):
+        return strategy, breaker
+    if breaker is not None:
+        raise TypeError("ResilientNode: a circuit breaker given both as strategy= and "
+                        "breaker=; pass it as breaker= only")
+    warnings.warn("ResilientNode(strategy=CircuitBreakerStrategy(...)) is deprecated: the "
+                  "breaker is a setting of its own, pass breaker=", DeprecationWarning,
+                  stacklevel=3)
+    return None, strategy
 
 
 async def _maybe_await(value: Any) -> Any:

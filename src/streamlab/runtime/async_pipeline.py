@@ -48,14 +48,7 @@ from streamlab.errors import EndOfStream, NodeError, PipelineError, PipelineStop
 from streamlab.frame import DataFrame
 from streamlab.metrics.node_metrics import NodeMetrics, NodeMetricsSnapshot
 from streamlab.runtime.build import BuiltGraph, build_graph
-from streamlab.runtime.driver import (
-    CustomRunDriver,
-    InletFeed,
-    NodeDriver,
-    SourceFeed,
-    StartBarrier,
-    stage_runner,
-)
+from streamlab.runtime.driver import Driver, StartBarrier, make_driver
 from streamlab.runtime.plan import TRIGGER, TaskPlan, make_plan
 
 __all__ = ["AsyncPipeline", "RunReport", "PipelineStatistics", "OutputMode"]
@@ -179,6 +172,13 @@ class AsyncPipeline:
         for res in self.built.nodes.values():
             res.cancel_fate = self._cancel_fate
         self.metrics: dict[str, NodeMetrics] = {k: r.metrics for k, r in self.built.nodes.items()}
+        self._init_run_state()
+        self.plan = make_plan(self.built, fusion=self.fusion, capacity=self._capacity)
+        self.chains = self.plan.chains
+        self._wire()
+
+    def _init_run_state(self) -> None:
+        """The state of the one run: tasks, failure, lifecycle, channels, drivers."""
         self._tasks: list[asyncio.Task[None]] = []
         self._executors: list[ThreadPoolExecutor] = []
         self._failure: tuple[str | None, BaseException] | None = None
@@ -193,10 +193,7 @@ class AsyncPipeline:
         self.channels: dict[tuple[str, str], Channel] = {}
         self.trigger_channels: dict[str, Channel] = {}
         self._sink_outlets: dict[str, Any] = {}
-        self._runners: list[NodeDriver | CustomRunDriver] = []
-        self.plan = make_plan(self.built, fusion=self.fusion, capacity=self._capacity)
-        self.chains = self.plan.chains
-        self._wire()
+        self._runners: list[Driver] = []
 
     @classmethod
     def from_config(cls, config: PipelineSpec | Mapping[str, Any] | str | os.PathLike[str],
@@ -216,7 +213,7 @@ class AsyncPipeline:
         for task in plan.tasks:
             self._runners.append(self._driver(task))
 
-    def _driver(self, task: TaskPlan) -> NodeDriver | CustomRunDriver:
+    def _driver(self, task: TaskPlan) -> Driver:
         b = self.built
         stages = [b.nodes[n] for n in task.nodes]
         for n in task.nodes[1:]:  # a fused node has exactly one input
@@ -228,24 +225,11 @@ class AsyncPipeline:
             outlet = self._make_sink_outlet(tail)
         inlet = Inlet([self.trigger_channels[head] if a == TRIGGER else self.channels[(a, head)]
                        for a in task.inputs], list(task.inputs))
-        if task.executor == "custom" and task.feed == "inlet":
-            return CustomRunDriver(stages[0], inlet, outlet, aborting=self._is_aborting)
-        pool = None
-        if task.executor == "thread":
-            pool = ThreadPoolExecutor(1, thread_name_prefix=f"streamlab-{head}")
-            self._executors.append(pool)
-        runs = [stage_runner(task.executor, pool)] + [None] * (len(stages) - 1)
         dead = {k: Outlet([self.channels[(n, target)]], [target])
                 for k, target in task.dead_letters for n in (task.nodes[k],)}
-        driver = NodeDriver(stages, outlet, runs=runs, aborting=self._is_aborting,
-                            dead_outlets=dead, terminal=task.terminal)
-        if task.feed == "source":
-            driver.feed = SourceFeed(stages[0], chained=len(stages) > 1,
-                                     stop_requested=self._stop_requested, clock=self.clock,
-                                     send_dead=driver.send_dead, latency=driver.latency)
-        else:
-            driver.feed = InletFeed(inlet, stages[0])
-        return driver
+        return make_driver(task, stages, inlet, outlet, dead_outlets=dead,
+                           aborting=self._is_aborting, stop_requested=self._stop_requested,
+                           clock=self.clock, executors=self._executors)
 
     def _make_sink_outlet(self, node_id: str) -> Any:
         if self.output_mode == "collect":
@@ -289,7 +273,7 @@ class AsyncPipeline:
             task = asyncio.create_task(self._guard(runner), name=f"streamlab:{self.name}:{runner.name}")
             self._tasks.append(task)
 
-    async def _guard(self, runner: NodeDriver | CustomRunDriver) -> None:
+    async def _guard(self, runner: Driver) -> None:
         try:
             await runner.run()
         except asyncio.CancelledError:

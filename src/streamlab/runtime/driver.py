@@ -41,20 +41,23 @@ from concurrent.futures import ThreadPoolExecutor
 from operator import attrgetter
 from typing import Any, Protocol
 
+from streamlab import frame as _frame
 from streamlab.channel import Inlet, Outlet
 from streamlab.clock import Clock
 from streamlab.errors import EndOfStream, NodeError
 from streamlab.frame import DataFrame
 from streamlab.node import SourceNode
 from streamlab.resilience.resilient import ResilientNode, _maybe_await
+from streamlab.runtime.plan import TaskPlan
 
 __all__ = ["NodeDriver", "CustomRunDriver", "InletFeed", "SourceFeed", "Latency", "Sender",
-           "StartBarrier", "stage_runner", "ENDED"]
+           "StartBarrier", "stage_runner", "ENDED", "Driver", "make_driver"]
 
 _DataFrame = DataFrame
 _events_of = attrgetter("events")
 _INGRESS = attrgetter("ingress_ns")
-_BATCH_BYTES = 4 * 1024 * 1024
+_BATCH_BYTES = 4 * 1024 * 1024  # most payload a free source makes in one batch
+_SMALL_BATCH, _SMALL_BYTES = 64, 64 * 1024  # frames this small go 64 a batch (cache-sized)
 
 
 class _Ended:
@@ -318,11 +321,21 @@ class InletFeed:
 _TOP_UP: weakref.WeakKeyDictionary[ResilientNode, InletFeed] = weakref.WeakKeyDictionary()
 
 
+def _batch_size(most: int, nbytes: int) -> int:
+    """Frames per batch of a free source whose frames hold ``nbytes`` of payload: up to
+    ``most``, at most 4 MiB; tiny frames (64 of them within 64 KiB) go 64 a batch, which
+    spreads the chain's per-batch bookkeeping over more frames while staying in cache."""
+    if nbytes * _SMALL_BATCH <= _SMALL_BYTES:
+        return _SMALL_BATCH
+    return max(1, min(most, _BATCH_BYTES // max(1, nbytes)))
+
+
 class SourceFeed:
     """Outputs of the task's free-running source (stage 0), in batches.
 
     Unpaced, a source heading a fused chain makes up to 16 frames per batch (capped at 4 MiB
-    of payload, measured on the first frame), so the chain works stage by stage on a batch; a
+    of payload, measured on the first frame; 64 for tiny frames, see :func:`_batch_size`), so
+    the chain works stage by stage on a batch; a
     paced (``realtime``) source makes one frame per batch, on time. A failed production goes
     through the source's policy like any frame's failure.
     """
@@ -372,12 +385,12 @@ class SourceFeed:
             await self._send_dead(0)
         if outs:
             self.latency.carry(0, (), outs)
-            if any(map(_events_of, outs)):
+            if _frame.events_seen and any(map(_events_of, outs)):
                 count_events(st, (), outs)
         st.metrics.frames_out += len(outs)
         if not self._sized and outs:
             self._sized = True
-            self.most = max(1, min(self.most, _BATCH_BYTES // max(1, outs[0].payload.nbytes())))
+            self.most = _batch_size(self.most, outs[0].payload.nbytes())
         return outs
 
     async def _produce(self, want: int, outs: list[DataFrame]) -> None:
@@ -507,12 +520,13 @@ class NodeDriver:
         ins = frames[i:i + taken] if i or taken < len(frames) else frames
         if outs or dead:
             if outs:
-                self.latency.carry(k, ins, outs)
+                if None in map(_INGRESS, outs):  # usually every output has its stamp already
+                    self.latency.carry(k, ins, outs)
                 st.metrics.frames_out += len(outs)
             if dead:  # each dead letter takes its input's ingress
                 self.latency.carry(k, ins[-len(dead):] if len(ins) >= len(dead) else ins, dead)
-        if any(map(_events_of, ins)) or any(map(_events_of, outs)):
-            count_events(st, ins, outs + dead if dead else outs)
+        if _frame.events_seen and (any(map(_events_of, ins)) or any(map(_events_of, outs))):
+            count_events(st, ins, outs + dead if dead else outs)  # exact once events exist
         return i + taken
 
     def _stop_stage(self, k: int, unused: list[DataFrame], outcome: Outcome) -> None:
@@ -646,3 +660,30 @@ class CustomRunDriver:
             m.frames_out += self.outlet.sent - base_sent
             self.outlet.close()
             await _maybe_await(st.node.on_stop())
+
+
+Driver = NodeDriver | CustomRunDriver
+
+
+def make_driver(task: TaskPlan, stages: list[ResilientNode], inlet: Inlet, outlet: Sender, *,
+                dead_outlets: dict[int, Outlet], aborting: Callable[[], bool],
+                stop_requested: asyncio.Event, clock: Clock,
+                executors: list[ThreadPoolExecutor]) -> Driver:
+    """The driver of one planned task: its executor strategy and its feed, as the plan says.
+    A thread executor's pool is appended to ``executors`` (the pipeline shuts them down)."""
+    if task.executor == "custom" and task.feed == "inlet":
+        return CustomRunDriver(stages[0], inlet, outlet, aborting=aborting)
+    pool = None
+    if task.executor == "thread":
+        pool = ThreadPoolExecutor(1, thread_name_prefix=f"streamlab-{task.nodes[0]}")
+        executors.append(pool)
+    runs = [stage_runner(task.executor, pool)] + [None] * (len(stages) - 1)
+    driver = NodeDriver(stages, outlet, runs=runs, aborting=aborting,
+                        dead_outlets=dead_outlets, terminal=task.terminal)
+    if task.feed == "source":
+        driver.feed = SourceFeed(stages[0], chained=len(stages) > 1,
+                                 stop_requested=stop_requested, clock=clock,
+                                 send_dead=driver.send_dead, latency=driver.latency)
+    else:
+        driver.feed = InletFeed(inlet, stages[0])
+    return driver

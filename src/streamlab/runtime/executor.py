@@ -69,19 +69,19 @@ import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 
-from streamlab.errors import EndOfStream, FrameError, NodeError, StreamLabError
-from streamlab.frame import DataFrame, Payload
+from streamlab.errors import EndOfStream, NodeError, StreamLabError
+from streamlab.frame import DataFrame
 from streamlab.node import NodeContext, ProcessingNode
 from streamlab.runtime.worker import (
     F64,
-    NO_META,
+    Headers,
     Link,
     Region,
+    block_of,
     launcher,
     new_region,
     pack,
@@ -118,35 +118,28 @@ def _remote_error(type_name: str, message: str, tb: str = "") -> RemoteNodeError
 
 
 
-def _block_of(frame: DataFrame | None) -> np.ndarray | None:
-    """The frame's float64 block if it has one (free for block payloads), else None."""
-    if frame is None or not frame.payload.names or frame.events:  # events: the pickled path
-        return None
-    try:
-        block = frame.payload.block()
-    except FrameError:
-        return None
-    return block if block.dtype == F64 and block.size else None
-
-
-
-class _InputSlots:
-    """Input regions: one is reused once its frame is answered and the worker holds no view."""
+class _Slots:
+    """Shared-memory regions of one direction; a region too small for what is needed now is
+    retired (unmapped in the worker, see ``retired``), never reused."""
 
     def __init__(self, announce: Callable[[Region], None]) -> None:
         self.free: list[Region] = []
         self.all: dict[int, Region] = {}
-        self.parked: dict[int, Region] = {}   # answered, but still referenced in the worker
         self.announce = announce
-        self.retired: list[int] = []            # too small: unmap in the worker
+        self.retired: list[int] = []
+
+    def need(self, nbytes: int) -> int:
+        """The size a region must have to hold ``nbytes``."""
+        return nbytes
 
     def take(self, nbytes: int) -> Region:
+        need = self.need(nbytes)
         while self.free:
             r = self.free.pop()
-            if r.size >= nbytes:
+            if r.size >= need:
                 return r
             self.retire(r)
-        r = new_region(nbytes)
+        r = new_region(need)
         self.all[r.idx] = r
         self.announce(r)
         return r
@@ -154,6 +147,14 @@ class _InputSlots:
     def retire(self, r: Region) -> None:
         self.all.pop(r.idx, None)
         self.retired.append(r.idx)
+
+
+class _InputSlots(_Slots):
+    """Input regions: one is reused once its frame is answered and the worker holds no view."""
+
+    def __init__(self, announce: Callable[[Region], None]) -> None:
+        super().__init__(announce)
+        self.parked: dict[int, Region] = {}   # answered, but still referenced in the worker
 
     def release(self, r: Region, worker_holds: tuple[int, ...]) -> None:
         if r.idx in worker_holds:
@@ -166,33 +167,19 @@ class _InputSlots:
             self.free.append(self.parked.pop(idx))
 
 
-class _OutputSlots:
-    """Output regions; one is reused only after every frame using it is gone."""
+class _OutputSlots(_Slots):
+    """Output regions, all as large as the largest output seen; one is reused only after
+    every frame using it is gone."""
 
     def __init__(self, announce: Callable[[Region], None]) -> None:
-        self.free: list[Region] = []
-        self.all: dict[int, Region] = {}
+        super().__init__(announce)
         self.size = 8                           # bytes: the largest output seen so far
-        self.announce = announce
-        self.retired: list[int] = []            # too small, no reader left: unmap in the worker
         self.lent: dict[int, tuple[Any, Region]] = {}  # slots held by frames, by weakref id
 
-    def take(self, nbytes: int) -> Region:
+    def need(self, nbytes: int) -> int:
         if nbytes > self.size:
             self.size = nbytes
-        while self.free:
-            r = self.free.pop()
-            if r.size >= self.size:
-                return r
-            self.retire(r)
-        r = new_region(self.size)
-        self.all[r.idx] = r
-        self.announce(r)
-        return r
-
-    def retire(self, r: Region) -> None:
-        self.all.pop(r.idx, None)
-        self.retired.append(r.idx)
+        return self.size
 
     def wrap(self, r: Region, shape: tuple[int, ...]) -> np.ndarray:
         count = 1
@@ -266,10 +253,7 @@ class ProcessNode(ProcessingNode):
         self._inputs = _InputSlots(self._announce)
         self._outputs = _OutputSlots(self._announce)
         self._worker_holds: tuple[int, ...] = ()
-        self._meta_sent: Any = None
-        self._names_sent: tuple[str, ...] | None = None
-        self._meta_got: Any = NO_META
-        self._names_got: tuple[str, ...] = ()
+        self._headers = Headers()                          # metadata / names sent and got
         self._sent = 0                                     # frames sent (resends not counted)
         self._max_in_flight = 0
         self._worker_times: tuple[float, ...] = ()        # CPU, idle, in process(): at stop
@@ -490,7 +474,7 @@ class ProcessNode(ProcessingNode):
         for c in self._calls:
             if c.frame is frame:
                 return True
-        block = _block_of(frame)
+        block = block_of(frame)
         if block is None and self._awaiting:
             return False
         self._calls.append(self._new_call(frame, block))
@@ -521,18 +505,8 @@ class ProcessNode(ProcessingNode):
     def _transmit(self, call: _Call) -> None:
         frame = call.frame
         if call.inp is not None:
-            meta = frame.metadata
-            if meta is self._meta_sent:
-                meta_field = None
-            else:
-                self._meta_sent, meta_field = meta, dict(meta)
-            names: tuple[str, ...] | None = frame.payload.names
-            if names == self._names_sent:
-                names = None
-            else:
-                self._names_sent = names
-            call.fut = self._request(("call", frame.timestamp, frame.sequence_id, meta_field,
-                                      names, call.shape, call.inp.idx, call.out.idx))
+            call.fut = self._request(("call", *self._headers.encode(frame), call.shape,
+                                      call.inp.idx, call.out.idx))
         else:
             empty = frame is None
             call.fut = self._request(("pcall", pack(DataFrame() if empty else frame),
@@ -551,7 +525,7 @@ class ProcessNode(ProcessingNode):
             raise StreamLabError(f"node {self.context.node_id!r}: frames must be collected in "
                                  "the order they were submitted")
         else:
-            call = self._new_call(frame, _block_of(frame))
+            call = self._new_call(frame, block_of(frame))
         while True:
             reply = await call.fut  # type: ignore[misc]
             if reply[0] != "held":
@@ -569,13 +543,8 @@ class ProcessNode(ProcessingNode):
             self._inputs.release(call.inp, self._worker_holds)
         if kind == "block":
             _, _, ts, seq, meta, names, shape = reply
-            if meta is not None:
-                self._meta_got = MappingProxyType(meta) if meta else NO_META
-            if names is not None:
-                self._names_got = names
-            arr = self._outputs.wrap(call.out, shape)
-            return DataFrame._make(ts, seq, Payload._of_block(self._names_got, arr),
-                                   self._meta_got)
+            self._headers.decode(meta, names)
+            return self._headers.frame(ts, seq, self._outputs.wrap(call.out, shape))
         self._outputs.free.append(call.out)
         if kind == "none":
             return None

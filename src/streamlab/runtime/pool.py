@@ -117,14 +117,10 @@ class PipelinePool:
         self._starting: asyncio.Task[None] | None = None
         self._live: dict[int, AsyncPipeline] = {}  # instances running on this loop, by id
         self._closed = False
-        self.running = 0
-        self.waiting = 0
-        self.submitted = 0
-        self.completed = 0
-        self.failed = 0
-        self.worker_failures = 0
-        self.cancelled = 0
-        self.peak_running = 0
+        # The counts PoolStatistics reports: instances now running or waiting for a permit
+        # (and the most ever running), then instances by how their run ended.
+        self.running = self.waiting = self.peak_running = 0
+        self.submitted = self.completed = self.failed = self.cancelled = self.worker_failures = 0
         self.on_instance: Any = None  # callback(AsyncPipeline) when an instance starts here
 
     # -- the backend ---------------------------------------------------------------------------

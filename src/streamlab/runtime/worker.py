@@ -144,6 +144,52 @@ def unpack(parts: tuple[Any, ...]) -> DataFrame:
     return wire.frame_from_parts(parts)
 
 
+def block_of(frame: Any) -> np.ndarray | None:
+    """The frame's float64 block if it can cross through shared memory (free for block
+    payloads), else None: not a frame, no channels, channels of unequal length, events
+    (those go pickled)."""
+    if type(frame) is not DataFrame or not frame.payload.names or frame.events:
+        return None
+    try:
+        block = frame.payload.block()
+    except FrameError:
+        return None
+    return block if block.dtype == F64 and block.size else None
+
+
+class Headers:
+    """The header of a shared-memory frame, one instance per end of a link: metadata and
+    channel names go over the socket only when they differ from the last ones sent
+    (:meth:`encode`); the receiving end keeps the last ones got (:meth:`decode`)."""
+
+    __slots__ = ("meta_sent", "names_sent", "meta", "names")
+
+    def __init__(self) -> None:
+        self.meta_sent: Any = None
+        self.names_sent: tuple[str, ...] | None = None
+        self.meta: Any = NO_META
+        self.names: tuple[str, ...] = ()
+
+    def encode(self, frame: DataFrame) -> tuple[Any, ...]:
+        """``(timestamp, sequence_id, metadata or None, names or None)`` for ``frame``."""
+        meta, names = frame.metadata, frame.payload.names
+        meta_field = None if meta is self.meta_sent else dict(meta)
+        names_field = None if names == self.names_sent else names
+        self.meta_sent, self.names_sent = meta, names
+        return (frame.timestamp, frame.sequence_id, meta_field, names_field)
+
+    def decode(self, meta: dict[str, str] | None, names: tuple[str, ...] | None) -> None:
+        """Take the fields of a received header (None: unchanged) as the current ones."""
+        if meta is not None:
+            self.meta = MappingProxyType(meta) if meta else NO_META
+        if names is not None:
+            self.names = names
+
+    def frame(self, ts: int, seq: int, block: np.ndarray) -> DataFrame:
+        """The received frame: ``block`` (read-only) under the current names and metadata."""
+        return DataFrame._make(ts, seq, Payload._of_block(self.names, block), self.meta)
+
+
 _HEADER = struct.Struct("<I")
 _perf = time.perf_counter
 _iscoroutine = asyncio.iscoroutine
@@ -266,10 +312,7 @@ class _Worker:  # pragma: no cover - runs in the child process
         self.node: ProcessingNode | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.hold = False                       # after an error: skip frames until "resume"
-        self.meta: Any = NO_META               # last metadata / names received (cache)
-        self.names: tuple[str, ...] = ()
-        self.out_meta: Any = None               # last metadata / names replied (cache)
-        self.out_names: tuple[str, ...] | None = None
+        self.headers = Headers()                # metadata / names last received and replied
         self.watch: dict[int, weakref.ref[np.ndarray]] = {}  # input slots maybe still referenced
         self.idle = 0.0                         # seconds waiting for a message
         self.process: Callable[[DataFrame], Any] = lambda frame: None
@@ -350,16 +393,13 @@ class _Worker:  # pragma: no cover - runs in the child process
     def call(self, msg: tuple[Any, ...]) -> tuple[Any, ...]:
         if msg[0] == "call":
             _, ts, seq, meta, names, shape, in_idx, out_idx = msg
-            if meta is not None:  # caches follow every message, held or not
-                self.meta = MappingProxyType(meta) if meta else NO_META
-            if names is not None:
-                self.names = names
+            self.headers.decode(meta, names)  # headers follow every message, held or not
             if self.hold:
                 return ("held", self._held())
             arr = self.regions[in_idx].array(shape)
             arr.setflags(write=False)
             ref = weakref.ref(arr)
-            frame = DataFrame._make(ts, seq, Payload._of_block(self.names, arr), self.meta)
+            frame = self.headers.frame(ts, seq, arr)
             del arr
         else:
             if self.hold:
@@ -385,35 +425,17 @@ class _Worker:  # pragma: no cover - runs in the child process
         return (reply[0], self._held(), *reply[1:])
 
     def encode(self, out: Any, out_idx: int) -> tuple[Any, ...]:
-        want = 0
+        """The reply for the node's output: its block copied into output slot ``out_idx``
+        when it fits, else pickled (with the size the slots should grow to)."""
         if out is None:
             return ("none",)
-        if type(out) is DataFrame and out.payload.names and not out.events:
-            try:
-                block = out.payload.block()
-            except FrameError:
-                block = None
-            if block is not None and block.dtype == F64:
-                r = self.regions[out_idx]
-                if block.nbytes <= r.size:
-                    np.copyto(r.view(block.shape), block)
-                    meta = out.metadata
-                    if meta is self.out_meta:
-                        meta_field = None
-                    else:
-                        self.out_meta, meta_field = meta, dict(meta)
-                    names: tuple[str, ...] | None = out.payload.names
-                    if names == self.out_names:
-                        names = None
-                    else:
-                        self.out_names = names
-                    return ("block", out.timestamp, out.sequence_id, meta_field, names,
-                            block.shape)
-                want = block.nbytes
+        block = block_of(out)
+        if block is not None and block.nbytes <= self.regions[out_idx].size:
+            np.copyto(self.regions[out_idx].view(block.shape), block)
+            return ("block", *self.headers.encode(out), block.shape)
         if isinstance(out, DataFrame):
-            return ("pickled", pack(out), want)
+            return ("pickled", pack(out), 0 if block is None else block.nbytes)
         return ("list", [pack(f) for f in out])
-
 
 
 # -- starting workers -----------------------------------------------------------------------
