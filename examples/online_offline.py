@@ -105,6 +105,8 @@ class Session:
 
     seconds: float = 12.0
     seed: int = 12
+    #: If > 0: marker 3 is sent this many seconds after its data (test of late markers).
+    force_lag: float = 0.0
     data: np.ndarray = field(init=False)              # samples x channels
     chunks: list[int] = field(init=False)             # samples per push_chunk
     markers: list[tuple[float, str, float]] = field(init=False)  # (s after start, label, lag s)
@@ -132,6 +134,8 @@ class Session:
                 break
             label = "target" if rng.random() < 0.3 else "standard"
             lag = float(rng.uniform(-0.1, 0.35))
+            if self.force_lag > 0 and len(marks) == 3:
+                lag = self.force_lag
             marks.append((at, label, lag))
             if label == "target":  # an evoked bump 300 ms after each target
                 k = int(round((at + 0.3) * RATE))
@@ -169,25 +173,27 @@ async def run_online(session: Session, xdf_path: Path) -> Any:
                     "the inlets to connect")
         attach = pipe.metrics["attach"]
         base = pylsl.local_clock() + 0.1
-        sent_markers = 0
+        sent: list[tuple[float, str, float]] = []  # in the order sent
         start = 0
         for size in session.chunks:
             t0 = start / RATE
-            due = [m for m in session.markers[sent_markers:] if m[0] + m[2] <= t0]
-            for at, label, _ in due:
+            due = [m for m in session.markers if m not in sent and m[0] + m[2] <= t0]
+            for m in sorted(due, key=lambda m: m[0] + m[2]):
+                at, label, _ = m
+                sent.append(m)
                 mk_outlet.push_sample([label], base + at)
             if due:
-                sent_markers += len(due)
                 # Attach must have the markers before more data is sent: how late a marker is
                 # is then set by the data sent before it (its lag), not by the scheduler.
-                await _wait(lambda: attach.events_received >= sent_markers,
+                n_sent = len(sent)
+                await _wait(lambda n=n_sent: attach.events_received >= n,
                             "Attach to receive the markers")
             stop = start + size
             outlet.push_chunk(np.ascontiguousarray(session.data[start:stop]),
                               base + (stop - 1) / RATE)
             start = stop
             await asyncio.sleep(0.001)  # let the inlet pull: frames of varied sizes
-        assert sent_markers == len(session.markers)
+        assert len(sent) == len(session.markers)
         n = len(session.data)
         eeg = pipe.built.nodes["eeg"].node
         await _wait(lambda: eeg.samples_received >= n, "the inlet to receive every sample")
