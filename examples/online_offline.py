@@ -172,19 +172,27 @@ async def run_online(session: Session, xdf_path: Path) -> Any:
         await _wait(lambda: outlet.have_consumers() and mk_outlet.have_consumers(),
                     "the inlets to connect")
         attach = pipe.metrics["attach"]
+        eeg = pipe.built.nodes["eeg"].node
+        to_attach = pipe.channels[("eeg", "attach")]
         base = pylsl.local_clock() + 0.1
         sent: list[tuple[float, str, float]] = []  # in the order sent
         start = 0
         for size in session.chunks:
             t0 = start / RATE
             due = [m for m in session.markers if m not in sent and m[0] + m[2] <= t0]
+            if due:
+                # Attach must hold every sample sent so far before the markers go, and the
+                # markers before more data goes: a marker then reaches Attach exactly its lag
+                # after (or before) its data, whatever the scheduler does (eeg._seq: the
+                # frames the inlet made).
+                await _wait(lambda n=start: eeg.samples_received >= n
+                            and to_attach.sent == eeg._seq == to_attach.received,
+                            "Attach to receive the data")
             for m in sorted(due, key=lambda m: m[0] + m[2]):
                 at, label, _ = m
                 sent.append(m)
                 mk_outlet.push_sample([label], base + at)
             if due:
-                # Attach must have the markers before more data is sent: how late a marker is
-                # is then set by the data sent before it (its lag), not by the scheduler.
                 n_sent = len(sent)
                 await _wait(lambda n=n_sent: attach.events_received >= n,
                             "Attach to receive the markers")
@@ -195,7 +203,6 @@ async def run_online(session: Session, xdf_path: Path) -> Any:
             await asyncio.sleep(0.001)  # let the inlet pull: frames of varied sizes
         assert len(sent) == len(session.markers)
         n = len(session.data)
-        eeg = pipe.built.nodes["eeg"].node
         await _wait(lambda: eeg.samples_received >= n, "the inlet to receive every sample")
     finally:
         await asyncio.wait_for(pipe.stop(), 60)
