@@ -105,8 +105,10 @@ class Session:
 
     seconds: float = 12.0
     seed: int = 12
-    #: If > 0: marker 3 is sent this many seconds after its data (test of late markers).
+    #: If > 0: marker 3 is sent this many seconds after its data (test of late markers) ...
     force_lag: float = 0.0
+    #: ... and the next marker is sent before it (True) or after it (False).
+    overtaken: bool = True
     data: np.ndarray = field(init=False)              # samples x channels
     chunks: list[int] = field(init=False)             # samples per push_chunk
     markers: list[tuple[float, str, float]] = field(init=False)  # (s after start, label, lag s)
@@ -134,9 +136,12 @@ class Session:
                 break
             label = "target" if rng.random() < 0.3 else "standard"
             lag = float(rng.uniform(-0.1, 0.35))
-            if self.force_lag > 0 and len(marks) == 3:
+            forced = self.force_lag > 0 and len(marks) == 3
+            if forced:
                 lag = self.force_lag
             marks.append((at, label, lag))
+            if forced and not self.overtaken:
+                at += lag  # the next marker comes after this one
             if label == "target":  # an evoked bump 300 ms after each target
                 k = int(round((at + 0.3) * RATE))
                 self.data[k - 25:k + 25] += 20 * np.hanning(50)[:, None]

@@ -135,12 +135,26 @@ def test_the_replay_records_the_same_inputs(runs):
             assert s["time_series"].tobytes() == t["time_series"].tobytes()
 
 
-def test_a_marker_later_than_max_marker_delay_is_late_online_but_attached_offline(tmp_path):
-    """The one documented difference: online, a marker that reaches Attach after
-    ``max_marker_delay_s`` of data has passed its sample is ``late`` (no epoch); the
-    recording holds it like any other, so the replay, which reads the marker stream ahead of
-    the data, attaches it: one epoch more offline. Everything else stays identical."""
-    session = demo.Session(seconds=6.0, seed=3, force_lag=1.5)
+def test_a_late_marker_overtaken_by_the_next_is_late_online_and_offline(tmp_path):
+    """A marker that reaches Attach after ``max_marker_delay_s`` of data has passed its sample
+    is ``late`` online (no epoch). When a later marker arrived before it, the recording holds
+    the two in arrival order, and the replay, joined in time order, finds it late too: the
+    outputs stay bit-identical (the ledger counts it ``late`` in both runs)."""
+    session = demo.Session(seconds=6.0, seed=3, force_lag=1.5, overtaken=True)
+    online, offline = both(tmp_path, session)
+    for pipe in (online, offline):
+        assert pipe.built.nodes["attach"].node.join.late == 1
+        assert pipe.metrics["attach"].event_fates.get("late") == 1
+    assert demo.differences(online.results, offline.results) == []
+    assert len(online.results["epoch_out"]) == len(session.markers) - 1
+
+
+def test_a_late_marker_nothing_overtakes_is_attached_offline(tmp_path):
+    """The documented difference: a late marker that no later marker overtook is recorded
+    like any on-time marker (XDF keeps its time, not when it arrived), so the replay attaches
+    it: one epoch more offline. Every other epoch is identical (samples, times; the running
+    ``event_index`` shifts by one after it)."""
+    session = demo.Session(seconds=7.0, seed=3, force_lag=1.5, overtaken=False)
     online, offline = both(tmp_path, session)
     late_at = session.markers[3]
     assert online.built.nodes["attach"].node.join.late == 1
@@ -148,13 +162,45 @@ def test_a_marker_later_than_max_marker_delay_is_late_online_but_attached_offlin
     assert offline.built.nodes["attach"].node.join.late == 0
     ea, eb = online.results["epoch_out"], offline.results["epoch_out"]
     assert len(eb) == len(ea) + 1 == len(session.markers)
-    extra = [f for f in eb if f.metadata["event_label"] == late_at[1]
-             and (f.metadata["event_time"] not in {g.metadata["event_time"] for g in ea})]
-    assert len(extra) == 1
+    times = {g.metadata["event_time"] for g in ea}
+    extra = [f for f in eb if f.metadata["event_time"] not in times]
+    assert [f.metadata["event_label"] for f in extra] == [late_at[1]]
     same = [f for f in eb if f is not extra[0]]
-    for x, y in zip(ea, same, strict=True):  # samples and times identical; indices shift
+    for x, y in zip(ea, same, strict=True):
         assert x.block().tobytes() == y.block().tobytes()
-        assert x.metadata["event_time"] == y.metadata["event_time"]
+        assert (x.timestamp, x.metadata["event_time"]) == (y.timestamp, y.metadata["event_time"])
+
+
+def test_a_replay_with_long_frames_is_joined_in_time_order(tmp_path):
+    """Regression: two XdfSource nodes replaying one file run as fast as Attach takes their
+    frames. With 1 s data frames and markers every 0.6 s, round-robin intake let the data run
+    ahead and 28 of 30 markers were counted late (none is: every marker is inside the data);
+    Attach now joins its ready inputs in time order."""
+    from streamlab.formats.xdf import XdfWriter
+    from streamlab.runtime import AsyncPipeline
+
+    path = tmp_path / "long.xdf"
+    w = XdfWriter(path)
+    sid = w.add_stream("eeg", channels=["x"], nominal_srate=100.0)
+    for a in range(0, 2000, 100):
+        w.write_samples(sid, 10 + np.arange(a, a + 100) / 100,
+                        np.arange(a, a + 100, dtype=float).reshape(-1, 1))
+    mk = w.add_stream("mk", channels=["m"], channel_format="string")
+    w.write_samples(mk, 10.5 + np.arange(30) * 0.6, [[f"m{k}"] for k in range(30)])
+    w.close()
+    sources = demo.offline_sources(path)
+    config = {"name": "long", "pipeline_config": {"debug": True}, "nodes": [
+        *sources, {"id": "attach", "type": "Attach",
+                   "config": {"data": "eeg", "markers": "mk", "max_marker_delay_s": 1.0}},
+        {"id": "out", "type": "Passthrough", "config": {}}],
+        "connections": [{"from": "eeg", "to": "attach"}, {"from": "mk", "to": "attach"},
+                        {"from": "attach", "to": "out"}]}
+    pipe = AsyncPipeline(config)
+    asyncio.run(asyncio.wait_for(pipe.run(), 60))
+    assert pipe.built.nodes["attach"].node.join.late == 0
+    got = [(e.label, f.timestamp + e.sample * 10_000) for f in pipe.results["out"]
+           for e in f.events]
+    assert got == [(f"m{k}", 10_500_000 + k * 600_000) for k in range(30)]
 
 
 def test_the_example_runs(tmp_path):
