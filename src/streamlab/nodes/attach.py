@@ -32,13 +32,23 @@ Markers arriving out of order are sorted while pending. Events already on data f
 on them (``carried``). Frames' fates: every frame taken is ``delivered`` (marker frames are
 consumed; their events continue on data frames).
 
+**Time order.** When both inputs have a frame ready, the earlier goes into the join first (a
+marker at or before the data frame's first sample first); before each choice the node yields
+once to the event loop so upstream nodes can refill their channels. Live inputs are not held
+back by this (a frame alone ready is taken at once), but a replay (e.g. two ``XdfSource``
+nodes reading one file, as fast as downstream takes) is joined as it was recorded: with plain
+round robin, data frames longer than the marker spacing ran ahead of the markers and left
+before markers that belong on them (counted ``late`` offline though they were on time
+online; tests/test_online_offline.py).
+
 The node owns its loop (``run``) so it can flush held frames at the end of its inputs; it
-reads which input a frame came from with ``Inlet.receive_from``. If the run fails or is
-cancelled, the events it still holds are settled ``dropped``.
+takes frames from its two input channels itself (``Inlet.receive_from`` for anything else).
+If the run fails or is cancelled, the events it still holds are settled ``dropped``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -47,6 +57,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field, model_validator
 
+from streamlab.channel import WouldBlock
 from streamlab.errors import EndOfStream
 from streamlab.events import Event
 from streamlab.frame import DataFrame
@@ -285,20 +296,58 @@ class Attach(ProcessingNode):
         if m is not None:  # the runtime counts received events for process(), not run()
             m.events_received += n
 
+    async def _receive(self, rx: Any) -> tuple[str, DataFrame]:
+        """The next frame to join and its input: of the frames ready on both inputs, the
+        earlier (see "Time order" in the module docstring); EndOfStream once both ended.
+
+        Frames are taken from the channels into ``self._ahead`` (one per input at most) and
+        their events counted received there, so a failure can settle them.
+        """
+        chans = getattr(rx, "channels", None)
+        if chans is None or len(chans) != 2:
+            src, frame = await rx.receive_from()
+            self._received(len(frame.events))
+            return src, frame
+        await asyncio.sleep(0)  # let upstream nodes refill their channels first
+        ahead = self._ahead
+        for src, ch in zip(rx.sources, chans, strict=True):
+            if src in ahead or src in self._ended:
+                continue
+            try:
+                frame = ch.receive_nowait()
+            except WouldBlock:
+                continue
+            except EndOfStream:
+                self._ended.add(src)
+                continue
+            self._received(len(frame.events))
+            ahead[src] = frame
+        cfg = self.config
+        mk, data = ahead.get(cfg.markers), ahead.get(cfg.data)
+        if mk is not None and (data is None or mk.timestamp <= data.timestamp):
+            return cfg.markers, ahead.pop(cfg.markers)
+        if data is not None:
+            return cfg.data, ahead.pop(cfg.data)
+        if len(self._ended) == 2:
+            raise EndOfStream
+        src, frame = await rx.receive_from()  # nothing ready: wait for either input
+        self._received(len(frame.events))
+        return src, frame
+
     async def run(self, rx: Any, tx: Any) -> None:
         """Receive from both inputs until both end, then flush; see the module docstring."""
         cfg, join = self.config, self.join
         outs: list[DataFrame] = []
         in_hand = 0  # events received on the frame being joined (not yet inside ``join``)
+        self._ahead: dict[str, DataFrame] = {}
+        self._ended: set[str] = set()
         try:
             while True:
                 try:
-                    src, frame = await rx.receive_from()
+                    src, frame = await self._receive(rx)
                 except EndOfStream:
                     break
                 in_hand = len(frame.events)
-                if in_hand:
-                    self._received(in_hand)
                 if src == cfg.markers:
                     outs = join.markers(frame.events)
                 elif src == cfg.data:
@@ -312,7 +361,9 @@ class Attach(ProcessingNode):
             await self._send(tx, outs)
         except BaseException:
             # Failure or forced stop: what is still held, or made but unsent, is lost.
-            lost = in_hand + join.clear() + sum(len(f.events) for f in outs)
+            lost = in_hand + join.clear() + sum(len(f.events) for f in outs) \
+                + sum(len(f.events) for f in self._ahead.values())
+            self._ahead.clear()
             if lost:
                 self.context.settle_events("dropped", lost)
             raise
