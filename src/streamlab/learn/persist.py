@@ -147,7 +147,7 @@ def _checked(obj: Any, where: str) -> DecoderModel:
         raise tampered("its fitted pipeline does not have the spec's steps")
     for i, ((step_name, est), (name, params)) in enumerate(zip(pipe.steps, spec.steps)):
         expected = get_estimator(name).factory(
-            **get_estimator(name).config.model_validate(params).model_dump(exclude_unset=True))
+            **get_estimator(name).config.model_validate(params).model_dump(by_alias=True, exclude_unset=True))
         if step_name != f"{i}-{name}" or type(est) is not type(expected):
             raise tampered(f"step {i} is {type_name(type(est))}, the spec says {name!r}")
         mine, theirs = expected.get_params(deep=False), est.get_params(deep=False)

@@ -151,13 +151,18 @@ def config_model_for(name: str, cls: type, overrides: Mapping[str, Any] | None =
     for p in inspect.signature(cls.__init__).parameters.values():  # type: ignore[misc]
         if p.name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             continue
+        # a parameter named like a BaseModel attribute ("copy") gets a field name with "_"
+        # and the parameter's name as alias (configs and errors use the alias)
+        key = p.name + "_" if hasattr(BaseModel, p.name) else p.name
         if overrides and p.name in overrides:
-            fields[p.name] = overrides[p.name]
-            continue
-        default = p.default if p.default is not inspect.Parameter.empty else None
-        fields[p.name] = (JsonValue, Field(_json_default(default),
-                                           description=f"{cls.__name__}({p.name}=...); default "
-                                           f"{default!r}."))
+            typ, info = overrides[p.name]
+        else:
+            default = p.default if p.default is not inspect.Parameter.empty else None
+            typ, info = JsonValue, Field(_json_default(default), description=f"{cls.__name__}"
+                                         f"({p.name}=...); default {default!r}.")
+        if key != p.name:
+            info.alias = p.name
+        fields[key] = (typ, info)
     return create_model(  # type: ignore[call-overload,no-any-return]
         f"{name}Config", __config__=ConfigDict(extra="forbid", frozen=True), **fields)
 

@@ -31,7 +31,7 @@ def build_estimator(name: str, params: dict[str, Any]) -> Any:
     """The estimator ``name`` built with validated ``params`` (only those given)."""
     entry = get_estimator(name)
     cfg = entry.config.model_validate(params)
-    return entry.factory(**cfg.model_dump(exclude_unset=True))
+    return entry.factory(**cfg.model_dump(by_alias=True, exclude_unset=True))
 
 
 def _check_step(i: int, step: Any) -> list[InitErrorDetails]:
@@ -53,11 +53,11 @@ def _check_step(i: int, step: Any) -> list[InitErrorDetails]:
         for d in exc.errors(include_url=False):
             msg = d["msg"]
             if d["type"] == "extra_forbidden":
-                known = ", ".join(entry.config.model_fields)
+                known = ", ".join(f.alias or k for k, f in entry.config.model_fields.items())
                 msg = f"unknown parameter of {name} (its parameters: {known})"
             out.append(_problem((i, 1) + tuple(d["loc"]), msg, d.get("input")))
         return out
-    given = cfg.model_dump(exclude_unset=True)
+    given = cfg.model_dump(by_alias=True, exclude_unset=True)
     try:
         est = entry.factory(**given)
         check = getattr(est, "_validate_params", None)
