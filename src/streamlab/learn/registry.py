@@ -160,8 +160,8 @@ def config_model_for(name: str, cls: type, overrides: Mapping[str, Any] | None =
             default = p.default if p.default is not inspect.Parameter.empty else None
             typ, info = JsonValue, Field(_json_default(default), description=f"{cls.__name__}"
                                          f"({p.name}=...); default {default!r}.")
-        if key != p.name:
-            info.alias = p.name
+        if key != p.name:  # (no override names such a parameter: plain JSON values)
+            info = Field(info.default, alias=p.name, description=info.description)
         fields[key] = (typ, info)
     return create_model(  # type: ignore[call-overload,no-any-return]
         f"{name}Config", __config__=ConfigDict(extra="forbid", frozen=True), **fields)
