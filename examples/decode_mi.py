@@ -81,17 +81,30 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--test", type=int, default=50, help="test trials per class")
     ap.add_argument("--erd", type=float, default=0.25, help="mu amplitude drop (0..1)")
     ap.add_argument("--fast", action="store_true", help="replay as fast as possible")
+    ap.add_argument("--out", type=Path, default=OUT, help="folder for the session files")
     args = ap.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
     from streamlab import AsyncPipeline, load_config
 
+    try:  # CSP's fit logs every covariance at INFO
+        import mne
+
+        mne.set_log_level("WARNING")
+    except ImportError:
+        pass
     x, cues = simulate(args.calib, args.test, args.erd)
-    write_session(OUT, x, cues)
+    write_session(args.out, x, cues)
     cfg = json.loads(CONFIG.read_text())
-    if args.fast:
-        for n in cfg["nodes"]:
-            if n["type"] == "FileSource":
-                n["config"]["realtime"] = False
+    for n in cfg["nodes"]:
+        if n["type"] == "FileSource":
+            n["config"]["path"] = str(args.out / "eeg.npy")
+            n["config"]["realtime"] = not args.fast
+        elif n["type"] == "EventsFileSource":
+            n["config"]["path"] = str(args.out / "events.tsv")
+        elif n["type"] == "Decoder" and args.fast:
+            # faster than real time, the test trials would all arrive during the fit and the
+            # stream end before it: the decoder awaits the fit instead (nothing is lost)
+            n["config"]["while_fitting"] = "wait"
     import asyncio
 
     pipe = AsyncPipeline(load_config(cfg, base_dir=CONFIG.parent))

@@ -14,15 +14,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from examples.decode_mi import CHANNELS, RATE, TMAX, TMIN, simulate, write_session
 
 import streamlab.nodes.decode as decode_module
-from examples.decode_mi import CHANNELS, RATE, TMAX, TMIN, simulate, write_session
 from streamlab import AsyncPipeline, load_config
 from streamlab.errors import ConfigError, PipelineError
 from streamlab.events import Event
 from streamlab.frame import DataFrame
 from streamlab.nodes.decode import Decoder
-from streamlab.testing import run_node
 from tests.conftest import run
 
 pytest.importorskip("sklearn")
@@ -326,3 +325,15 @@ def test_config_errors_in_process():
     with pytest.raises(ConfigError, match=r"per_class needs 'classes'"):
         load_config({"nodes": [{"id": "d", "type": "Decoder",
                                 "config": {"pipeline": STEPS_SMALL, "per_class": 5}}]})
+
+
+def test_the_example_prints_accuracy_and_latency(tmp_path):
+    r = subprocess.run([sys.executable, str(Path(__file__).parents[2] / "examples" /
+                                            "decode_mi.py"),
+                        "--fast", "--calib", "15", "--test", "10", "--erd", "0.6", "--out",
+                        str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("test trials: 20, accuracy ")
+    assert float(lines[0].split("accuracy ")[1].split()[0]) >= 0.8
+    assert lines[1].startswith("latency from epoch end to prediction")

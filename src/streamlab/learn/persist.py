@@ -141,7 +141,7 @@ def _checked(obj: Any, where: str) -> DecoderModel:
             obj["upstream_hash"]:
         raise tampered("the upstream graph does not match its hash")
     pipe = obj["pipeline"]
-    from sklearn.pipeline import Pipeline
+    from sklearn.pipeline import Pipeline  # type: ignore[import-untyped]
 
     if type(pipe) is not Pipeline or len(pipe.steps) != len(spec.steps):
         raise tampered("its fitted pipeline does not have the spec's steps")

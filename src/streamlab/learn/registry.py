@@ -163,7 +163,7 @@ def config_model_for(name: str, cls: type, overrides: Mapping[str, Any] | None =
         if key != p.name:  # (no override names such a parameter: plain JSON values)
             info = Field(info.default, alias=p.name, description=info.description)
         fields[key] = (typ, info)
-    return create_model(  # type: ignore[call-overload,no-any-return]
+    return create_model(
         f"{name}Config", __config__=ConfigDict(extra="forbid", frozen=True), **fields)
 
 

@@ -94,7 +94,7 @@ class EstimatorPipeline(BaseModel):
 
     def build(self) -> Any:
         """An unfitted ``sklearn.pipeline.Pipeline`` of the steps."""
-        from sklearn.pipeline import Pipeline
+        from sklearn.pipeline import Pipeline  # type: ignore[import-untyped]
 
         return Pipeline([(f"{i}-{name}", build_estimator(name, params))
                          for i, (name, params) in enumerate(self.steps)])

@@ -119,7 +119,10 @@ def fit_decoder(steps: list[Any], X: np.ndarray, y: np.ndarray, cv_folds: int
     """
     import time
 
-    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.model_selection import (  # type: ignore[import-untyped]
+        StratifiedKFold,
+        cross_val_score,
+    )
 
     t0 = time.perf_counter()
     spec = EstimatorPipeline(steps=steps)
@@ -335,7 +338,7 @@ class Decoder(ProcessingNode):
                 self.context.settle_events("unmatched", n_ev)
                 return []
             self._X.append(self._block(frame))
-            self._y.append(label)  # type: ignore[arg-type]
+            self._y.append(label)
             self._fates["calibrated"] += 1
             self.context.settle_events("epoched", n_ev)
             if self.config.per_class is not None and self._classes_cfg is not None:
