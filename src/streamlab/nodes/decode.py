@@ -135,6 +135,11 @@ def fit_decoder(steps: list[Any], X: np.ndarray, y: np.ndarray, cv_folds: int
     return pipe, scores, time.perf_counter() - t0
 
 
+def _warm_up(steps: list[Any]) -> None:
+    """Import what the fit needs (in the worker process, before the fit is asked for)."""
+    EstimatorPipeline(steps=steps).build()
+
+
 @dataclass
 class _Held:
     frame: DataFrame
@@ -195,6 +200,11 @@ class Decoder(ProcessingNode):
     def on_start(self) -> None:
         if self.config.model_path is not None:
             self._install(self._load(self.config.model_path))
+        elif self.config.fit_in == "process":
+            # start the worker now: a spawned interpreter takes seconds to import scikit-learn
+            # and the estimators, which would otherwise delay the fit (measured)
+            self._pool = cf.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+            self._pool.submit(_warm_up, self.config.pipeline.steps)
 
     # -- model ---------------------------------------------------------------------------------
     def _fail(self, message: str) -> NodeError:
@@ -242,7 +252,9 @@ class Decoder(ProcessingNode):
         self._phase = "fit"
         if self.config.fit_in == "process":
             # spawn: a clean interpreter (no fork of a process with threads and a running loop)
-            self._pool = cf.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+            if self._pool is None:
+                self._pool = cf.ProcessPoolExecutor(
+                    1, mp_context=multiprocessing.get_context("spawn"))
         else:
             self._pool = cf.ThreadPoolExecutor(1, thread_name_prefix=f"fit-{self.node_id}")
         self._future = self._pool.submit(fit_decoder, self.config.pipeline.steps, X, y,
@@ -284,9 +296,10 @@ class Decoder(ProcessingNode):
             await asyncio.wait_for(asyncio.wrap_future(self._future), self.config.fit_timeout_s)
         if self._future is not None and self._future.done():
             self._finish_fit()
-            while self._held:
-                h = self._held.popleft()
-                outs.append(self._predict(h.frame, h.label))
+            if self._held:
+                held = list(self._held)
+                self._held.clear()
+                outs.extend(self._predict([h.frame for h in held], [h.label for h in held]))
         end = any(e.label == self.config.end_marker for e in frame.events)
         if frame.n_samples == 0:  # a marker frame: only the end marker means something
             for e in frame.events:
@@ -355,7 +368,7 @@ class Decoder(ProcessingNode):
                 self._no_model(self._held.popleft().frame)
             self._held.append(_Held(frame, label))
             return []
-        return [self._predict(frame, label)]
+        return self._predict([frame], [label])
 
     def _no_model(self, frame: DataFrame) -> None:
         self._fates["no_model"] += 1
@@ -367,49 +380,73 @@ class Decoder(ProcessingNode):
             counts[c] = counts.get(c, 0) + 1
         return dict(sorted(counts.items()))
 
-    def _predict(self, frame: DataFrame, label: str | None) -> DataFrame:
+    def _predict(self, frames: list[DataFrame], labels: list[str | None]) -> list[DataFrame]:
+        """One prediction frame per epoch, from ONE pass through the transformers for all of
+        them (the held epochs after a fit come at once: one call, not one per epoch)."""
         model = self._model
         assert model is not None
-        x = self._block(frame)[np.newaxis]
-        pred = str(model.pipeline.predict(x)[0])
-        values: dict[str, np.ndarray] = {}
-        prob = 1.0
-        if self._has_proba:
-            p = model.pipeline.predict_proba(x)[0]
-            for c, v in zip(model.classes, p):
-                values[f"p_{c}"] = np.array([v])
-            prob = float(p[self._index[pred]])
-        values["label"] = np.array([float(self._index[pred])])
-        end = frame.timestamp
-        if frame.n_samples > 1 and self._rate:
-            end += round((frame.n_samples - 1) * 1e6 / float(self._rate))
-        meta = {"predicted_label": pred, "latency_us": str(self.context.clock.time_us() - end),
-                "cv_accuracy": self._cv}
-        if label is not None:
-            meta["true_label"] = label
-        if "event_index" in frame.metadata:
-            meta["event_index"] = frame.metadata["event_index"]
-        self._fates["predicted"] += 1
-        self.context.settle_events("carried", len(frame.events))
-        events = [e.at(0) for e in frame.events]
-        events.append(Event(end, self.config.event_prefix + pred, value=prob))
-        self._seq += 1
-        return DataFrame(end, self._seq - 1, Payload(values), meta, events)
+        X = np.stack([self._block(f) for f in frames])
+        pipe = model.pipeline
+        Xt = pipe[:-1].transform(X) if len(pipe) > 1 else X
+        final = pipe[-1]
+        preds = [str(p) for p in final.predict(Xt)]  # the classifier's own rule, as offline
+        probas = final.predict_proba(Xt) if self._has_proba else None
+        now = self.context.clock.time_us()
+        outs = []
+        for k, (frame, label, pred) in enumerate(zip(frames, labels, preds)):
+            values: dict[str, np.ndarray] = {}
+            prob = 1.0
+            if probas is not None:
+                for c, v in zip(model.classes, probas[k]):
+                    values[f"p_{c}"] = np.array([v])
+                prob = float(probas[k][self._index[pred]])
+            values["label"] = np.array([float(self._index[pred])])
+            end = frame.timestamp
+            if frame.n_samples > 1 and self._rate:
+                end += round((frame.n_samples - 1) * 1e6 / float(self._rate))
+            meta = {"predicted_label": pred, "latency_us": str(now - end),
+                    "cv_accuracy": self._cv}
+            if label is not None:
+                meta["true_label"] = label
+            if "event_index" in frame.metadata:
+                meta["event_index"] = frame.metadata["event_index"]
+            self._fates["predicted"] += 1
+            self.context.settle_events("carried", len(frame.events))
+            events = [e.at(0) for e in frame.events]
+            events.append(Event(end, self.config.event_prefix + pred, value=prob))
+            self._seq += 1
+            outs.append(DataFrame(end, self._seq - 1, Payload(values), meta, events))
+        return outs
 
     async def on_stop(self) -> None:
+        """Await a running fit (``fit_timeout_s``) so that its model is installed and saved;
+        held epochs can no longer be output: fate ``no_model``, events ``dropped``. A fit that
+        failed raises NodeError (after the held epochs are counted); one that timed out is
+        logged and abandoned (a thread cannot be killed: it ends on its own)."""
+        failure: NodeError | None = None
         if self._future is not None:
-            try:  # a fit still running: finish it so that the model is saved, then the held
+            try:
                 await asyncio.wait_for(asyncio.wrap_future(self._future),
                                        self.config.fit_timeout_s)
-                self._finish_fit()
-            except (TimeoutError, NodeError) as exc:
-                self.context.logger.error("%s: the fit did not finish: %s", self.node_id, exc)
+            except TimeoutError:
+                self.context.logger.error("%s: the fit did not finish within %.0f s at the "
+                                          "stop; abandoned", self.node_id,
+                                          self.config.fit_timeout_s)
                 self._future = None
-                self._close_pool()
+            except Exception:  # reported by _finish_fit, which reads the same exception
+                pass
+            if self._future is not None:
+                try:
+                    self._finish_fit()
+                except NodeError as exc:
+                    failure = exc
+        self._close_pool()
         while self._held:  # no output is possible any more: they are lost, counted
             h = self._held.popleft()
             self._fates["no_model"] += 1
             self.context.settle_events("dropped", len(h.frame.events))
+        if failure is not None:
+            raise failure
 
     def statistics(self) -> DecoderStatistics:
         """Phase, epoch fates, calibration epochs per class, held epochs, CV scores."""
