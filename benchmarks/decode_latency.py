@@ -1,11 +1,11 @@
 """Data-path latency before, during and after a Decoder's fit: the fit must not stall frames.
 
-    python -m benchmarks.decode_latency [--per-class 100] [--fit-in thread process]
+    python -m benchmarks.decode_latency [--per-class 60] [--fit-in thread process] [--while-fitting hold wait]
 
 A real-time pipeline on the system clock: WhiteNoiseGenerator (16 channels, 500 Hz, 10-sample
 frames = 20 ms, ``realtime``) fanned out to a Passthrough (``raw``: the data path measured
 here) and to Attach <- MarkerGenerator (left/right, ISI 0.08-0.12 s, ``realtime``) -> Epoch
-(0..0.5 s) -> Decoder (Covariances(oas) + TangentSpace + LogisticRegression, 10-fold CV,
+(0..0.5 s) -> Decoder (Covariances(oas) + TangentSpace + LogisticRegression, 5-fold CV,
 calibration ends at ``--per-class`` epochs per class). The latency of a raw frame is the
 clock's time when it is read from ``AsyncPipeline.outputs()`` minus its timestamp (the time
 of its first sample, which is when the generator emits it). Phases are told apart by the
@@ -32,7 +32,7 @@ RATE, FRAME, ISI = 500.0, 10, (0.08, 0.12)
 
 
 def config(per_class: int, fit_in: str, while_fitting: str) -> tuple[dict, int]:
-    markers = int(per_class * 2 * 1.3) + 60  # enough for calibration, then ~60 predictions
+    markers = int(per_class * 2 * 1.3) + 250  # calibration, then ~25 s of predictions
     seconds = 1.0 + markers * ISI[1] + 1.0
     frames = int(seconds * RATE / FRAME)
     return {
@@ -47,14 +47,14 @@ def config(per_class: int, fit_in: str, while_fitting: str) -> tuple[dict, int]:
                         "mode": "free", "realtime": True, "count": markers, "seed": 3}},
             {"id": "raw", "type": "Passthrough"},
             {"id": "attach", "type": "Attach",
-             "config": {"data": "data", "markers": "stim", "max_marker_delay_s": 0.1}},
+             "config": {"data": "data", "markers": "stim", "max_marker_delay_s": 0.2}},
             {"id": "epochs", "type": "Epoch",
              "config": {"tmin": 0.0, "tmax": 0.5, "baseline": None}},
             {"id": "decoder", "type": "Decoder",
              "config": {"pipeline": {"steps": [["Covariances", {"estimator": "oas"}],
                                                ["TangentSpace", {}],
                                                ["LogisticRegression", {}]]},
-                        "classes": ["left", "right"], "per_class": per_class, "cv_folds": 10,
+                        "classes": ["left", "right"], "per_class": per_class, "cv_folds": 5,
                         "fit_in": fit_in, "while_fitting": while_fitting}},
         ],
         "connections": [{"from": "data", "to": "raw"}, {"from": "data", "to": "attach"},
@@ -122,7 +122,7 @@ def _q(xs: list[int]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--per-class", type=int, default=100)
+    parser.add_argument("--per-class", type=int, default=60)
     parser.add_argument("--fit-in", nargs="+", default=["thread", "process"])
     parser.add_argument("--while-fitting", nargs="+", default=["hold"])
     args = parser.parse_args()
@@ -130,10 +130,12 @@ def main() -> None:
         for mode in args.while_fitting:
             r = asyncio.run(measure(args.per_class, where, mode))
             fit = f"{r['fit_s']:.2f} s" if r["fit_s"] is not None else "did not finish"
-            print(f"fit in a {where}, while_fitting {mode}: raw frames {r['received']}/{r['frames']}, lost {r['lost']}, "
-                  f"fit {fit}, predictions {r['predictions']}")
+            print(f"fit in a {where}, while_fitting {mode}: raw frames {r['received']}/"
+                  f"{r['frames']}, lost {r['lost']}, fit {fit}, predictions "
+                  f"{r['predictions']}")
             for phase, xs in r["phases"].items():
                 print(f"  {phase:>6}: {_q(xs)}")
+
 
 if __name__ == "__main__":
     main()

@@ -259,10 +259,11 @@ def test_held_epochs_are_counted_at_stop():
     assert st.fates["predicted"] + st.fates["no_model"] == 3
 
 
-def test_pipeline_ledger_balances_with_markers_on_a_second_input(tmp_path):
+@pytest.mark.parametrize("fit_in", ["thread", "process"])
+def test_pipeline_ledger_balances_with_the_fit_in_a_thread_or_process(tmp_path, fit_in):
     x, cues = simulate(10, 5, erd=0.5, seed=4)
     write_session(tmp_path, x, cues)
-    cfg = session_config(tmp_path, TS_STEPS, {"cv_folds": 2})
+    cfg = session_config(tmp_path, TS_STEPS, {"cv_folds": 2, "fit_in": fit_in})
     outs, report = stream(cfg)  # debug mode checks received == sum of fates, events included
     assert len(outs) == 10
     assert all(int(f.metadata["latency_us"]) != 0 for f in outs)
