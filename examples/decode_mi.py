@@ -7,11 +7,15 @@
    trials per class, a ``calibration_end`` marker, then ``--test`` trials per class.
 2. Writes out/decode_mi/eeg.npy and events.tsv, and runs examples/decode_mi.json: FileSource +
    EventsFileSource -> Attach -> Epoch (0.5..2.5 s after the cue) -> Decoder (CSP + LDA),
-   which calibrates, fits in a worker thread, then predicts each test trial.
+   which calibrates, fits in a worker process (the data path's latency stays unchanged), then
+   predicts each test trial. The data (one sample per frame, so that an epoch's end is the
+   moment its frame is sent) also reaches the Decoder as ticks (``ticks_from``): test trials
+   that came during the fit are predicted as soon as it ends, not with the next trial.
 3. Prints the accuracy on the test trials, the cross-validated calibration accuracy, and the
    latency from the end of each epoch (its last sample) to its prediction.
 
-    .venv/bin/python examples/decode_mi.py              # replayed in real time (~7 min)
+    .venv/bin/python examples/decode_mi.py              # replayed in real time (~13 min)
+    .venv/bin/python examples/decode_mi.py --calib 20 --test 10   # a shorter one (~4.5 min)
     .venv/bin/python examples/decode_mi.py --fast      # as fast as possible (latency: n/a)
 
 Expected accuracy from the effect size: the log-variance of an epoch's C3 (C4) has about

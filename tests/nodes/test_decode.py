@@ -338,3 +338,51 @@ def test_the_example_prints_accuracy_and_latency(tmp_path):
     assert lines[0].startswith("test trials: 20, accuracy ")
     assert float(lines[0].split("accuracy ")[1].split()[0]) >= 0.8
     assert lines[1].startswith("latency from epoch end to prediction")
+
+
+def test_a_tick_after_the_fit_releases_the_held_epochs():
+    from streamlab.node import NodeContext
+
+    rng = np.random.default_rng(3)
+    node = Decoder.create({"pipeline": STEPS_SMALL, "cv_folds": 0, "ticks_from": "data"},
+                          NodeContext(node_id="dec", inputs=("ep", "data")))
+    node.on_start()
+    ctx = node.context
+    tick = DataFrame(0, 0, {"a": np.zeros(4), "b": np.zeros(4)}, {"sample_rate": "100"},
+                     [Event(0, "left")])
+
+    async def go():
+        ctx.current_input = "ep"
+        for i in range(10):
+            assert await node.process(epoch(i, "hi" if i % 2 else "lo",
+                                            3.0 if i % 2 else 1.0, rng)) == []
+        ctx.current_input = "data"
+        end = DataFrame(10_000_000, 1, {"a": np.zeros(4), "b": np.zeros(4)},
+                        {"sample_rate": "100"}, [Event(10_000_000, "calibration_end")])
+        assert await node.process(end) == []  # the end marker on the data: the fit starts
+        ctx.current_input = "ep"
+        outs = list(await node.process(epoch(11, None, 3.0, rng)))  # held, or predicted
+        ctx.current_input = "data"
+        for _ in range(3000):
+            if outs:
+                break
+            outs += await node.process(tick)  # a tick: not an epoch, its event unmatched
+            import asyncio
+            await asyncio.sleep(0.01)
+        await node.on_stop()
+        return outs
+
+    outs = run(go())
+    assert len(outs) == 1 and outs[0].metadata["predicted_label"] == "hi"
+    st = node.statistics()
+    assert st.fates == {"calibrated": 10, "ignored": 0, "predicted": 1, "no_model": 0}
+
+
+def test_ticks_from_must_be_an_input():
+    from streamlab.errors import NodeError
+    from streamlab.node import NodeContext
+
+    node = Decoder.create({"pipeline": STEPS_SMALL, "ticks_from": "nope"},
+                          NodeContext(node_id="dec", inputs=("ep",)))
+    with pytest.raises(NodeError, match=r"config.ticks_from: 'nope' is not an input"):
+        node.on_start()

@@ -82,6 +82,11 @@ class DecoderConfig(NodeConfig):
     cv_folds: int = Field(5, ge=0, description="Stratified k-fold cross-validation after the "
                           "fit (0: none; needs this many epochs per class).")
     event_prefix: str = Field("", description="Prefix of the prediction event's label.")
+    ticks_from: str | None = Field(None, min_length=1, description="Id of an input whose "
+                                   "frames are only looked at for the end marker and as "
+                                   "ticks: held epochs are predicted with the first frame "
+                                   "after the fit, from any input (connect the data stream "
+                                   "here so that they need not wait for the next epoch).")
     fit_timeout_s: float = Field(600.0, gt=0, description="'wait' mode and on_stop: longest "
                                  "wait for a fit.")
 
@@ -117,6 +122,18 @@ def fit_decoder(steps: list[Any], X: np.ndarray, y: np.ndarray, cv_folds: int
     """Fit the pipeline ``steps`` on ``X`` (epochs x channels x samples), ``y``; then the
     stratified ``cv_folds``-fold accuracy (unshuffled folds: deterministic). Runs in the worker.
     """
+    import contextlib
+    import sys
+
+    quiet: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+    if "mne" in sys.modules:  # CSP logs every covariance at INFO: only warnings, for the fit
+        quiet = sys.modules["mne"].utils.use_log_level("WARNING")
+    with quiet:
+        return _fit(steps, X, y, cv_folds)
+
+
+def _fit(steps: list[Any], X: np.ndarray, y: np.ndarray, cv_folds: int
+         ) -> tuple[Any, tuple[float, ...], float]:
     import time
 
     from sklearn.model_selection import (  # type: ignore[import-untyped]
@@ -151,7 +168,9 @@ class Decoder(ProcessingNode):
     """Calibrate on labelled epochs, fit in the background, then predict a label per epoch.
 
     Input: epochs (frames of channels x samples, label in metadata ``event_label`` or as the
-    first event), and optionally marker frames (``calibration_end``). Output per epoch once a
+    first event), and optionally marker frames (``calibration_end``) or, on the input named
+    ``ticks_from``, the data stream (ticks that release epochs held during the fit, and the
+    end marker). Output per epoch once a
     model exists: one sample with ``p_<class>`` and ``label`` channels, and an event labelled
     with the predicted class. Event fates: ``epoched`` (taken into the calibration set, or the
     end marker), ``unmatched`` (ignored labels during calibration), ``carried`` (on a
@@ -198,6 +217,10 @@ class Decoder(ProcessingNode):
         self._seq = 0
 
     def on_start(self) -> None:
+        cfg = self.config
+        if cfg.ticks_from is not None and cfg.ticks_from not in self.context.inputs:
+            raise self._fail(f"config.ticks_from: {cfg.ticks_from!r} is not an input of this "
+                             f"node (inputs: {list(self.context.inputs)})")
         if self.config.model_path is not None:
             self._install(self._load(self.config.model_path))
         elif self.config.fit_in == "process":
@@ -301,7 +324,9 @@ class Decoder(ProcessingNode):
                 self._held.clear()
                 outs.extend(self._predict([h.frame for h in held], [h.label for h in held]))
         end = any(e.label == self.config.end_marker for e in frame.events)
-        if frame.n_samples == 0:  # a marker frame: only the end marker means something
+        ticks = (self.config.ticks_from is not None
+                 and self.context.current_input == self.config.ticks_from)
+        if frame.n_samples == 0 or ticks:  # a marker frame or a tick: only the end marker
             for e in frame.events:
                 self.context.settle_events("epoched" if e.label == self.config.end_marker
                                            else "unmatched")
