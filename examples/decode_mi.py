@@ -18,6 +18,9 @@
     .venv/bin/python examples/decode_mi.py --calib 20 --test 10   # a shorter one (~4.5 min)
     .venv/bin/python examples/decode_mi.py --fast      # as fast as possible (latency: n/a)
 
+The latency of the last test trial includes Attach's hold after the last marker (no later
+marker can release its data: ``max_marker_delay_s``, 0.5 s here), so the max is that trial.
+
 Expected accuracy from the effect size: the log-variance of an epoch's C3 (C4) has about
 sd sqrt(2/201) = 0.10, the classes differ on each by log(1.5 / (1 + 0.5 (1 - erd)^2)) (0.158
 for erd = 0.25), so the optimal rule on log(var C3) - log(var C4) reaches about
@@ -124,8 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.fast:
         print("latency from epoch end to prediction: n/a (--fast: timestamps are not wall time)")
     elif lat:
+        worst = int(np.argmax(lat))
         print(f"latency from epoch end to prediction: median {statistics.median(lat):.1f} ms, "
-              f"max {max(lat):.1f} ms")
+              f"max {max(lat):.1f} ms (test trial {worst + 1} of {len(lat)})")
     return 0
 
 
