@@ -35,6 +35,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
+from streamlab.config.paths import InputPath, OutputPath
 from streamlab.errors import NodeError
 from streamlab.events import Event
 from streamlab.frame import DataFrame, Payload
@@ -69,10 +70,12 @@ class DecoderConfig(NodeConfig):
                                   "class has this many epochs (needs 'classes').")
     picks: list[str] | None = Field(None, min_length=1, description="Channels, in this order "
                                     "(default: the first epoch's).")
-    model_path: str | None = Field(None, min_length=1, description="A saved model to load "
-                                   "(skips calibration). Relative: to the working directory.")
-    save_path: str | None = Field(None, min_length=1, description="Where to save the model "
-                                  "after the fit (.skops).")
+    model_path: InputPath | None = Field(None, min_length=1, description="A saved model to "
+                                         "load (skips calibration). A relative path is "
+                                         "relative to the config file's folder.")
+    save_path: OutputPath | None = Field(None, min_length=1, description="Where to save the "
+                                         "model after the fit (.skops); relative: to the "
+                                         "config file's folder.")
     fit_in: Literal["thread", "process"] = Field("thread", description="Where the fit runs.")
     while_fitting: Literal["hold", "wait"] = Field("hold", description="'hold': keep epochs "
                                                    "arriving during the fit and predict them "
