@@ -13,7 +13,7 @@ from streamlab import load_config
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.json"))
 # Examples that need an external peer or a prepared asset are run by their own module's tests.
-NEEDS_SETUP = {"lsl_loopback.json", "audio_filter.json", "oddball.json"}
+NEEDS_SETUP = {"lsl_loopback.json", "audio_filter.json", "oddball.json", "decode_mi.json"}
 
 
 def cli(*args, cwd=ROOT, timeout=120):
@@ -26,14 +26,16 @@ def test_example_validates(path):
     r = cli("validate", path)
     if path.name in NEEDS_INPUT and r.returncode == 2:
         # validate checks input files: before the setup step, the input is the only problem
-        (problem,) = r.stderr.splitlines()[1:]
-        assert problem.startswith(f"{NEEDS_INPUT[path.name]}: no such file "), r.stderr
+        problems = r.stderr.splitlines()[1:]
+        assert [p.split(": no such file ")[0] for p in problems] == NEEDS_INPUT[path.name], \
+            r.stderr
         return
     assert r.returncode == 0, r.stderr
 
 
 # Examples whose input file is made by a setup step (examples/make_audio.py): the JSON path.
-NEEDS_INPUT = {"audio_filter.json": "$.nodes[0].config.path"}
+NEEDS_INPUT = {"audio_filter.json": ["$.nodes[0].config.path"],
+               "decode_mi.json": ["$.nodes[0].config.path", "$.nodes[1].config.path"]}
 
 
 def test_example_paths_resolve_against_the_examples_folder():

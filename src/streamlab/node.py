@@ -101,6 +101,10 @@ class NodeContext:
     buffers: BufferPool = field(default_factory=BufferPool)
     #: The node's metrics (set by the runtime): the ledger ``settle_events`` writes to.
     metrics: NodeMetrics | None = None
+    #: For node types with ``uses_upstream = True`` (Decoder): canonical JSON of the graph
+    #: before this node (types, configs and connections of its ancestors; sources only as
+    #: placeholders), set by the runtime; "" when the node runs on its own.
+    upstream: str = ""
 
     @property
     def stopping(self) -> bool:

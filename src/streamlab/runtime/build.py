@@ -18,7 +18,7 @@ from streamlab.metrics.node_metrics import NodeMetrics
 from streamlab.node import NodeContext, ProcessingNode
 from streamlab.resilience.resilient import ResilientNode
 
-__all__ = ["BuiltGraph", "build_graph"]
+__all__ = ["BuiltGraph", "build_graph", "upstream_description"]
 
 
 @dataclass
@@ -55,6 +55,8 @@ def build_graph(
             logger=logging.getLogger(f"streamlab.node.{n.id}"),
             inputs=graph.inputs[n.id], outputs=graph.outputs[n.id], buffers=buffers,
         )
+        if getattr(spec.node_type(n.id), "uses_upstream", False):
+            ctx.upstream = upstream_description(spec, graph, n.id)
         contexts[n.id] = ctx
         m = (metrics or {}).get(n.id) or NodeMetrics(n.id, pipeline_name, n.type)
         budget = spec.pipeline_config.deadline_s
@@ -62,6 +64,36 @@ def build_graph(
             m.set_end_to_end_budget(budget)
         nodes[n.id] = _wrap(spec, n, ctx, m, clock)
     return BuiltGraph(spec, graph, nodes, contexts, dead, edge_settings)
+
+
+def upstream_description(spec: PipelineSpec, graph: Graph, node_id: str) -> str:
+    """Canonical JSON of what feeds ``node_id``: its ancestors' types and validated configs
+    and the edges between them (ids replaced by positions in topological order).
+
+    Sources appear as ``{"source": true}`` only: the same processing fed live or from a file
+    describes the same graph (a model checks channels and sample rate itself).
+    """
+    import json
+
+    seen: set[str] = set()
+    stack = list(graph.inputs[node_id])
+    while stack:
+        a = stack.pop()
+        if a not in seen:
+            seen.add(a)
+            stack.extend(graph.inputs[a])
+    order = [x for x in graph.topological_order() if x in seen] + [node_id]
+    pos = {x: i for i, x in enumerate(order)}
+    nodes: list[dict[str, Any]] = []
+    for x in order[:-1]:
+        if not graph.inputs[x]:
+            nodes.append({"source": True})
+        else:
+            cfg = spec.node_config(x)
+            nodes.append({"type": spec.node_type(x).__name__,
+                          "config": cfg.model_dump(mode="json")})
+    edges = sorted([pos[a], pos[b]] for a, b in graph.edges if a in pos and b in pos)
+    return json.dumps({"nodes": nodes, "edges": edges}, sort_keys=True, separators=(",", ":"))
 
 
 def _graph(spec: PipelineSpec) -> tuple[Graph, dict[str, str], dict[tuple[str, str], Any]]:

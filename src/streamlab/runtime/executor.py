@@ -299,7 +299,7 @@ class ProcessNode(ProcessingNode):
             loop.add_reader(self._link.sock.fileno(), self._on_readable)
             ctx = self.context
             fields = {"node_id": ctx.node_id, "pipeline": ctx.pipeline,
-                      "inputs": ctx.inputs, "outputs": ctx.outputs}
+                      "inputs": ctx.inputs, "outputs": ctx.outputs, "upstream": ctx.upstream}
             reply = await self._request(("init", self.target, self.config, fields))
             if reply[0] != "ready":
                 err = self._reply_error(reply)
