@@ -194,6 +194,7 @@ class ControlServer:
         r.add_patch("/api/nodes/{node}/config", self._update)
         r.add_get("/api/nodes/{node}/schema", self._node_schema)
         r.add_post("/api/stop", self._stop)
+        r.add_get("/favicon.ico", self._no_icon)
         r.add_get("/login", self._login_page)
         r.add_post("/login", self._login)
         if self.ui:
@@ -298,7 +299,7 @@ class ControlServer:
                 raise
             resp.headers.setdefault("Cache-Control", "no-store")
             resp.headers.setdefault("X-Content-Type-Options", "nosniff")
-            resp.headers.setdefault("Referrer-Policy", "no-referrer")
+            resp.headers.setdefault("Referrer-Policy", "same-origin")  # no-referrer makes a form post send Origin: null
             resp.headers.setdefault("Content-Security-Policy",
                                     "default-src 'self'; connect-src 'self'; "
                                     "frame-ancestors 'none'")
@@ -338,6 +339,9 @@ class ControlServer:
         resp = web.HTTPSeeOther("/")
         resp.set_cookie(self.cookie_name, self.token, httponly=True, samesite="Strict", path="/")
         return resp
+
+    async def _no_icon(self, request: Any) -> Any:
+        return _web().Response(status=204)
 
     # -- pages --------------------------------------------------------------------------------
     async def _page(self, request: Any) -> Any:
@@ -529,7 +533,8 @@ class ControlServer:
     # -- WebSocket: latest-value live data ---------------------------------------------------
     async def _ws(self, request: Any) -> Any:
         web = _web()
-        ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=1 << 16)
+        # No compression: deflating 100s of kB per update costs more than loopback bandwidth.
+        ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=1 << 16, compress=False)
         await ws.prepare(request)
         client = _Client(ws)
         self._clients.add(client)
@@ -633,7 +638,7 @@ class ControlServer:
                 self._fetch(w)
             cache: dict[tuple[str, int, float], bytes] = {}
             spectra: dict[str, bytes] = {}
-            want_spectrum = tick % 6 == 0
+            want_spectrum = tick % 10 == 0
             want_stats = tick % max(1, int(self.fps / 2)) == 0
             stats = self.stats() if want_stats else None
             for c in list(self._clients):

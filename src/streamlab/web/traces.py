@@ -4,7 +4,7 @@ A :class:`TraceBuffer` keeps the last ``capacity`` samples of every channel in a
 (float32), fed with the frames a tap saw. :meth:`TraceBuffer.decimate` reduces the last
 ``seconds`` to ``width`` columns with the **min and max per column**, so a one-sample spike
 stays visible however many samples fall in a pixel. :meth:`TraceBuffer.spectrum` is the
-magnitude spectrum (dB) of the newest power-of-two window, Hann-weighted.
+magnitude spectrum (dB) of the newest power-of-two window (at most 1024 samples), Hann-weighted.
 
 Frames whose channel names differ from the buffer's reset it (a new layout); the sample rate
 is taken from the frame metadata (``sample_rate``) when present, else estimated from the
@@ -53,24 +53,42 @@ class TraceBuffer:
         self.events = []
 
     def extend(self, frames: Iterable[DataFrame]) -> None:
+        """Append frames in order; consecutive frames of one layout are written at once."""
+        run: list[np.ndarray] = []
         for f in frames:
-            self.add(f)
+            names = f.channels
+            if not names:
+                continue
+            if names != self.names:
+                self._write(run)
+                run = []
+                self._reset(names)
+            try:
+                block = f.block()
+            except FrameError:  # channels of different lengths (a feature frame): not a trace
+                self.skipped += 1
+                continue
+            n = block.shape[1]
+            if n == 0:
+                continue
+            self._rate_from(f, n)
+            at = self.total + sum(b.shape[1] for b in run)
+            for ev in f.events:
+                self.events.append((at + ev.sample, ev.label, ev.value))
+            run.append(block)
+            self.frames += 1
+        self._write(run)
+        if len(self.events) > _MAX_EVENTS:
+            del self.events[:-_MAX_EVENTS]
 
     def add(self, frame: DataFrame) -> None:
-        names = frame.channels
-        if not names:
+        self.extend((frame,))
+
+    def _write(self, blocks: list[np.ndarray]) -> None:
+        if not blocks:
             return
-        if names != self.names:
-            self._reset(names)
-        try:
-            block = np.asarray(frame.block(), dtype=np.float32)
-        except FrameError:  # channels of different lengths (a feature frame): not a trace
-            self.skipped += 1
-            return
+        block = blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=1)
         n = total_n = block.shape[1]
-        if n == 0:
-            return
-        self._rate_from(frame, n)
         start = self.total
         if n >= self.capacity:
             block = block[:, -self.capacity:]
@@ -81,12 +99,7 @@ class TraceBuffer:
         self.data[:, pos:pos + first] = block[:, :first]
         if first < n:
             self.data[:, :n - first] = block[:, first:]
-        for ev in frame.events:
-            self.events.append((self.total + ev.sample, ev.label, ev.value))
-        if len(self.events) > _MAX_EVENTS:
-            del self.events[:-_MAX_EVENTS]
         self.total += total_n
-        self.frames += 1
 
     def _rate_from(self, frame: DataFrame, n: int) -> None:
         meta = frame.metadata.get("sample_rate")
@@ -127,9 +140,22 @@ class TraceBuffer:
         elif n <= width:
             out = np.stack([w, w], axis=1)
         else:
-            edges = (np.arange(width, dtype=np.int64) * n) // width
-            out = np.stack([np.minimum.reduceat(w, edges, axis=1),
-                            np.maximum.reduceat(w, edges, axis=1)], axis=1)
+            # Whole columns of k samples each; the oldest n % width samples are left out.
+            k = n // width
+            w = w[:, n - k * width:]
+            out = np.empty((w.shape[0], 2, width), dtype=np.float32)
+            if k <= 64:  # numpy reduces a short innermost axis slowly: k elementwise passes
+                cols = w.reshape(w.shape[0], width, k)
+                out[:, 0, :] = cols[:, :, 0]
+                out[:, 1, :] = cols[:, :, 0]
+                for j in range(1, k):
+                    np.minimum(out[:, 0, :], cols[:, :, j], out=out[:, 0, :])
+                    np.maximum(out[:, 1, :], cols[:, :, j], out=out[:, 1, :])
+            else:
+                starts = np.arange(width, dtype=np.int64) * k
+                out[:, 0, :] = np.minimum.reduceat(w, starts, axis=1)
+                out[:, 1, :] = np.maximum.reduceat(w, starts, axis=1)
+            n = k * width
         first = self.total - n
         events = [{"x": (s - first) / max(n, 1), "label": label, "value": value}
                   for s, label, value in self.events if first <= s < self.total]
@@ -142,14 +168,14 @@ class TraceBuffer:
     def spectrum(self, max_bins: int = 256) -> tuple[dict[str, Any], np.ndarray]:
         """``(header, data)``: data is float32 ``(channels, bins)`` in dB (max over the bins
         that fold into one display bin)."""
-        n = min(self.total, self.capacity, 4096)
+        n = min(self.total, self.capacity, 1024)
         size = 1 << max(0, n.bit_length() - 1) if n >= 16 else 0
         if size == 0:
             return ({"kind": "spectrum", "channels": list(self.names), "bins": 0,
                      "max_hz": None}, np.zeros((len(self.names), 0), dtype=np.float32))
-        w = self.window(size).astype(np.float64)
-        w = w - w.mean(axis=1, keepdims=True)
-        mag = np.abs(np.fft.rfft(w * np.hanning(size), axis=1)) / (size / 4)
+        w = self.window(size)
+        w = (w - w.mean(axis=1, keepdims=True)) * np.hanning(size).astype(np.float32)
+        mag = np.abs(np.fft.rfft(w, axis=1)) / (size / 4)
         db = 20 * np.log10(mag + 1e-12)
         bins = db.shape[1]
         if bins > max_bins:
