@@ -23,9 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    from streamlab.cli import graph, nodes, run, schema, validate
+    from streamlab.cli import ctl, graph, nodes, run, schema, validate
 
-    for module in (run, validate, nodes, schema, graph):
+    for module in (run, validate, nodes, schema, graph, ctl):
         module.add_parser(sub)
     return parser
 

@@ -338,7 +338,7 @@ class ControlServer:
         self._codes.discard(code)
         resp = web.HTTPSeeOther("/")
         resp.set_cookie(self.cookie_name, self.token, httponly=True, samesite="Strict", path="/")
-        return resp
+        raise resp
 
     async def _no_icon(self, request: Any) -> Any:
         return _web().Response(status=204)

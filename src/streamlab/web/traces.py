@@ -131,7 +131,7 @@ class TraceBuffer:
         column; ``columns <= width`` (one sample per column while there are fewer samples)."""
         width = max(1, int(width))
         rate = self.rate or 0.0
-        want = int(seconds * rate) if rate > 0 else self.capacity
+        want = round(seconds * rate) if rate > 0 else self.capacity
         want = max(1, min(want, self.capacity))
         w = self.window(want)
         n = w.shape[1]
