@@ -41,6 +41,7 @@ class LiveServer:
         self.token_file = tmp_path / "control.json"
         self.server_kw = server_kw
         self.ready = threading.Event()
+        self.closing = threading.Event()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.pipe: AsyncPipeline | None = None
         self.server: ControlServer | None = None
@@ -60,6 +61,8 @@ class LiveServer:
                 async for _, frame in pipe.outputs():
                     self.sink_values.append(float(abs(frame.block()).max()))
                 await pipe.join()
+                # the server outlives the run until close(), as with --ui-linger
+                await asyncio.get_running_loop().run_in_executor(None, self.closing.wait, 60)
             finally:
                 await server.stop()
 
@@ -113,6 +116,7 @@ class LiveServer:
             return e.code, json.loads(raw) if raw else None
 
     def close(self) -> None:
+        self.closing.set()
         if self.loop is not None and self.pipe is not None and self.thread.is_alive():
             self.loop.call_soon_threadsafe(self.pipe.request_stop)
         self.thread.join(30)

@@ -135,7 +135,10 @@ def test_stop_stops_the_pipeline_gracefully(live):
     s = live()
     status, body = s.request("POST", "/api/stop")
     assert status == 202
-    s.thread.join(30)
+    deadline = time.monotonic() + 30
+    while s.pipe.report is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
     assert s.pipe.state == "stopped"
     assert s.pipe.report.nodes["gain"].received == sum(s.pipe.report.nodes["gain"].fates.values())
 
