@@ -19,12 +19,15 @@ from streamlab.web.server import ControlServer  # noqa: E402
 
 
 def spec(channels: int = 4, rate: float = 1000.0, per_frame: int = 20, gain: float = 2.0,
-         **pipeline_config: Any) -> dict[str, Any]:
-    """A free-running, paced sine through a Gain (the node the tests retune)."""
+         constant: bool = False, **pipeline_config: Any) -> dict[str, Any]:
+    """A free-running, paced sine (or a constant 1.0) through a Gain (the node the tests
+    retune)."""
+    wave = {"type": "ConstantGenerator", "config": {"value": 1.0}} if constant else {
+        "type": "SineGenerator", "config": {"frequency": 10.0}}
     return {"name": "live-test", "pipeline_config": {"channel_capacity": 16, **pipeline_config},
             "nodes": [
-                {"id": "sine", "type": "SineGenerator",
-                 "config": {"mode": "free", "realtime": True, "frequency": 10.0,
+                {"id": "sine", "type": wave["type"],
+                 "config": {**wave["config"], "mode": "free", "realtime": True,
                             "sample_rate": rate, "samples_per_frame": per_frame,
                             "channels": [f"ch{i:02d}" for i in range(channels)]}},
                 {"id": "gain", "type": "Gain", "config": {"gain": gain}}],
@@ -175,6 +178,9 @@ class FakeLive:
         except Exception as exc:  # pydantic's ValidationError: one problem is enough here
             raise ConfigError(ConfigProblem("$", str(exc))) from None
         self.configs[node_id] = {**current, **changes}
+        # Applied between two frames (this runs on the pipeline's loop): a fresh config for
+        # the node (good enough for stateless nodes like Gain; the live runtime does it right).
+        self._pipe.built.nodes[node_id].node.on_create(cls.Config.model_validate(self.configs[node_id]))
         return self._record(node_id, "update", dict(changes))
 
     def node_config(self, node_id: str) -> dict[str, Any]:
