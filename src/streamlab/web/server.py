@@ -151,6 +151,7 @@ class ControlServer:
         self._monitor: Any = None
         self.sent = 0
         self.dropped = 0
+        self.pump_seconds = 0.0  # time the pump took from the pipeline's event loop
         self._stopped = False
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -428,7 +429,8 @@ class ControlServer:
     def web_stats(self) -> dict[str, Any]:
         return {"clients": len(self._clients),
                 "sent": self.sent + sum(c.sent for c in self._clients),
-                "dropped": self.dropped + sum(c.dropped for c in self._clients)}
+                "dropped": self.dropped + sum(c.dropped for c in self._clients),
+                "pump_s": self.pump_seconds}
 
     async def _stats(self, request: Any) -> Any:
         return self._json(self.stats())
@@ -594,20 +596,22 @@ class ControlServer:
                 del self._watched[node]  # type: ignore[arg-type]
 
     def _offer(self, client: _Client, message: Any) -> bool:
-        """Send ``message`` unless the previous one is still being written (then it is
-        dropped and counted). Never waits."""
+        """Send ``message`` (or a list of messages, in order) unless the previous update is
+        still being written: then the update is dropped and counted. Never waits."""
         if client.sending is not None and not client.sending.done():
             client.dropped += 1
             return False
-        client.sending = asyncio.create_task(self._send(client, message))
+        batch = message if isinstance(message, list) else [message]
+        client.sending = asyncio.create_task(self._send(client, batch))
         return True
 
-    async def _send(self, client: _Client, message: Any) -> None:
+    async def _send(self, client: _Client, batch: list[Any]) -> None:
         try:
-            if isinstance(message, bytes):
-                await client.ws.send_bytes(message)
-            else:
-                await client.ws.send_str(json.dumps(_finite(message), default=str))
+            for message in batch:
+                if isinstance(message, bytes):
+                    await client.ws.send_bytes(message)
+                else:
+                    await client.ws.send_str(json.dumps(_finite(message), default=str))
             client.sent += 1
         except (ConnectionError, RuntimeError):
             client.dropped += 1  # the peer went away mid-send: its loop ends the client
@@ -634,35 +638,42 @@ class ControlServer:
             tick += 1
             if not self._clients:
                 continue
-            for w in self._watched.values():
-                self._fetch(w)
-            cache: dict[tuple[str, int, float], bytes] = {}
-            spectra: dict[str, bytes] = {}
-            want_spectrum = tick % 10 == 0
-            want_stats = tick % max(1, int(self.fps / 2)) == 0
-            stats = self.stats() if want_stats else None
-            for c in list(self._clients):
-                if stats is not None:
-                    if self._offer(c, {"type": "stats", **stats}):
-                        continue
-                if c.node is None or c.node not in self._watched:
-                    continue
-                buf = self._watched[c.node].buffer
+            t0 = time.perf_counter()
+            try:
+                self._pump_once(tick)
+            finally:
+                self.pump_seconds += time.perf_counter() - t0
+
+    def _pump_once(self, tick: int) -> None:
+        """One tick: fetch tapped frames, offer each client its next update (never waits)."""
+        for w in self._watched.values():
+            self._fetch(w)
+        cache: dict[tuple[str, int, float], bytes] = {}
+        spectra: dict[str, bytes] = {}
+        want_spectrum = tick % 10 == 0
+        want_stats = tick % max(1, int(self.fps / 2)) == 0
+        stats = self.stats() if want_stats else None
+        for c in list(self._clients):
+            batch: list[Any] = [{"type": "stats", **stats}] if stats is not None else []
+            watched = self._watched.get(c.node) if c.node is not None else None
+            if watched is not None:
+                buf = watched.buffer
+                node = c.node or ""
                 if want_spectrum:
-                    msg = spectra.get(c.node)
+                    msg = spectra.get(node)
                     if msg is None:
                         h, d = buf.spectrum()
-                        msg = spectra[c.node] = encode({**h, "node": c.node}, d)
-                    self._offer(c, msg)
-                    continue
-                key = (c.node, c.width, c.seconds)
+                        msg = spectra[node] = encode({**h, "node": node}, d)
+                    batch.append(msg)
+                key = (node, c.width, c.seconds)
                 msg = cache.get(key)
                 if msg is None:
                     h, d = buf.decimate(c.width, c.seconds)
-                    w = self._watched[c.node]
-                    msg = cache[key] = encode({**h, "node": c.node, "missed": w.missed,
+                    msg = cache[key] = encode({**h, "node": c.node, "missed": watched.missed,
                                                "skipped": buf.skipped}, d)
-                self._offer(c, msg)
+                batch.append(msg)
+            if batch:
+                self._offer(c, batch)
 
 
 class _BadBody(Exception):

@@ -55,13 +55,14 @@ class TraceBuffer:
     def extend(self, frames: Iterable[DataFrame]) -> None:
         """Append frames in order; consecutive frames of one layout are written at once."""
         run: list[np.ndarray] = []
+        pending = 0  # samples in run
         for f in frames:
             names = f.channels
             if not names:
                 continue
             if names != self.names:
                 self._write(run)
-                run = []
+                run, pending = [], 0
                 self._reset(names)
             try:
                 block = f.block()
@@ -72,10 +73,10 @@ class TraceBuffer:
             if n == 0:
                 continue
             self._rate_from(f, n)
-            at = self.total + sum(b.shape[1] for b in run)
             for ev in f.events:
-                self.events.append((at + ev.sample, ev.label, ev.value))
+                self.events.append((self.total + pending + ev.sample, ev.label, ev.value))
             run.append(block)
+            pending += n
             self.frames += 1
         self._write(run)
         if len(self.events) > _MAX_EVENTS:

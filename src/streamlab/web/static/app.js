@@ -221,10 +221,12 @@ function drawSpectrum() {
   $("spec-info").textContent = nch > 16 ? `first 16 of ${nch} channels` : `${nch} channels`;
 }
 
-function frame() {
+function frame(now) {
   S.rafTicks++;
   if (S.dirty) { drawGraph(); S.dirty = false; }
-  if (S.trace && drawTraces()) S.draws++;
+  // Traces are redrawn at most 30 times a second with the newest data (a 60 Hz display
+  // would double the renderer's work for nothing the server sends).
+  if (S.trace && now - (S.lastDraw || 0) >= 31 && drawTraces()) { S.draws++; S.lastDraw = now; }
   if (S.specDirty) { drawSpectrum(); S.specDirty = false; }
   requestAnimationFrame(frame);
 }
