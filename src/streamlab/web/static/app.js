@@ -87,16 +87,29 @@ function layoutGraph() {
   }
   const cols = new Map();
   for (const n of g.nodes) { const l = level.get(n.id); if (!cols.has(l)) cols.set(l, []); cols.get(l).push(n); }
-  const c = $("graph"), ncol = Math.max(...cols.keys()) + 1;
-  const rows = Math.max(...[...cols.values()].map((v) => v.length));
-  c.height = Math.max(140, rows * 64 + 30);
-  const bw = Math.min(120, (c.width - 20) / ncol - 24), bh = 40;
+  const c = $("graph"), nlev = Math.max(...cols.keys()) + 1;
+  const wide = Math.max(...[...cols.values()].map((v) => v.length));
+  S.vertical = nlev > 4;  // a long chain reads better top to bottom
   S.layout.clear();
-  for (const [l, ns] of cols) {
-    ns.forEach((n, i) => {
-      const x = 10 + l * ((c.width - 20) / ncol), y = 15 + i * ((c.height - 30) / ns.length) + ((c.height - 30) / ns.length - bh) / 2;
-      S.layout.set(n.id, { x, y, w: bw, h: bh, node: n });
-    });
+  if (S.vertical) {
+    const bh = 36, gap = 22;
+    c.height = nlev * (bh + gap) + 10;
+    const bw = Math.min(150, (c.width - 20) / wide - 30);
+    for (const [l, ns] of cols) {
+      ns.forEach((n, i) => {
+        const slot = (c.width - 20) / ns.length;
+        S.layout.set(n.id, { x: 10 + i * slot + (slot - bw) / 2 - 40, y: 8 + l * (bh + gap), w: bw, h: bh, node: n });
+      });
+    }
+  } else {
+    c.height = Math.max(140, wide * 64 + 30);
+    const bw = Math.min(120, (c.width - 20) / nlev - 40), bh = 40;
+    for (const [l, ns] of cols) {
+      ns.forEach((n, i) => {
+        const x = 10 + l * ((c.width - 20) / nlev), y = 15 + i * ((c.height - 30) / ns.length) + ((c.height - 30) / ns.length - bh) / 2;
+        S.layout.set(n.id, { x, y, w: bw, h: bh, node: n });
+      });
+    }
   }
 }
 
@@ -111,14 +124,18 @@ function drawGraph() {
     const a = S.layout.get(e.from), b = S.layout.get(e.to); if (!a || !b) continue;
     const st = edgeStats.get(e.from + ">" + e.to);
     const depth = st ? st.depth : e.depth, cap = st ? st.capacity : e.capacity, dropped = st ? st.dropped : e.dropped;
-    const x1 = a.x + a.w, y1 = a.y + a.h / 2, x2 = b.x, y2 = b.y + b.h / 2;
+    const v = S.vertical;
+    const x1 = v ? a.x + a.w / 2 : a.x + a.w, y1 = v ? a.y + a.h : a.y + a.h / 2;
+    const x2 = v ? b.x + b.w / 2 : b.x, y2 = v ? b.y : b.y + b.h / 2;
     const fill = cap ? depth / cap : 0;
     ctx.strokeStyle = dropped ? "#ff6b6b" : fill > 0.75 ? "#ffcc66" : "#4a5868";
     ctx.lineWidth = 1 + 4 * fill;
-    ctx.beginPath(); ctx.moveTo(x1, y1); ctx.bezierCurveTo(x1 + 30, y1, x2 - 30, y2, x2, y2); ctx.stroke();
+    ctx.beginPath(); ctx.moveTo(x1, y1);
+    if (v) ctx.bezierCurveTo(x1, y1 + 12, x2, y2 - 12, x2, y2); else ctx.bezierCurveTo(x1 + 30, y1, x2 - 30, y2, x2, y2);
+    ctx.stroke();
     ctx.fillStyle = dropped ? "#ff6b6b" : "#7d8893";
-    const label = e.fused ? "fused" : `${depth}/${cap}` + (dropped ? ` ✕${dropped}` : "");
-    ctx.fillText(label, (x1 + x2) / 2 - 14, (y1 + y2) / 2 - 4);
+    const label = e.fused ? "fused" : `queue ${depth}/${cap}` + (dropped ? ` · dropped ${dropped}` : "");
+    if (v) ctx.fillText(label, (x1 + x2) / 2 + 8, (y1 + y2) / 2 + 4); else ctx.fillText(label, (x1 + x2) / 2 - 20, (y1 + y2) / 2 - 6);
   }
   const rows = new Map((S.stats?.nodes || []).map((r) => [r.node, r]));
   for (const [id, b] of S.layout) {
