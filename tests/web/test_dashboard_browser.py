@@ -22,8 +22,9 @@ from streamlab.runtime.async_pipeline import AsyncPipeline  # noqa: E402
 from tests.web.conftest import FakeLive, spec  # noqa: E402
 
 CHROMIUM = shutil.which("chromium")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (Debian package "
-                                "'chromium'; scripts/system-deps.sh installs it)")
+pytestmark = [pytest.mark.browser,
+              pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (Debian package "
+                                 "'chromium'; scripts/system-deps.sh installs it)")]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "out" / "web"
 
 
