@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Install the Debian packages the test suite uses (Prometheus server for the integration test).
+# Install the Debian packages the test suite uses (Prometheus server for the integration test,
+# chromium for the dashboard's browser tests in tests/web).
 # Runs as root with apt-get (CI and the dev machines); elsewhere it says what is missing and the
 # tests that need it skip with a visible reason.
 set -u
 need=()
 command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != "0" ] || ! command -v apt-get >/dev/null 2>&1; then
   echo "system-deps: cannot install ${need[*]} (need root and apt-get); dependent tests will skip" >&2

@@ -13,7 +13,8 @@ from streamlab import load_config
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.json"))
 # Examples that need an external peer or a prepared asset are run by their own module's tests.
-NEEDS_SETUP = {"lsl_loopback.json", "audio_filter.json", "oddball.json", "decode_mi.json"}
+NEEDS_SETUP = {"lsl_loopback.json", "audio_filter.json", "oddball.json", "decode_mi.json",
+               "live_eeg.json"}  # live_eeg runs until stopped: tests/web/test_ctl.py drives it
 
 
 def cli(*args, cwd=ROOT, timeout=120):

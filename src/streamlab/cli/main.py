@@ -23,9 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    from streamlab.cli import batch, graph, nodes, repair, run, schema, validate
+    from streamlab.cli import batch, ctl, graph, nodes, repair, run, schema, validate
 
-    for module in (run, batch, repair, validate, nodes, schema, graph):
+    for module in (run, batch, repair, validate, nodes, schema, graph, ctl):
         module.add_parser(sub)
     return parser
 

@@ -82,6 +82,8 @@ def _load_optional_features() -> None:
     """Let optional features register their arguments and observers (imported lazily)."""
     with contextlib.suppress(ImportError):
         import streamlab.cli.observe  # noqa: F401
+    with contextlib.suppress(ImportError):
+        import streamlab.web.observe  # noqa: F401
 
 
 def cmd(args: argparse.Namespace) -> int:
