@@ -255,7 +255,7 @@ def test_pipeline_event_ledger_source_to_sink(tmp_path):
 # -- full disk ----------------------------------------------------------------------------------
 def test_full_disk_stops_the_sink_and_leaves_a_readable_file(tmp_path, monkeypatch):
     from streamlab.nodes.sinks import AppendFile, SinkWriteError
-    from tests.nodes.test_sink_failures import FullDisk
+    from tests.nodes.full_disk import FullDisk
 
     path = tmp_path / "o.edf"
     frames = sink_frames()

@@ -19,6 +19,7 @@ from streamlab.frame import DataFrame
 from streamlab.nodes.xdf import XdfSink, XdfSource
 from streamlab.runtime import AsyncPipeline
 from streamlab.testing import VirtualClock, make_frame, run_node
+from tests.nodes.full_disk import FullDisk
 
 pyxdf = pytest.importorskip("pyxdf")
 
@@ -292,22 +293,6 @@ def test_cli_reports_a_damaged_file_in_one_line(tmp_path, damage):
     assert len(lines) == 1 and "d.xdf" in lines[0] and "at byte" in lines[0], r.stderr
 
 
-class FullDisk:
-    """AppendFile's write call on a disk with ``budget`` bytes left: a short write, then
-    ENOSPC (as in tests/nodes/test_sink_failures.py)."""
-
-    def __init__(self, budget: int) -> None:
-        self.budget = budget
-
-    def __call__(self, fd: int, data) -> int:
-        import errno
-        import os
-
-        if self.budget <= 0:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        n = os.write(fd, bytes(data[:self.budget]))
-        self.budget -= n
-        return n
 
 
 def test_full_disk_keeps_the_file_readable_and_reports_the_loss(tmp_path, monkeypatch):
