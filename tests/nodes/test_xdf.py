@@ -16,6 +16,7 @@ from streamlab.errors import BackendError
 from streamlab.events import Event
 from streamlab.formats.xdf import XdfWriter
 from streamlab.frame import DataFrame
+from streamlab.node import NodeContext
 from streamlab.nodes.xdf import XdfSink, XdfSource
 from streamlab.runtime import AsyncPipeline
 from streamlab.testing import VirtualClock, make_frame, run_node
@@ -118,10 +119,9 @@ def test_markers_land_on_the_first_sample_at_or_after_them(tmp_path):
     # only "stim": the keys stream is left out; s0 (before) and s5 (after) are out of range
     node = XdfSource.create({"path": str(path), "stream": {"name": "eeg"},
                              "markers": [{"name": "stim"}]},
-                            __import__("streamlab.node", fromlist=["NodeContext"])
-                            .NodeContext(node_id="x"))
+                            NodeContext(node_id="x"))
     labels = []
-    while (f := node._make()) is not None:
+    while (f := node._next()) is not None:
         labels += [e.label for e in f.events]
     assert labels == ["s1", "s2", "s3", "s4"] and node.markers_out_of_range == 2
 

@@ -61,7 +61,7 @@ from streamlab.nodes.io import check_regular_file
 from streamlab.nodes.sinks import AppendFile, FileSink, IncrementalSinkConfig, frame_source_name
 from streamlab.registry import register_node
 
-__all__ = ["Recorder", "Replay", "RecordingError", "iter_recording", "read_recording_header",
+__all__ = ["Recorder", "Replay", "ReplaySource", "RecordingError", "iter_recording", "read_recording_header",
            "MAGIC", "repair_recording", "RepairResult"]
 
 MAGIC = b"SLREC1\n"
@@ -350,8 +350,45 @@ class ReplayConfig(SourceConfig):
                                   "(a recording cut short by a crash) instead of failing.")
 
 
+class ReplaySource(SourceNode):
+    """Shared driver of the replaying sources (Replay, XdfSource): emit ``_next()``'s frames.
+
+    ``_next()`` returns the next recorded frame, or None when the recording has ended. Free
+    mode: EndOfStream after the last frame; triggered mode: one frame per trigger, nothing for
+    later triggers. Free mode with ``config.realtime``: each frame waits until it is due on the
+    pipeline clock, its timestamp's distance from the first frame's divided by
+    ``config.speed``; a frame already late goes at once. A failure of ``_next()`` propagates.
+    """
+
+    _first_ts: int | None = None  # timestamp of the first paced frame
+    _start = 0.0  # clock.monotonic() when it left
+
+    def _next(self) -> DataFrame | None:
+        raise NotImplementedError(f"{type(self).__name__} must implement _next()")
+
+    async def process(self, frame: DataFrame | None) -> DataFrame | None:  # type: ignore[override]
+        out = self._next()
+        if out is None:
+            if frame is not None:
+                return None
+            raise EndOfStream
+        if frame is None and self.config.realtime:
+            await self._wait_until_due(out.timestamp)
+        return out
+
+    async def _wait_until_due(self, timestamp: int) -> None:
+        clock = self.context.clock
+        if self._first_ts is None:
+            self._first_ts, self._start = timestamp, clock.monotonic()
+            return
+        due = self._start + (timestamp - self._first_ts) / 1e6 / self.config.speed
+        wait = due - clock.monotonic()
+        if wait > 0:
+            await clock.sleep(wait)
+
+
 @register_node
-class Replay(SourceNode):
+class Replay(ReplaySource):
     """Re-emit a recording's frames unchanged, with their original timing or as fast as possible.
 
     The file is opened and its header checked in ``on_create`` (a missing or foreign file is an
@@ -380,8 +417,7 @@ class Replay(SourceNode):
         except ValueError:
             self._file.close()
             raise
-        self._first_ts: int | None = None
-        self._start = 0.0
+        self._first_ts = None  # pacing starts again with the first frame
         self.frames_replayed = 0
         self._index = 0  # of the next record, for error messages
 
@@ -402,29 +438,8 @@ class Replay(SourceNode):
             self.close()
         else:
             self._index += 1
+            self.frames_replayed += 1
         return frame
-
-    async def process(self, frame: DataFrame | None) -> DataFrame | None:  # type: ignore[override]
-        out = self._next()
-        if out is None:
-            if frame is not None:
-                return None
-            raise EndOfStream
-        if frame is None and self.config.realtime:
-            await self._wait_until_due(out.timestamp)
-        self.frames_replayed += 1
-        return out
-
-    async def _wait_until_due(self, timestamp: int) -> None:
-        clock = self.context.clock
-        if self._first_ts is None:
-            self._first_ts = timestamp
-            self._start = clock.monotonic()
-            return
-        due = self._start + (timestamp - self._first_ts) / 1e6 / self.config.speed
-        wait = due - clock.monotonic()
-        if wait > 0:
-            await clock.sleep(wait)
 
     def close(self) -> None:
         """Close the recording (idempotent)."""

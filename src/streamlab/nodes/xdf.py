@@ -70,13 +70,13 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from streamlab.config.paths import InputPath
-from streamlab.errors import EndOfStream
 from streamlab.events import Event
 from streamlab.formats import xdf as fx
 from streamlab.frame import DataFrame, Payload
-from streamlab.node import SourceConfig, SourceNode
+from streamlab.node import SourceConfig
 from streamlab.nodes.attach import MarkerJoin, sample_times
 from streamlab.nodes.io import check_regular_file, require_suffix
+from streamlab.nodes.record import ReplaySource
 from streamlab.nodes.sinks import FileSink, FileSinkConfig, frame_source_name
 from streamlab.registry import register_node
 
@@ -152,7 +152,7 @@ def _labels(info: fx.XdfStreamInfo) -> list[str]:
 
 
 @register_node
-class XdfSource(SourceNode):
+class XdfSource(ReplaySource):
     """Replay one stream of an XDF file (pyxdf), with its marker streams as events.
 
     The file is checked and loaded in ``on_create`` (a missing, foreign, damaged or
@@ -230,8 +230,7 @@ class XdfSource(SourceNode):
         self.join.markers(events)
         self._next_frame = 0
         self._seq = 0
-        self._first_ts: int | None = None
-        self._start = 0.0
+        self._first_ts = None  # pacing starts again with the first frame
         self._meta = {"stream": self.info.name or f"xdf{self.info.stream_id}"}
         if not self._markers and self.rate > 0:
             self._meta["sample_rate"] = repr(float(self.rate))
@@ -262,7 +261,7 @@ class XdfSource(SourceNode):
             out += [(k, min(k + size, b)) for k in range(a, b, size)]
         return out
 
-    def _make(self) -> DataFrame | None:
+    def _next(self) -> DataFrame | None:
         if self._next_frame >= len(self.bounds):
             return None
         a, b = self.bounds[self._next_frame]
@@ -278,25 +277,6 @@ class XdfSource(SourceNode):
             self.join.flush()  # markers after the last sample: out of range
         return out
 
-    async def process(self, frame: DataFrame | None) -> DataFrame | None:  # type: ignore[override]
-        out = self._make()
-        if out is None:
-            if frame is not None:
-                return None
-            raise EndOfStream
-        if frame is None and self.config.realtime:
-            await self._wait_until_due(out.timestamp)
-        return out
-
-    async def _wait_until_due(self, timestamp: int) -> None:
-        clock = self.context.clock
-        if self._first_ts is None:
-            self._first_ts, self._start = timestamp, clock.monotonic()
-            return
-        wait = self._start + (timestamp - self._first_ts) / 1e6 / self.config.speed \
-            - clock.monotonic()
-        if wait > 0:
-            await clock.sleep(wait)
 
     def __repr__(self) -> str:
         return (f"<XdfSource id={self.node_id!r} path={str(self.path)!r} "
