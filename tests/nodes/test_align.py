@@ -391,3 +391,17 @@ def test_pipeline_two_generators_event_ledger_balances():
     m = report.nodes["al"]
     assert m.events_received == 6 and sum(m.event_fates.values()) == 6  # debug checked it too
     assert m.event_fates["carried"] == sum(len(f.events) for f in out) > 0
+
+
+@pytest.mark.parametrize("bad", ["abc", "-100.0", "inf", "nan"])
+def test_a_bad_sample_rate_is_an_error_not_an_irregular_input(bad):
+    """With a time channel the rate is not needed to time the samples, so a bad one used to be
+    taken as 0 (irregular) without a word, switching dejitter off."""
+    al = Aligner(["A"], reference="A", time_channel="lsl_t", node_id="al")
+    f = frame_of(np.arange(3) / 100.0, np.zeros((2, 3)), 4, 100.0)
+    with pytest.raises(ValueError, match=rf"Align 'al': input 'A' frame 4: metadata 'sample_rate' "
+                                         rf"must be a finite number >= 0 .*got '{bad}'"):
+        al.add("A", f.with_metadata(sample_rate=bad))
+    ok = Aligner(["A"], reference="A", time_channel="lsl_t")
+    ok.add("A", f.replace(metadata={}))  # absent: irregular, as LSL's nominal_srate 0
+    assert ok.inputs["A"].rate == 0.0 and ok.statistics()["A"].samples == 3

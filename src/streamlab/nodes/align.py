@@ -497,6 +497,25 @@ class Aligner:
             return float(inp.chunks[-1].raw[-1])
         return inp.clock.times[-1] if inp.clock.times else 0.0
 
+    def _rate_of(self, inp: _Input, frame: DataFrame) -> float:
+        """The input's nominal rate: ``metadata["sample_rate"]``, 0 (irregular) if absent.
+
+        ValueError naming the input and frame if it is there but not a finite number >= 0
+        (taking it as irregular would silently change how the input is timed).
+        """
+        text = frame.metadata.get("sample_rate")
+        if text is None:
+            return 0.0
+        try:
+            rate = float(text)
+        except ValueError:
+            rate = math.nan
+        if not (math.isfinite(rate) and rate >= 0):
+            raise ValueError(f"Align {self.node_id!r}: input {inp.name!r} frame "
+                             f"{frame.sequence_id}: metadata 'sample_rate' must be a finite "
+                             f"number >= 0 (0 or absent: irregular), got {text!r}")
+        return rate
+
     def _add_samples(self, inp: _Input, frame: DataFrame) -> None:
         assert self.origin is not None
         names = frame.channels
@@ -513,12 +532,7 @@ class Aligner:
             raw = (sample_times(frame) - self.origin).astype(np.float64)
         if inp.names is None:
             inp.names = names
-            try:
-                inp.rate = float(frame.metadata.get("sample_rate", "0"))
-            except ValueError:
-                inp.rate = 0.0
-            if not math.isfinite(inp.rate) or inp.rate < 0:
-                inp.rate = 0.0
+            inp.rate = self._rate_of(inp, frame)
             if self.dejitter and inp.rate > 0:
                 period = 1e6 / inp.rate
                 window = (None if self.dejitter_window_s is None
