@@ -44,8 +44,9 @@ from __future__ import annotations
 import json
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
@@ -469,56 +470,102 @@ def repair_recording(path: str | Path) -> RepairResult:
 
     After ``kill -9`` (or a power loss) the file sinks' files may end inside the record being
     written: a .jsonl or .csv line without its newline (whose last number may look valid but be
-    cut short), a truncated .slrec record, a partial .npy row. This removes that tail; .npy also
-    gets its header's row count set to the rows in the file (NpySink keeps it current after
-    every frame, so this matters only for files written by older versions). A complete file is
+    cut short), a truncated .slrec record, a partial .npy row, an .xdf chunk or an .edf/.bdf
+    data record. This removes that tail; .npy, .edf and .bdf also get their header's count
+    (rows, data records) set to what the file holds. ``records`` counts frames (.slrec,
+    .jsonl), rows (.csv, .npy), chunks (.xdf) or data records (.edf, .bdf). A complete file is
     left unchanged. Raises ValueError for a suffix it does not know or a file that is not of
-    its format (.npy: only the layout NpySink writes), OSError if the file cannot be rewritten.
+    its format (.npy: only the layout NpySink writes; nothing is changed then), OSError if the
+    file cannot be rewritten.
     """
-    from streamlab.nodes.sinks import _NPY_HEADER_LEN, npy_header
-
     p = Path(path)
     check_regular_file(p, "recording")
     suffix = p.suffix.lower()
+    repair_kind = _REPAIRS.get(suffix)
+    if repair_kind is None:
+        raise ValueError(f"{str(p)!r}: cannot repair a {suffix or 'suffix-less'} file; "
+                         f"known: {', '.join(_REPAIRS)}")
+    return repair_kind(p)
+
+
+#: (file, its size, its path) -> (end of the complete part, records in it)
+_Complete = Callable[[BinaryIO, int, Path], tuple[int, int]]
+
+
+def _cut_to_complete(complete: _Complete, p: Path) -> RepairResult:
+    """Open ``p``, find its complete part with ``complete`` and truncate the file there."""
     with open(p, "r+b") as f:
         size = os.fstat(f.fileno()).st_size
-        if suffix in (".csv", ".jsonl", ".ndjson", ".json"):
-            data = f.read()
-            end = data.rfind(b"\n") + 1
-            records = data.count(b"\n", 0, end) - (suffix == ".csv" and end > 0)
-        elif suffix == ".slrec":
-            read_recording_header(f, p)
-            end, records = f.tell(), 0
-            while True:
-                try:
-                    if _read_record(f, p, records) is None:
-                        break
-                except _Truncated:
-                    break
-                records += 1
-                end = f.tell()
-        elif suffix == ".npy":
-            import numpy.lib.format as npf
-
-            try:
-                if npf.read_magic(f) != (1, 0):
-                    raise ValueError("not .npy version 1.0")
-                shape, fortran, dtype = npf.read_array_header_1_0(f)
-            except ValueError as exc:
-                raise ValueError(f"{str(p)!r}: not a .npy file NpySink wrote ({exc})") from None
-            if (f.tell() != _NPY_HEADER_LEN or dtype != np.dtype("<f8") or fortran
-                    or len(shape) != 2):
-                raise ValueError(f"{str(p)!r}: not the .npy layout NpySink writes (float64, "
-                                 f"2-D, C order, {_NPY_HEADER_LEN}-byte header); left as it is")
-            row = 8 * max(shape[1], 1)
-            records = (size - _NPY_HEADER_LEN) // row
-            end = _NPY_HEADER_LEN + records * row
-            if records != shape[0]:
-                f.seek(0)
-                f.write(npy_header(records, shape[1]))
-        else:
-            raise ValueError(f"{str(p)!r}: cannot repair a {suffix or 'suffix-less'} file; "
-                             "known: .slrec, .npy, .csv, .jsonl (.ndjson, .json)")
+        end, records = complete(f, size, p)
         if end < size:
             f.truncate(end)
     return RepairResult(str(p), records, size - end)
+
+
+def _complete_lines(f: BinaryIO, size: int, p: Path, *, header_row: bool) -> tuple[int, int]:
+    data = f.read()
+    end = data.rfind(b"\n") + 1
+    return end, data.count(b"\n", 0, end) - (header_row and end > 0)
+
+
+def _complete_slrec(f: BinaryIO, size: int, p: Path) -> tuple[int, int]:
+    read_recording_header(f, p)
+    end, records = f.tell(), 0
+    while True:
+        try:
+            if _read_record(f, p, records) is None:
+                return end, records
+        except _Truncated:
+            return end, records
+        records += 1
+        end = f.tell()
+
+
+def _complete_npy(f: BinaryIO, size: int, p: Path) -> tuple[int, int]:
+    """The whole rows of an NpySink file; rewrites a header whose row count is stale."""
+    import numpy.lib.format as npf
+
+    from streamlab.nodes.sinks import _NPY_HEADER_LEN, npy_header
+
+    try:
+        if npf.read_magic(f) != (1, 0):
+            raise ValueError("not .npy version 1.0")
+        shape, fortran, dtype = npf.read_array_header_1_0(f)
+    except ValueError as exc:
+        raise ValueError(f"{str(p)!r}: not a .npy file NpySink wrote ({exc})") from None
+    if f.tell() != _NPY_HEADER_LEN or dtype != np.dtype("<f8") or fortran or len(shape) != 2:
+        raise ValueError(f"{str(p)!r}: not the .npy layout NpySink writes (float64, 2-D, C "
+                         f"order, {_NPY_HEADER_LEN}-byte header); left as it is")
+    row = 8 * max(shape[1], 1)
+    records = (size - _NPY_HEADER_LEN) // row
+    if records != shape[0]:
+        f.seek(0)
+        f.write(npy_header(records, shape[1]))
+    return _NPY_HEADER_LEN + records * row, records
+
+
+def _repair_xdf(p: Path) -> RepairResult:
+    from streamlab.formats import xdf
+
+    removed = xdf.repair(p)
+    return RepairResult(str(p), xdf.scan(p).chunks, removed)
+
+
+def _repair_edf(p: Path) -> RepairResult:
+    from streamlab.formats import edf
+
+    r = edf.repair(p)
+    return RepairResult(str(p), r.records, r.bytes_cut)
+
+
+#: Suffix -> how a file of that kind is repaired.
+_REPAIRS: dict[str, Callable[[Path], RepairResult]] = {
+    ".slrec": partial(_cut_to_complete, _complete_slrec),
+    ".npy": partial(_cut_to_complete, _complete_npy),
+    ".csv": partial(_cut_to_complete, partial(_complete_lines, header_row=True)),
+    **{s: partial(_cut_to_complete, partial(_complete_lines, header_row=False))
+       for s in (".jsonl", ".ndjson", ".json")},
+    ".xdf": _repair_xdf,
+    ".edf": _repair_edf,
+    ".bdf": _repair_edf,
+}
