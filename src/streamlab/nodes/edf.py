@@ -49,7 +49,7 @@ from streamlab.formats.edf import (
 )
 from streamlab.frame import DataFrame, Payload
 from streamlab.node import SourceConfig, SourceNode
-from streamlab.nodes.io import check_regular_file, require_suffix
+from streamlab.nodes.io import FILE_MODE, SAMPLES_PER_FRAME, check_regular_file, require_suffix
 from streamlab.nodes.sinks import (
     AppendFile,
     FileSink,
@@ -72,14 +72,11 @@ _RECORD_DURATIONS = (0.1, 0.2, 0.25, 0.5, 1.0)
 class EdfSourceConfig(SourceConfig):
     """Settings of EdfSource."""
 
-    mode: Literal["triggered", "free"] = Field(
-        "free", description="'free' (default): read to the end of the file on its own; "
-        "'triggered': one frame per trigger frame.")
+    mode: Literal["triggered", "free"] = FILE_MODE
     path: InputPath = Field(..., min_length=1, description="EDF, EDF+, BDF or BDF+ file "
                             "(.edf or .bdf). A relative path is relative to the config file's "
                             "folder.")
-    samples_per_frame: int = Field(..., ge=1, le=10_000_000,
-                                   description="Samples per frame (the last frame may be shorter).")
+    samples_per_frame: int = SAMPLES_PER_FRAME
     channels: list[str] | None = Field(
         None, min_length=1, max_length=4096, description="Signal labels to read, in this "
         "order (default: every signal of the file's one rate, or of sample_rate).")

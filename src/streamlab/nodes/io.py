@@ -38,7 +38,7 @@ from streamlab.node import SourceConfig, SourceNode
 from streamlab.registry import register_node
 
 __all__ = ["FileSource", "FileSourceConfig", "check_regular_file", "open_reader",
-           "path_problem", "require_suffix"]
+           "path_problem", "require_suffix", "FILE_MODE", "SAMPLES_PER_FRAME"]
 
 _READ_SUFFIXES = (".npy", ".csv", ".wav")
 
@@ -320,17 +320,24 @@ def open_reader(path: str | Path, *, header: bool | Literal["auto"] = "auto") ->
 
 
 # -- source -------------------------------------------------------------------------------------
+_FREE: Literal["triggered", "free"] = "free"  # typed, so mypy's pydantic plugin accepts it
+#: ``mode`` of the sources that read a file (FileSource, EdfSource, XdfSource, Replay): unlike
+#: other sources they run free by default, to the end of the file.
+FILE_MODE = Field(_FREE, description="'free' (default): read to the end of the file on its "
+                  "own; 'triggered': one frame per trigger frame.")
+#: ``samples_per_frame`` of the sources that cut a file into frames.
+SAMPLES_PER_FRAME = Field(..., ge=1, le=10_000_000,
+                          description="Samples per frame (the last frame may be shorter).")
+
+
 class FileSourceConfig(SourceConfig):
     """Settings of FileSource."""
 
-    mode: Literal["triggered", "free"] = Field(
-        "free", description="'free' (default): read to the end of the file on its own; "
-        "'triggered': one frame per trigger frame.")
+    mode: Literal["triggered", "free"] = FILE_MODE
     path: InputPath = Field(..., min_length=1, description="File to read: .npy (samples x "
                             "channels, 1-D = one channel), .csv (header row = channel names) or "
                             ".wav. A relative path is relative to the config file's folder.")
-    samples_per_frame: int = Field(..., ge=1, le=10_000_000,
-                                   description="Samples per frame (the last frame may be shorter).")
+    samples_per_frame: int = SAMPLES_PER_FRAME
     sample_rate: float | None = Field(
         None, gt=0, le=1e9, description="Samples per second (Hz). Required for .npy and .csv; a "
         ".wav file carries its own rate (if given here, it must match the file's).")

@@ -58,7 +58,7 @@ from streamlab.errors import EndOfStream
 from streamlab.events import Event
 from streamlab.frame import DataFrame, Payload
 from streamlab.node import SourceConfig, SourceNode
-from streamlab.nodes.io import check_regular_file
+from streamlab.nodes.io import FILE_MODE, check_regular_file
 from streamlab.nodes.sinks import AppendFile, FileSink, IncrementalSinkConfig, frame_source_name
 from streamlab.registry import register_node
 
@@ -337,9 +337,7 @@ class Recorder(FileSink):
 class ReplayConfig(SourceConfig):
     """Settings of Replay."""
 
-    mode: Literal["triggered", "free"] = Field(
-        "free", description="'free' (default): replay the whole recording on its own; "
-        "'triggered': one recorded frame per trigger frame.")
+    mode: Literal["triggered", "free"] = FILE_MODE
     path: InputPath = Field(..., min_length=1, description="Recording made by Recorder. A "
                             "relative path is relative to the config file's folder.")
     realtime: bool = Field(False, description="Free mode: reproduce the recorded timing (gaps "

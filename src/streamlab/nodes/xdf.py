@@ -75,7 +75,7 @@ from streamlab.formats import xdf as fx
 from streamlab.frame import DataFrame, Payload
 from streamlab.node import SourceConfig
 from streamlab.nodes.attach import MarkerJoin, sample_times
-from streamlab.nodes.io import check_regular_file, require_suffix
+from streamlab.nodes.io import FILE_MODE, check_regular_file, require_suffix
 from streamlab.nodes.record import ReplaySource
 from streamlab.nodes.sinks import FileSink, FileSinkConfig, frame_source_name
 from streamlab.registry import register_node
@@ -111,9 +111,7 @@ def _describe(info: fx.XdfStreamInfo) -> str:
 class XdfSourceConfig(SourceConfig):
     """Settings of XdfSource."""
 
-    mode: Literal["triggered", "free"] = Field(
-        "free", description="'free' (default): replay the whole stream on its own; "
-        "'triggered': one frame per trigger frame.")
+    mode: Literal["triggered", "free"] = FILE_MODE
     path: InputPath = Field(..., min_length=1, description="XDF file. A relative path is "
                             "relative to the config file's folder.")
     stream: StreamSelector = Field(default_factory=StreamSelector, description="The stream to "
