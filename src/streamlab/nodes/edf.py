@@ -29,7 +29,6 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from streamlab.config.paths import InputPath
-from streamlab.errors import EndOfStream
 from streamlab.events import Event
 from streamlab.formats.edf import (
     BDF_DIGITAL,
@@ -47,9 +46,15 @@ from streamlab.formats.edf import (
     records_field,
     repair,
 )
-from streamlab.frame import DataFrame, Payload
-from streamlab.node import SourceConfig, SourceNode
-from streamlab.nodes.io import FILE_MODE, SAMPLES_PER_FRAME, check_regular_file, require_suffix
+from streamlab.frame import DataFrame
+from streamlab.node import SourceConfig
+from streamlab.nodes.io import (
+    FILE_MODE,
+    SAMPLES_PER_FRAME,
+    BlockSource,
+    check_regular_file,
+    require_suffix,
+)
 from streamlab.nodes.sinks import (
     AppendFile,
     FileSink,
@@ -102,7 +107,7 @@ def _rate_text(rate: float) -> str:
 
 
 @register_node
-class EdfSource(SourceNode):
+class EdfSource(BlockSource):
     """Read an EDF/EDF+/BDF/BDF+ file in frames; annotations become events.
 
     Reads the file record by record (bounded memory). Physical values are
@@ -153,11 +158,11 @@ class EdfSource(SourceNode):
         self._spr = h.signals[chosen[0]].samples_per_record
         self._warn_about_layout()
         keeping, anns = self._reader.annotations() if config.annotations else (0.0, [])
-        self._t0 = 0
+        t0 = 0
         if config.start == "file":
-            start = h.start_datetime()
-            self._t0 = (int(start.timestamp()) * 1_000_000 + round(keeping * 1e6))
-        self._events = self._place(anns, keeping)
+            t0 = int(h.start_datetime().timestamp()) * 1_000_000 + round(keeping * 1e6)
+        self._t0 = t0
+        self._events = self._place(anns, keeping, t0)
         self._next_event = 0
         self._meta = {"sample_rate": _rate_text(self._rate)}
         self._n = 0
@@ -217,7 +222,7 @@ class EdfSource(SourceNode):
             log.warning("%s is a discontinuous recording (EDF+D/BDF+D): its records are "
                         "read as if contiguous", where)
 
-    def _place(self, anns: list[Annotation], keeping: float) -> list[tuple[int, Event]]:
+    def _place(self, anns: list[Annotation], keeping: float, t0: int) -> list[tuple[int, Event]]:
         """(sample index, Event) of each annotation inside the data, in sample order; those
         at or after the end are counted in ``annotations_out_of_range`` and logged."""
         total = self._reader.header.n_records * self._spr
@@ -229,7 +234,7 @@ class EdfSource(SourceNode):
             if idx >= total:
                 self.annotations_out_of_range += 1
                 continue
-            events.append((idx, Event(self._t0 + round(rel * 1e6), a.text,
+            events.append((idx, Event(t0 + round(rel * 1e6), a.text,
                                       duration=max(0, round(a.duration * 1e6)))))
         if self.annotations_out_of_range:
             self.context.logger.warning(
@@ -245,18 +250,6 @@ class EdfSource(SourceNode):
             by.setdefault(r, []).append(labels[i])
         return "; ".join(f"{_rate_text(r)} Hz: {', '.join(n)}" for r, n in by.items())
 
-    @property
-    def sample_rate(self) -> float:
-        """The rate of the signals read (Hz)."""
-        return self._rate
-
-    @property
-    def channels(self) -> tuple[str, ...]:
-        return self._names
-
-    def frame_period(self) -> float | None:
-        return self.config.samples_per_frame / self._rate
-
     def _fill(self, want: int) -> None:
         h = self._reader.header
         per_chunk = max(-(-want // self._spr), (4 * 2**20) // h.record_bytes, 1)
@@ -271,28 +264,16 @@ class EdfSource(SourceNode):
         spf = self.config.samples_per_frame
         self._fill(spf)
         if self._buf.shape[1] == 0:
-            self._reader.close()
-            if frame is not None:
-                return None
-            raise EndOfStream
+            self._end(frame)
+            return None  # triggered: later triggers find the file exhausted
         block, self._buf = self._buf[:, :spf], self._buf[:, spf:]
-        n = block.shape[1]
         events = []
         while (self._next_event < len(self._events)
-               and self._events[self._next_event][0] < self._n + n):
+               and self._events[self._next_event][0] < self._n + block.shape[1]):
             idx, ev = self._events[self._next_event]
             events.append(ev.at(idx - self._n))
             self._next_event += 1
-        ts = self._t0 + round(self._n * 1e6 / self._rate)
-        out = DataFrame(ts, self._seq, Payload.from_block(self._names,
-                                                          np.ascontiguousarray(block)),
-                        self._meta, events)
-        self._n += n
-        self._seq += 1
-        return out
-
-    def on_stop(self) -> None:
-        self._reader.close()
+        return self._frame(block, events)
 
 
 # -- sink ---------------------------------------------------------------------------------------
