@@ -1,4 +1,4 @@
-"""Align (streamlab.nodes.align): online clock sync + dejitter against pyxdf's offline algorithm.
+"""Align and its clock model (nodes/align.py, nodes/clock_sync.py) against pyxdf offline.
 
 The streams are simulated (no LSL): two amplifiers at 500 Hz and 300 Hz, the second with a
 clock offset and drift, chunk timestamps with jitter, clock-offset measurements every second
@@ -9,16 +9,18 @@ with noise and an outlier. The offline reference is pyxdf's own ``_clock_sync`` 
 from __future__ import annotations
 
 import asyncio
+import doctest
 import types
 
 import numpy as np
 import pytest
 
+import streamlab.nodes.align as align_module
+import streamlab.nodes.clock_sync as clock_sync_module
 from streamlab.events import Event
 from streamlab.frame import DataFrame
-from streamlab.nodes.align import (
-    Align,
-    Aligner,
+from streamlab.nodes.align import Align, Aligner
+from streamlab.nodes.clock_sync import (
     ClockModel,
     Dejitter,
     format_clock_offsets,
@@ -405,3 +407,9 @@ def test_a_bad_sample_rate_is_an_error_not_an_irregular_input(bad):
     ok = Aligner(["A"], reference="A", time_channel="lsl_t")
     ok.add("A", f.replace(metadata={}))  # absent: irregular, as LSL's nominal_srate 0
     assert ok.inputs["A"].rate == 0.0 and ok.statistics()["A"].samples == 3
+
+
+@pytest.mark.parametrize("module", [align_module, clock_sync_module], ids=lambda m: m.__name__)
+def test_doctests(module):
+    result = doctest.testmod(module)
+    assert result.failed == 0 and result.attempted > 0
