@@ -356,7 +356,9 @@ class ReplaySource(SourceNode):
     mode: EndOfStream after the last frame; triggered mode: one frame per trigger, nothing for
     later triggers. Free mode with ``config.realtime``: each frame waits until it is due on the
     pipeline clock, its timestamp's distance from the first frame's divided by
-    ``config.speed``; a frame already late goes at once. A failure of ``_next()`` propagates.
+    ``config.speed``; a frame already late goes at once; a graceful stop requested during the
+    wait ends the replay (EndOfStream, the frame is not emitted). A failure of ``_next()``
+    propagates.
     """
 
     _first_ts: int | None = None  # timestamp of the first paced frame
@@ -371,19 +373,20 @@ class ReplaySource(SourceNode):
             if frame is not None:
                 return None
             raise EndOfStream
-        if frame is None and self.config.realtime:
-            await self._wait_until_due(out.timestamp)
+        if frame is None and self.config.realtime and not await self._wait_until_due(
+                out.timestamp):
+            raise EndOfStream  # stopped while waiting
         return out
 
-    async def _wait_until_due(self, timestamp: int) -> None:
+    async def _wait_until_due(self, timestamp: int) -> bool:
+        """Wait until the frame at ``timestamp`` is due; False if a stop came first."""
         clock = self.context.clock
         if self._first_ts is None:
             self._first_ts, self._start = timestamp, clock.monotonic()
-            return
+            return True
         due = self._start + (timestamp - self._first_ts) / 1e6 / self.config.speed
         wait = due - clock.monotonic()
-        if wait > 0:
-            await clock.sleep(wait)
+        return wait <= 0 or await self.context.sleep(wait)
 
 
 @register_node
