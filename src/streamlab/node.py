@@ -110,6 +110,31 @@ class NodeContext:
     def stopping(self) -> bool:
         return self.stop_requested is not None and self.stop_requested.is_set()
 
+    async def sleep(self, seconds: float) -> bool:
+        """Sleep ``seconds`` on the pipeline clock, ending early when a graceful stop is
+        requested (a paced source must not hold a stop up for a long gap in its data).
+
+        Returns False if a stop was requested (before or during the sleep), else True.
+        Cancellation cancels the sleep and propagates.
+        """
+        import asyncio  # here, not at import time: node.py is imported by validate
+
+        stop = self.stop_requested
+        if stop is None:
+            await self.clock.sleep(seconds)
+            return True
+        if stop.is_set():
+            return False
+        sleeper = asyncio.ensure_future(self.clock.sleep(seconds))
+        stopper = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (sleeper, stopper):
+                task.cancel()
+            await asyncio.gather(sleeper, stopper, return_exceptions=True)
+        return not stop.is_set()
+
     def settle_events(self, fate: str, n: int = 1) -> None:
         """Give ``n`` events this node received their fate (nodes with ``handles_events``).
 

@@ -215,6 +215,9 @@ def test_on_ray_workers(tmp_path, capsys):
 @pytest.mark.parametrize(("extra", "message"), [
     (["--address", "127.0.0.1:6379"], "error: --address needs --backend ray"),
     (["--workers", "0"], "error: --workers must be >= 1, got 0"),
+    (["--workers", "0", "--triggers", "-1", "--address", "x:1"],  # every problem at once
+     "error: --workers must be >= 1, got 0\nerror: --triggers must be >= 0, got -1\n"
+     "error: --address needs --backend ray"),
 ])
 def test_bad_options_are_exit_2(tmp_path, capsys, extra, message):
     recordings(tmp_path / "data", 1)

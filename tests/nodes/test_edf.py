@@ -255,7 +255,7 @@ def test_pipeline_event_ledger_source_to_sink(tmp_path):
 # -- full disk ----------------------------------------------------------------------------------
 def test_full_disk_stops_the_sink_and_leaves_a_readable_file(tmp_path, monkeypatch):
     from streamlab.nodes.sinks import AppendFile, SinkWriteError
-    from tests.nodes.test_sink_failures import FullDisk
+    from tests.nodes.full_disk import FullDisk
 
     path = tmp_path / "o.edf"
     frames = sink_frames()
@@ -479,3 +479,27 @@ def test_benchmark_runs(capsys):
     formats_edf.main(["--seconds", "2", "--repeat", "1"])
     out = capsys.readouterr().out
     assert "edf: write" in out and "bdf: write" in out and "x real time" in out
+
+
+def test_annotations_after_the_data_are_counted_and_logged_once(tmp_path, caplog):
+    path = tmp_path / "late.edf"
+    edfio_file(path, False, [edfio.EdfAnnotation(1.5, None, "in"),
+                             edfio.EdfAnnotation(4.0, None, "at the end"),
+                             edfio.EdfAnnotation(9.5, None, "after")], rates=(256.0, 256.0))
+    from streamlab.errors import EndOfStream
+    from streamlab.node import NodeContext
+
+    with caplog.at_level(logging.WARNING):
+        node = EdfSource.create({"path": str(path), "samples_per_frame": 256},
+                                NodeContext(node_id="e"))
+    frames = []
+    for _ in range(100):  # 4 s of 256 Hz in frames of 256: 4 frames
+        try:
+            frames.append(node.process(None))
+        except EndOfStream:
+            break
+    node.on_stop()
+    assert len(frames) == 4
+    assert [e.label for f in frames for e in f.events] == ["in"]
+    assert node.annotations_out_of_range == 2
+    assert caplog.text.count("2 annotations are at or after the end of the data") == 1

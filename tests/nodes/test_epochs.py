@@ -15,12 +15,11 @@ from hypothesis import strategies as st
 
 import streamlab.nodes.epochs as epochs_module
 from streamlab import AsyncPipeline, load_config
-from streamlab.errors import ConfigError, EndOfStream, NodeError
+from streamlab.errors import ConfigError, NodeError
 from streamlab.events import Event
 from streamlab.frame import DataFrame
-from streamlab.node import NodeContext, SourceNode
+from streamlab.node import NodeContext
 from streamlab.nodes.epochs import Epoch
-from streamlab.registry import register_node, unregister_node
 from tests.conftest import run
 
 mne = pytest.importorskip("mne")
@@ -299,38 +298,13 @@ def test_unknown_pick_or_reject_channel_names_its_config_path():
 
 
 # -- through a pipeline: the event ledger balances ---------------------------------------------
-_FRAMES: list[DataFrame] = []
-
-
-class _Frames(SourceNode):
-    """Test source: the frames of ``_FRAMES``, one per trigger."""
-
-    def on_create(self, config):
-        super().on_create(config)
-        self._it = iter(list(_FRAMES))
-
-    def process(self, frame):
-        try:
-            return next(self._it)
-        except StopIteration:
-            raise EndOfStream from None
-
-
-@pytest.fixture
-def frames_source():
-    register_node(_Frames, name="TestEpochFrames")
-    yield _FRAMES
-    unregister_node("TestEpochFrames")
-    _FRAMES.clear()
-
-
 @pytest.mark.parametrize("fusion", [True, False])
 def test_pipeline_ledger_balances_in_debug_mode(frames_source, fusion):
     data = signal(2, 500, 9)
     samples = [2, 50, 120, 121, 300, 480, 495]
     frames_source.extend(frames_of(data, 100.0, samples, list("abcabab"), [23]))
     cfg = {"pipeline_config": {"debug": True, "fusion": fusion},
-           "nodes": [{"id": "src", "type": "TestEpochFrames"},
+           "nodes": [{"id": "src", "type": "TestFrames"},
                      {"id": "ep", "type": "Epoch", "config": {"tmin": -0.1, "tmax": 0.3,
                                                               "labels": ["a", "b"],
                                                               "reject": 1.0}},

@@ -285,3 +285,44 @@ def test_replay_says_what_a_non_file_path_is(tmp_path, kind):
         message = "is a symlink to .*gone.slrec.*which does not exist"
     with pytest.raises(OSError if kind != "fifo" else ValueError, match=rf"r\.slrec.*{message}"):
         Replay.create({"path": str(path)})
+
+
+class _StuckClock(VirtualClock):
+    """A clock whose sleeps never end by themselves (a long gap in a recording)."""
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        await asyncio.Event().wait()
+
+
+@pytest.mark.parametrize("node_type", ["Replay", "XdfSource"])
+def test_a_stop_ends_a_realtime_replay_waiting_for_a_long_gap(tmp_path, node_type):
+    """A graceful stop must not wait for the next frame's time (it used to: one hour here)."""
+    from streamlab.node import NodeContext
+
+    frames = [make_frame(x=[float(i)], sequence_id=i, timestamp=i * 3_600_000_000)
+              for i in range(2)]
+    if node_type == "Replay":
+        path = str(tmp_path / "r.slrec")
+        run_node(Recorder, {"path": path}, frames)
+        cfg = {"path": path, "realtime": True}
+    else:
+        path = str(tmp_path / "r.xdf")
+        run_node(node_types()["XdfSink"], {"path": path}, frames)
+        cfg = {"path": path, "realtime": True, "frame_size": "chunks",
+               "dejitter_timestamps": False}
+    clock, stop = _StuckClock(), asyncio.Event()
+
+    async def go():
+        node = node_types()[node_type].create(cfg, NodeContext(node_id="r", clock=clock,
+                                                               stop_requested=stop))
+        first = await node.process(None)
+        waiting = asyncio.ensure_future(node.process(None))
+        await asyncio.sleep(0.01)
+        assert not waiting.done() and clock.sleeps == [3600.0]
+        stop.set()
+        with pytest.raises(EndOfStream):
+            await asyncio.wait_for(waiting, 30)
+        return first
+
+    assert asyncio.run(go()).payload["x"].tolist() == [0.0]

@@ -334,3 +334,33 @@ def test_a_failed_interval_fsync_is_reported_at_the_next_frame(tmp_path, monkeyp
                        "to disk failed; frame 2 was not written"):
         node.process(fs[2])
     assert len(list(iter_recording(tmp_path / "o.slrec"))) == 2
+
+
+@pytest.mark.parametrize("ext", ["xdf", "edf", "bdf"])
+def test_repair_also_cuts_xdf_edf_and_bdf_files_back(tmp_path, capsys, ext):
+    """`streamlab repair` takes the XDF and EDF/BDF sinks' files too (it used to refuse them,
+    while their docs point users at a repair step)."""
+    from streamlab.cli.main import main
+    from streamlab.registry import get_node_type
+
+    node_type, cfg = {"xdf": ("XdfSink", {}),
+                      "edf": ("EdfSink", {"physical_min": -10, "physical_max": 10}),
+                      "bdf": ("EdfSink", {"physical_min": -10, "physical_max": 10})}[ext]
+    path = tmp_path / f"o.{ext}"
+    node = get_node_type(node_type).create({"path": str(path), **cfg})
+    for k in range(4):
+        node.process(DataFrame.from_block(["a", "b"], np.full((2, 50), float(k)),
+                                          timestamp=1_000_000 + k * 500_000, sequence_id=k,
+                                          metadata={"sample_rate": "100.0"}))
+    node.on_stop()
+    complete = path.read_bytes()
+    with open(path, "ab") as f:
+        f.write(b"\x01\x40\x03\x00")  # xdf: a Samples chunk of 64 bytes, cut short
+    assert main(["repair", str(path)]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(f"{path}: ") and line.endswith("4 bytes of a cut-short record "
+                                                          "removed"), line
+    assert path.read_bytes() == complete
+    assert main(["repair", str(path)]) == 0
+    assert capsys.readouterr().out.strip().endswith("complete (" + line.split(": ")[1]
+                                                    .split(" records")[0] + " records)")

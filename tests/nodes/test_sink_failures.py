@@ -19,6 +19,7 @@ import pytest
 from streamlab.frame import DataFrame
 from streamlab.nodes.record import Recorder, iter_recording
 from streamlab.nodes.sinks import AppendFile, CsvSink, JsonlSink, NpySink, NpzSink, SinkWriteError
+from tests.nodes.full_disk import FullDisk
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -54,19 +55,6 @@ SINKS = {"npy": (NpySink, read_npy), "csv": (CsvSink, read_csv),
          "jsonl": (JsonlSink, read_jsonl), "slrec": (Recorder, read_slrec)}
 
 
-class FullDisk:
-    """Replaces AppendFile's write call: ``budget`` bytes fit, then a short write, then ENOSPC
-    (what a real full disk does)."""
-
-    def __init__(self, budget: int) -> None:
-        self.budget = budget
-
-    def __call__(self, fd: int, data) -> int:
-        if self.budget <= 0:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        n = os.write(fd, bytes(data[:self.budget]))
-        self.budget -= n
-        return n
 
 
 @pytest.mark.parametrize("ext", list(SINKS))

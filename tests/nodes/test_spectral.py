@@ -165,3 +165,15 @@ def test_eeg_band_power_example_shows_alpha_dominant():
     for ch in ("Fz", "Cz", "Pz", "Oz"):
         assert last.payload[f"{ch}_alpha"][0] > 0.8
         assert last.payload[f"{ch}_theta"][0] < 0.15
+
+
+@pytest.mark.parametrize("node_type", ["BandPower", "EpochBandPower"])
+@pytest.mark.parametrize(("band", "why"), [([8, 4], r"\[8.0, 4.0\]"), ([1, float("inf")], r"\[1.0, inf\]")])
+def test_band_settings_are_checked_the_same_way_by_both_band_power_nodes(node_type, band, why):
+    """One check (spectral.check_bands) for both nodes: low < high, high finite."""
+    from streamlab.config import load_config
+    from streamlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=rf"nodes\[0\]\.config\.bands: .*band 'x': need 0 <= "
+                                          rf"low < high \(finite\), got {why}"):
+        load_config({"nodes": [{"id": "b", "type": node_type, "config": {"bands": {"x": band}}}]})

@@ -16,9 +16,11 @@ from streamlab.errors import BackendError
 from streamlab.events import Event
 from streamlab.formats.xdf import XdfWriter
 from streamlab.frame import DataFrame
+from streamlab.node import NodeContext
 from streamlab.nodes.xdf import XdfSink, XdfSource
 from streamlab.runtime import AsyncPipeline
 from streamlab.testing import VirtualClock, make_frame, run_node
+from tests.nodes.full_disk import FullDisk
 
 pyxdf = pytest.importorskip("pyxdf")
 
@@ -117,10 +119,9 @@ def test_markers_land_on_the_first_sample_at_or_after_them(tmp_path):
     # only "stim": the keys stream is left out; s0 (before) and s5 (after) are out of range
     node = XdfSource.create({"path": str(path), "stream": {"name": "eeg"},
                              "markers": [{"name": "stim"}]},
-                            __import__("streamlab.node", fromlist=["NodeContext"])
-                            .NodeContext(node_id="x"))
+                            NodeContext(node_id="x"))
     labels = []
-    while (f := node._make()) is not None:
+    while (f := node._next()) is not None:
         labels += [e.label for e in f.events]
     assert labels == ["s1", "s2", "s3", "s4"] and node.markers_out_of_range == 2
 
@@ -292,22 +293,6 @@ def test_cli_reports_a_damaged_file_in_one_line(tmp_path, damage):
     assert len(lines) == 1 and "d.xdf" in lines[0] and "at byte" in lines[0], r.stderr
 
 
-class FullDisk:
-    """AppendFile's write call on a disk with ``budget`` bytes left: a short write, then
-    ENOSPC (as in tests/nodes/test_sink_failures.py)."""
-
-    def __init__(self, budget: int) -> None:
-        self.budget = budget
-
-    def __call__(self, fd: int, data) -> int:
-        import errno
-        import os
-
-        if self.budget <= 0:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        n = os.write(fd, bytes(data[:self.budget]))
-        self.budget -= n
-        return n
 
 
 def test_full_disk_keeps_the_file_readable_and_reports_the_loss(tmp_path, monkeypatch):

@@ -308,18 +308,25 @@ class _Progress:
             self._bar.update(self._task, advance=1, failed=self._failed)
 
 
-def cmd(args: argparse.Namespace) -> int:
+def option_problems(args: argparse.Namespace) -> list[str]:
+    """Every problem of the command line options, one line each (empty: none)."""
+    problems = []
     if args.workers < 1:
-        print(f"error: --workers must be >= 1, got {args.workers}", file=sys.stderr)
-        return 2
+        problems.append(f"--workers must be >= 1, got {args.workers}")
     if args.triggers < 0:
-        print("error: --triggers must be >= 0", file=sys.stderr)
-        return 2
+        problems.append(f"--triggers must be >= 0, got {args.triggers}")
     if args.address is not None and args.backend != "ray":
-        print("error: --address needs --backend ray", file=sys.stderr)
-        return 2
+        problems.append("--address needs --backend ray")
     if args.config == "-":
-        print("error: batch reads CONFIG from a file ('-' is not supported)", file=sys.stderr)
+        problems.append("batch reads CONFIG from a file ('-' is not supported)")
+    return problems
+
+
+def cmd(args: argparse.Namespace) -> int:
+    problems = option_problems(args)
+    for p in problems:
+        print(f"error: {p}", file=sys.stderr)
+    if problems:
         return 2
     # The template: the source's own file need not exist (check_files=False).
     spec = load_or_report(args.config, args.overrides, check_files=False)

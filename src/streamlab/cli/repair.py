@@ -20,7 +20,8 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("repair", help="cut recordings of a killed run back to complete records",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("files", nargs="+", metavar="FILE",
-                   help=".slrec, .npy, .csv or .jsonl files written by StreamLab's sinks")
+                   help=".slrec, .npy, .csv, .jsonl, .xdf, .edf or .bdf files written by "
+                   "StreamLab's sinks")
     p.set_defaults(func=cmd)
 
 

@@ -514,7 +514,7 @@ def repair(path: str | os.PathLike[str]) -> RepairReport:
             f.truncate(h.header_bytes + h.n_records * h.record_bytes)
         if h.n_records_header != h.n_records:
             f.seek(N_RECORDS_OFFSET)
-            f.write(str(h.n_records).ljust(8).encode("ascii"))
+            f.write(records_field(h.n_records))
     return RepairReport(p, h.n_records_header, h.n_records, h.trailing_bytes)
 
 

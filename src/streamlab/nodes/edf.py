@@ -29,12 +29,12 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from streamlab.config.paths import InputPath
-from streamlab.errors import EndOfStream
 from streamlab.events import Event
 from streamlab.formats.edf import (
     BDF_DIGITAL,
     EDF_DIGITAL,
     N_RECORDS_OFFSET,
+    Annotation,
     EdfFormatError,
     EdfReader,
     RepairReport,
@@ -46,9 +46,15 @@ from streamlab.formats.edf import (
     records_field,
     repair,
 )
-from streamlab.frame import DataFrame, Payload
-from streamlab.node import SourceConfig, SourceNode
-from streamlab.nodes.io import check_regular_file, require_suffix
+from streamlab.frame import DataFrame
+from streamlab.node import SourceConfig
+from streamlab.nodes.io import (
+    FILE_MODE,
+    SAMPLES_PER_FRAME,
+    BlockSource,
+    check_regular_file,
+    require_suffix,
+)
 from streamlab.nodes.sinks import (
     AppendFile,
     FileSink,
@@ -71,14 +77,11 @@ _RECORD_DURATIONS = (0.1, 0.2, 0.25, 0.5, 1.0)
 class EdfSourceConfig(SourceConfig):
     """Settings of EdfSource."""
 
-    mode: Literal["triggered", "free"] = Field(
-        "free", description="'free' (default): read to the end of the file on its own; "
-        "'triggered': one frame per trigger frame.")
+    mode: Literal["triggered", "free"] = FILE_MODE
     path: InputPath = Field(..., min_length=1, description="EDF, EDF+, BDF or BDF+ file "
                             "(.edf or .bdf). A relative path is relative to the config file's "
                             "folder.")
-    samples_per_frame: int = Field(..., ge=1, le=10_000_000,
-                                   description="Samples per frame (the last frame may be shorter).")
+    samples_per_frame: int = SAMPLES_PER_FRAME
     channels: list[str] | None = Field(
         None, min_length=1, max_length=4096, description="Signal labels to read, in this "
         "order (default: every signal of the file's one rate, or of sample_rate).")
@@ -104,7 +107,7 @@ def _rate_text(rate: float) -> str:
 
 
 @register_node
-class EdfSource(SourceNode):
+class EdfSource(BlockSource):
     """Read an EDF/EDF+/BDF/BDF+ file in frames; annotations become events.
 
     Reads the file record by record (bounded memory). Physical values are
@@ -113,7 +116,7 @@ class EdfSource(SourceNode):
     ``sample_rate`` chooses; otherwise an error lists the rates). An annotation becomes an
     Event on the first sample at or after its onset (``time`` = its onset, ``duration``
     kept, ``label`` = its text); annotations at or after the end of the data are not emitted
-    (a warning counts them). A header whose record count disagrees with the file size (-1, or
+    (counted in ``annotations_out_of_range`` and logged once). A header whose record count disagrees with the file size (-1, or
     a crashed writer) is a documented partial read: the complete records are read, with a
     warning; a file with 0 records ends at once. A malformed header is an error naming the
     file and the field. The file is closed in ``on_stop``.
@@ -146,11 +149,37 @@ class EdfSource(SourceNode):
 
     def _setup(self, config: EdfSourceConfig) -> None:
         h = self._reader.header
+        chosen, names, rate = self._choose_signals(config)
+        self._signals = chosen
+        self._names = tuple(names)
+        self._rate = rate
+        self._gain = np.array([h.signals[i].gain for i in chosen])[:, None]
+        self._offset = np.array([h.signals[i].offset for i in chosen])[:, None]
+        self._spr = h.signals[chosen[0]].samples_per_record
+        self._warn_about_layout()
+        keeping, anns = self._reader.annotations() if config.annotations else (0.0, [])
+        t0 = 0
+        if config.start == "file":
+            t0 = int(h.start_datetime().timestamp()) * 1_000_000 + round(keeping * 1e6)
+        self._t0 = t0
+        self._events = self._place(anns, keeping, t0)
+        self._next_event = 0
+        self._meta = {"sample_rate": _rate_text(self._rate)}
+        self._n = 0
+        self._seq = 0
+        self._record = 0
+        self._buf = np.empty((len(chosen), 0))
+
+    def _choose_signals(self, config: EdfSourceConfig) -> tuple[list[int], list[str], float]:
+        """The signals to read (indices, names) and their rate; ValueError naming the file
+        if ``channels``/``sample_rate`` select none, several rates or duplicate names."""
+        h = self._reader.header
         where = repr(h.path)
         ordinary = [i for i, s in enumerate(h.signals) if not s.is_annotation]
         if not ordinary:
             raise EdfFormatError(f"{where}: holds no signal, only annotations")
         labels = [h.signals[i].label or f"ch{i}" for i in range(len(h.signals))]
+        chosen = ordinary
         if config.channels is not None:
             chosen = []
             for name in config.channels:
@@ -159,8 +188,6 @@ class EdfSource(SourceNode):
                     raise ValueError(f"{where}: no signal {name!r}; the file has "
                                      f"{[labels[i] for i in ordinary]}")
                 chosen.append(hits[0])
-        else:
-            chosen = ordinary
         rate = {i: h.signals[i].samples_per_record / h.record_duration for i in chosen}
         if config.sample_rate is not None:
             chosen = [i for i in chosen if math.isclose(rate[i], config.sample_rate,
@@ -178,13 +205,11 @@ class EdfSource(SourceNode):
         if dup:
             raise ValueError(f"{where}: signal labels {dup} occur more than once; select "
                              "unique ones with channels")
-        self._signals = chosen
-        self._names = tuple(names)
-        self._rate = rate[chosen[0]]
-        self._gain = np.array([h.signals[i].gain for i in chosen])[:, None]
-        self._offset = np.array([h.signals[i].offset for i in chosen])[:, None]
-        self._spr = h.signals[chosen[0]].samples_per_record
-        log = self.context.logger
+        return chosen, names, rate[chosen[0]]
+
+    def _warn_about_layout(self) -> None:
+        """Log what is read differently from what the header says (a partial read)."""
+        h, log, where = self._reader.header, self.context.logger, repr(self._reader.header.path)
         if h.n_records_header != h.n_records or h.trailing_bytes:
             log.warning("%s: the header says %d data records, the file holds %d complete "
                         "records%s; reading the %d records (run streamlab.nodes.edf.repair "
@@ -196,33 +221,27 @@ class EdfSource(SourceNode):
         if not h.continuous:
             log.warning("%s is a discontinuous recording (EDF+D/BDF+D): its records are "
                         "read as if contiguous", where)
-        keeping, anns = self._reader.annotations() if config.annotations else (0.0, [])
-        self._t0 = 0
-        if config.start == "file":
-            start = h.start_datetime()
-            self._t0 = (int(start.timestamp()) * 1_000_000 + round(keeping * 1e6))
-        total = h.n_records * self._spr
+
+    def _place(self, anns: list[Annotation], keeping: float, t0: int) -> list[tuple[int, Event]]:
+        """(sample index, Event) of each annotation inside the data, in sample order; those
+        at or after the end are counted in ``annotations_out_of_range`` and logged."""
+        total = self._reader.header.n_records * self._spr
         events: list[tuple[int, Event]] = []
-        beyond = 0
+        self.annotations_out_of_range = 0
         for a in anns:
             rel = a.onset - keeping
             idx = max(0, math.ceil(rel * self._rate - 1e-3))  # tolerates text rounding
             if idx >= total:
-                beyond += 1
+                self.annotations_out_of_range += 1
                 continue
-            events.append((idx, Event(self._t0 + round(rel * 1e6), a.text,
+            events.append((idx, Event(t0 + round(rel * 1e6), a.text,
                                       duration=max(0, round(a.duration * 1e6)))))
-        if beyond:
-            log.warning("%s: %d annotations are at or after the end of the data and are not "
-                        "emitted", where, beyond)
+        if self.annotations_out_of_range:
+            self.context.logger.warning(
+                "%r: %d annotations are at or after the end of the data and are not emitted",
+                self._reader.header.path, self.annotations_out_of_range)
         events.sort(key=lambda e: e[0])
-        self._events = events
-        self._next_event = 0
-        self._meta = {"sample_rate": _rate_text(self._rate)}
-        self._n = 0
-        self._seq = 0
-        self._record = 0
-        self._buf = np.empty((len(chosen), 0))
+        return events
 
     @staticmethod
     def _rates(labels: list[str], rate: dict[int, float]) -> str:
@@ -230,18 +249,6 @@ class EdfSource(SourceNode):
         for i, r in rate.items():
             by.setdefault(r, []).append(labels[i])
         return "; ".join(f"{_rate_text(r)} Hz: {', '.join(n)}" for r, n in by.items())
-
-    @property
-    def sample_rate(self) -> float:
-        """The rate of the signals read (Hz)."""
-        return self._rate
-
-    @property
-    def channels(self) -> tuple[str, ...]:
-        return self._names
-
-    def frame_period(self) -> float | None:
-        return self.config.samples_per_frame / self._rate
 
     def _fill(self, want: int) -> None:
         h = self._reader.header
@@ -257,28 +264,16 @@ class EdfSource(SourceNode):
         spf = self.config.samples_per_frame
         self._fill(spf)
         if self._buf.shape[1] == 0:
-            self._reader.close()
-            if frame is not None:
-                return None
-            raise EndOfStream
+            self._end(frame)
+            return None  # triggered: later triggers find the file exhausted
         block, self._buf = self._buf[:, :spf], self._buf[:, spf:]
-        n = block.shape[1]
         events = []
         while (self._next_event < len(self._events)
-               and self._events[self._next_event][0] < self._n + n):
+               and self._events[self._next_event][0] < self._n + block.shape[1]):
             idx, ev = self._events[self._next_event]
             events.append(ev.at(idx - self._n))
             self._next_event += 1
-        ts = self._t0 + round(self._n * 1e6 / self._rate)
-        out = DataFrame(ts, self._seq, Payload.from_block(self._names,
-                                                          np.ascontiguousarray(block)),
-                        self._meta, events)
-        self._n += n
-        self._seq += 1
-        return out
-
-    def on_stop(self) -> None:
-        self._reader.close()
+        return self._frame(block, events)
 
 
 # -- sink ---------------------------------------------------------------------------------------

@@ -60,7 +60,7 @@ from streamlab.nodes.filters import (
     frame_sample_rate,
     scipy_signal,
 )
-from streamlab.nodes.spectral import DEFAULT_BANDS, WindowSpec
+from streamlab.nodes.spectral import DEFAULT_BANDS, WindowSpec, check_bands
 from streamlab.registry import register_node
 
 __all__ = ["Covariance", "LogVariance", "EpochBandPower", "Hjorth", "FilterBank",
@@ -368,15 +368,7 @@ class EpochBandPowerConfig(NodeConfig):
     log: bool = Field(False, description="Natural log of the (relative) power.")
     sample_rate: float | None = _SAMPLE_RATE
 
-    @field_validator("bands")
-    @classmethod
-    def _bands(cls, v: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
-        if not v:
-            raise ValueError("bands must name at least one band")
-        for name, (lo, hi) in v.items():
-            if not (math.isfinite(hi) and 0 <= lo < hi):
-                raise ValueError(f"band {name!r}: need 0 <= low < high, got [{lo}, {hi}]")
-        return v
+    _bands = field_validator("bands")(check_bands)
 
     @model_validator(mode="after")
     def _overlap(self) -> EpochBandPowerConfig:

@@ -25,6 +25,7 @@ import io
 import os
 import stat
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,12 +34,13 @@ from pydantic import Field, model_validator
 
 from streamlab.config.paths import InputPath
 from streamlab.errors import EndOfStream, missing_extra
+from streamlab.events import Event
 from streamlab.frame import DataFrame, Payload
 from streamlab.node import SourceConfig, SourceNode
 from streamlab.registry import register_node
 
-__all__ = ["FileSource", "FileSourceConfig", "check_regular_file", "open_reader",
-           "path_problem", "require_suffix"]
+__all__ = ["BlockSource", "FileSource", "FileSourceConfig", "check_regular_file", "open_reader",
+           "path_problem", "require_suffix", "FILE_MODE", "SAMPLES_PER_FRAME"]
 
 _READ_SUFFIXES = (".npy", ".csv", ".wav")
 
@@ -320,17 +322,24 @@ def open_reader(path: str | Path, *, header: bool | Literal["auto"] = "auto") ->
 
 
 # -- source -------------------------------------------------------------------------------------
+_FREE: Literal["triggered", "free"] = "free"  # typed, so mypy's pydantic plugin accepts it
+#: ``mode`` of the sources that read a file (FileSource, EdfSource, XdfSource, Replay): unlike
+#: other sources they run free by default, to the end of the file.
+FILE_MODE = Field(_FREE, description="'free' (default): read to the end of the file on its "
+                  "own; 'triggered': one frame per trigger frame.")
+#: ``samples_per_frame`` of the sources that cut a file into frames.
+SAMPLES_PER_FRAME = Field(..., ge=1, le=10_000_000,
+                          description="Samples per frame (the last frame may be shorter).")
+
+
 class FileSourceConfig(SourceConfig):
     """Settings of FileSource."""
 
-    mode: Literal["triggered", "free"] = Field(
-        "free", description="'free' (default): read to the end of the file on its own; "
-        "'triggered': one frame per trigger frame.")
+    mode: Literal["triggered", "free"] = FILE_MODE
     path: InputPath = Field(..., min_length=1, description="File to read: .npy (samples x "
                             "channels, 1-D = one channel), .csv (header row = channel names) or "
                             ".wav. A relative path is relative to the config file's folder.")
-    samples_per_frame: int = Field(..., ge=1, le=10_000_000,
-                                   description="Samples per frame (the last frame may be shorter).")
+    samples_per_frame: int = SAMPLES_PER_FRAME
     sample_rate: float | None = Field(
         None, gt=0, le=1e9, description="Samples per second (Hz). Required for .npy and .csv; a "
         ".wav file carries its own rate (if given here, it must match the file's).")
@@ -359,8 +368,60 @@ class FileSourceConfig(SourceConfig):
         return self
 
 
+class BlockSource(SourceNode):
+    """Shared by the sources that cut a file into frames of ``samples_per_frame`` samples
+    (FileSource, EdfSource): the frames' timestamps, sequence ids and the end of the file.
+
+    A subclass sets ``_reader`` (anything with ``close()``), ``_rate`` (Hz), ``_names``,
+    ``_meta``, ``_t0`` (µs of the first sample) and ``_n = _seq = 0`` in ``on_create``. Sample
+    ``i`` of the file is at ``_t0 + round(i * 1e6 / _rate)``. At the end of the file the reader
+    is closed; free mode raises EndOfStream, later triggers produce nothing. ``on_stop``
+    closes the reader too.
+    """
+
+    _reader: Any
+    _rate: float
+    _names: tuple[str, ...]
+    _meta: dict[str, str]
+    _t0: int | None
+    _n: int
+    _seq: int
+
+    @property
+    def sample_rate(self) -> float:
+        """The stream's sample rate in Hz."""
+        return self._rate
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        return self._names
+
+    def frame_period(self) -> float | None:
+        return self.config.samples_per_frame / self._rate
+
+    def _frame(self, block: np.ndarray, events: Sequence[Event] = ()) -> DataFrame:
+        """The next frame: ``block`` (channels x samples) at the next sample's time."""
+        assert self._t0 is not None
+        ts = self._t0 + round(self._n * 1e6 / self._rate)
+        out = DataFrame(ts, self._seq, Payload.from_block(self._names,
+                                                          np.ascontiguousarray(block)),
+                        self._meta, events)
+        self._n += block.shape[1]
+        self._seq += 1
+        return out
+
+    def _end(self, trigger: DataFrame | None) -> None:
+        """The file is exhausted: close it; EndOfStream in free mode, None for a trigger."""
+        self._reader.close()
+        if trigger is None:
+            raise EndOfStream
+
+    def on_stop(self) -> None:
+        self._reader.close()
+
+
 @register_node
-class FileSource(SourceNode):
+class FileSource(BlockSource):
     """Read a .npy, .csv or .wav file and emit it in frames of samples_per_frame samples.
 
     Runs free by default (no triggers needed) and raises EndOfStream at the end of the file.
@@ -418,32 +479,11 @@ class FileSource(SourceNode):
             return reader.names
         return tuple(f"ch{i}" for i in range(reader.n_channels))
 
-    @property
-    def sample_rate(self) -> float:
-        """The stream's sample rate in Hz (the file's or the config's)."""
-        return self._rate
-
-    @property
-    def channels(self) -> tuple[str, ...]:
-        return self._names
-
-    def frame_period(self) -> float | None:
-        return self.config.samples_per_frame / self._rate
-
     def process(self, frame: DataFrame | None) -> DataFrame | None:
         if self._t0 is None:
             self._t0 = frame.timestamp if frame is not None else self.context.clock.time_us()
         block = self._reader.read(self.config.samples_per_frame)
         if block.shape[1] == 0:
-            self._reader.close()
-            if frame is not None:
-                return None  # triggered: later triggers find the file exhausted
-            raise EndOfStream
-        ts = self._t0 + round(self._n * 1e6 / self._rate)
-        out = DataFrame(ts, self._seq, Payload.from_block(self._names, block), self._meta)
-        self._n += block.shape[1]
-        self._seq += 1
-        return out
-
-    def on_stop(self) -> None:
-        self._reader.close()
+            self._end(frame)
+            return None  # triggered: later triggers find the file exhausted
+        return self._frame(block)

@@ -15,7 +15,6 @@ graceful stop ends that wait at once.
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import math
@@ -74,23 +73,7 @@ class _MarkerSource(SourceNode):
         if self._mono0 is None:
             self._mono0 = clock.monotonic()
         wait = self._mono0 + (time_us - self._origin) / 1e6 - clock.monotonic()
-        if wait <= 0:
-            return True
-        stop = self.context.stop_requested
-        if stop is None:
-            await clock.sleep(wait)
-            return True
-        if stop.is_set():
-            return False
-        sleeper = asyncio.ensure_future(clock.sleep(wait))
-        stopper = asyncio.ensure_future(stop.wait())
-        try:
-            await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (sleeper, stopper):
-                task.cancel()
-            await asyncio.gather(sleeper, stopper, return_exceptions=True)
-        return not stop.is_set()
+        return wait <= 0 or await self.context.sleep(wait)
 
 
 # -- MarkerGenerator -----------------------------------------------------------------------------

@@ -44,8 +44,9 @@ from __future__ import annotations
 import json
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
@@ -57,11 +58,11 @@ from streamlab.errors import EndOfStream
 from streamlab.events import Event
 from streamlab.frame import DataFrame, Payload
 from streamlab.node import SourceConfig, SourceNode
-from streamlab.nodes.io import check_regular_file
+from streamlab.nodes.io import FILE_MODE, check_regular_file
 from streamlab.nodes.sinks import AppendFile, FileSink, IncrementalSinkConfig, frame_source_name
 from streamlab.registry import register_node
 
-__all__ = ["Recorder", "Replay", "RecordingError", "iter_recording", "read_recording_header",
+__all__ = ["Recorder", "Replay", "ReplaySource", "RecordingError", "iter_recording", "read_recording_header",
            "MAGIC", "repair_recording", "RepairResult"]
 
 MAGIC = b"SLREC1\n"
@@ -336,9 +337,7 @@ class Recorder(FileSink):
 class ReplayConfig(SourceConfig):
     """Settings of Replay."""
 
-    mode: Literal["triggered", "free"] = Field(
-        "free", description="'free' (default): replay the whole recording on its own; "
-        "'triggered': one recorded frame per trigger frame.")
+    mode: Literal["triggered", "free"] = FILE_MODE
     path: InputPath = Field(..., min_length=1, description="Recording made by Recorder. A "
                             "relative path is relative to the config file's folder.")
     realtime: bool = Field(False, description="Free mode: reproduce the recorded timing (gaps "
@@ -350,8 +349,48 @@ class ReplayConfig(SourceConfig):
                                   "(a recording cut short by a crash) instead of failing.")
 
 
+class ReplaySource(SourceNode):
+    """Shared driver of the replaying sources (Replay, XdfSource): emit ``_next()``'s frames.
+
+    ``_next()`` returns the next recorded frame, or None when the recording has ended. Free
+    mode: EndOfStream after the last frame; triggered mode: one frame per trigger, nothing for
+    later triggers. Free mode with ``config.realtime``: each frame waits until it is due on the
+    pipeline clock, its timestamp's distance from the first frame's divided by
+    ``config.speed``; a frame already late goes at once; a graceful stop requested during the
+    wait ends the replay (EndOfStream, the frame is not emitted). A failure of ``_next()``
+    propagates.
+    """
+
+    _first_ts: int | None = None  # timestamp of the first paced frame
+    _start = 0.0  # clock.monotonic() when it left
+
+    def _next(self) -> DataFrame | None:
+        raise NotImplementedError(f"{type(self).__name__} must implement _next()")
+
+    async def process(self, frame: DataFrame | None) -> DataFrame | None:  # type: ignore[override]
+        out = self._next()
+        if out is None:
+            if frame is not None:
+                return None
+            raise EndOfStream
+        if frame is None and self.config.realtime and not await self._wait_until_due(
+                out.timestamp):
+            raise EndOfStream  # stopped while waiting
+        return out
+
+    async def _wait_until_due(self, timestamp: int) -> bool:
+        """Wait until the frame at ``timestamp`` is due; False if a stop came first."""
+        clock = self.context.clock
+        if self._first_ts is None:
+            self._first_ts, self._start = timestamp, clock.monotonic()
+            return True
+        due = self._start + (timestamp - self._first_ts) / 1e6 / self.config.speed
+        wait = due - clock.monotonic()
+        return wait <= 0 or await self.context.sleep(wait)
+
+
 @register_node
-class Replay(SourceNode):
+class Replay(ReplaySource):
     """Re-emit a recording's frames unchanged, with their original timing or as fast as possible.
 
     The file is opened and its header checked in ``on_create`` (a missing or foreign file is an
@@ -380,8 +419,7 @@ class Replay(SourceNode):
         except ValueError:
             self._file.close()
             raise
-        self._first_ts: int | None = None
-        self._start = 0.0
+        self._first_ts = None  # pacing starts again with the first frame
         self.frames_replayed = 0
         self._index = 0  # of the next record, for error messages
 
@@ -402,29 +440,8 @@ class Replay(SourceNode):
             self.close()
         else:
             self._index += 1
+            self.frames_replayed += 1
         return frame
-
-    async def process(self, frame: DataFrame | None) -> DataFrame | None:  # type: ignore[override]
-        out = self._next()
-        if out is None:
-            if frame is not None:
-                return None
-            raise EndOfStream
-        if frame is None and self.config.realtime:
-            await self._wait_until_due(out.timestamp)
-        self.frames_replayed += 1
-        return out
-
-    async def _wait_until_due(self, timestamp: int) -> None:
-        clock = self.context.clock
-        if self._first_ts is None:
-            self._first_ts = timestamp
-            self._start = clock.monotonic()
-            return
-        due = self._start + (timestamp - self._first_ts) / 1e6 / self.config.speed
-        wait = due - clock.monotonic()
-        if wait > 0:
-            await clock.sleep(wait)
 
     def close(self) -> None:
         """Close the recording (idempotent)."""
@@ -454,56 +471,102 @@ def repair_recording(path: str | Path) -> RepairResult:
 
     After ``kill -9`` (or a power loss) the file sinks' files may end inside the record being
     written: a .jsonl or .csv line without its newline (whose last number may look valid but be
-    cut short), a truncated .slrec record, a partial .npy row. This removes that tail; .npy also
-    gets its header's row count set to the rows in the file (NpySink keeps it current after
-    every frame, so this matters only for files written by older versions). A complete file is
+    cut short), a truncated .slrec record, a partial .npy row, an .xdf chunk or an .edf/.bdf
+    data record. This removes that tail; .npy, .edf and .bdf also get their header's count
+    (rows, data records) set to what the file holds. ``records`` counts frames (.slrec,
+    .jsonl), rows (.csv, .npy), chunks (.xdf) or data records (.edf, .bdf). A complete file is
     left unchanged. Raises ValueError for a suffix it does not know or a file that is not of
-    its format (.npy: only the layout NpySink writes), OSError if the file cannot be rewritten.
+    its format (.npy: only the layout NpySink writes; nothing is changed then), OSError if the
+    file cannot be rewritten.
     """
-    from streamlab.nodes.sinks import _NPY_HEADER_LEN, npy_header
-
     p = Path(path)
     check_regular_file(p, "recording")
     suffix = p.suffix.lower()
+    repair_kind = _REPAIRS.get(suffix)
+    if repair_kind is None:
+        raise ValueError(f"{str(p)!r}: cannot repair a {suffix or 'suffix-less'} file; "
+                         f"known: {', '.join(_REPAIRS)}")
+    return repair_kind(p)
+
+
+#: (file, its size, its path) -> (end of the complete part, records in it)
+_Complete = Callable[[BinaryIO, int, Path], tuple[int, int]]
+
+
+def _cut_to_complete(complete: _Complete, p: Path) -> RepairResult:
+    """Open ``p``, find its complete part with ``complete`` and truncate the file there."""
     with open(p, "r+b") as f:
         size = os.fstat(f.fileno()).st_size
-        if suffix in (".csv", ".jsonl", ".ndjson", ".json"):
-            data = f.read()
-            end = data.rfind(b"\n") + 1
-            records = data.count(b"\n", 0, end) - (suffix == ".csv" and end > 0)
-        elif suffix == ".slrec":
-            read_recording_header(f, p)
-            end, records = f.tell(), 0
-            while True:
-                try:
-                    if _read_record(f, p, records) is None:
-                        break
-                except _Truncated:
-                    break
-                records += 1
-                end = f.tell()
-        elif suffix == ".npy":
-            import numpy.lib.format as npf
-
-            try:
-                if npf.read_magic(f) != (1, 0):
-                    raise ValueError("not .npy version 1.0")
-                shape, fortran, dtype = npf.read_array_header_1_0(f)
-            except ValueError as exc:
-                raise ValueError(f"{str(p)!r}: not a .npy file NpySink wrote ({exc})") from None
-            if (f.tell() != _NPY_HEADER_LEN or dtype != np.dtype("<f8") or fortran
-                    or len(shape) != 2):
-                raise ValueError(f"{str(p)!r}: not the .npy layout NpySink writes (float64, "
-                                 f"2-D, C order, {_NPY_HEADER_LEN}-byte header); left as it is")
-            row = 8 * max(shape[1], 1)
-            records = (size - _NPY_HEADER_LEN) // row
-            end = _NPY_HEADER_LEN + records * row
-            if records != shape[0]:
-                f.seek(0)
-                f.write(npy_header(records, shape[1]))
-        else:
-            raise ValueError(f"{str(p)!r}: cannot repair a {suffix or 'suffix-less'} file; "
-                             "known: .slrec, .npy, .csv, .jsonl (.ndjson, .json)")
+        end, records = complete(f, size, p)
         if end < size:
             f.truncate(end)
     return RepairResult(str(p), records, size - end)
+
+
+def _complete_lines(f: BinaryIO, size: int, p: Path, *, header_row: bool) -> tuple[int, int]:
+    data = f.read()
+    end = data.rfind(b"\n") + 1
+    return end, data.count(b"\n", 0, end) - (header_row and end > 0)
+
+
+def _complete_slrec(f: BinaryIO, size: int, p: Path) -> tuple[int, int]:
+    read_recording_header(f, p)
+    end, records = f.tell(), 0
+    while True:
+        try:
+            if _read_record(f, p, records) is None:
+                return end, records
+        except _Truncated:
+            return end, records
+        records += 1
+        end = f.tell()
+
+
+def _complete_npy(f: BinaryIO, size: int, p: Path) -> tuple[int, int]:
+    """The whole rows of an NpySink file; rewrites a header whose row count is stale."""
+    import numpy.lib.format as npf
+
+    from streamlab.nodes.sinks import _NPY_HEADER_LEN, npy_header
+
+    try:
+        if npf.read_magic(f) != (1, 0):
+            raise ValueError("not .npy version 1.0")
+        shape, fortran, dtype = npf.read_array_header_1_0(f)
+    except ValueError as exc:
+        raise ValueError(f"{str(p)!r}: not a .npy file NpySink wrote ({exc})") from None
+    if f.tell() != _NPY_HEADER_LEN or dtype != np.dtype("<f8") or fortran or len(shape) != 2:
+        raise ValueError(f"{str(p)!r}: not the .npy layout NpySink writes (float64, 2-D, C "
+                         f"order, {_NPY_HEADER_LEN}-byte header); left as it is")
+    row = 8 * max(shape[1], 1)
+    records = (size - _NPY_HEADER_LEN) // row
+    if records != shape[0]:
+        f.seek(0)
+        f.write(npy_header(records, shape[1]))
+    return _NPY_HEADER_LEN + records * row, records
+
+
+def _repair_xdf(p: Path) -> RepairResult:
+    from streamlab.formats import xdf
+
+    removed = xdf.repair(p)
+    return RepairResult(str(p), xdf.scan(p).chunks, removed)
+
+
+def _repair_edf(p: Path) -> RepairResult:
+    from streamlab.formats import edf
+
+    r = edf.repair(p)
+    return RepairResult(str(p), r.records, r.bytes_cut)
+
+
+#: Suffix -> how a file of that kind is repaired.
+_REPAIRS: dict[str, Callable[[Path], RepairResult]] = {
+    ".slrec": partial(_cut_to_complete, _complete_slrec),
+    ".npy": partial(_cut_to_complete, _complete_npy),
+    ".csv": partial(_cut_to_complete, partial(_complete_lines, header_row=True)),
+    **{s: partial(_cut_to_complete, partial(_complete_lines, header_row=False))
+       for s in (".jsonl", ".ndjson", ".json")},
+    ".xdf": _repair_xdf,
+    ".edf": _repair_edf,
+    ".bdf": _repair_edf,
+}

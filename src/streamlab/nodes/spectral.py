@@ -29,6 +29,7 @@ turn one frame into one output whose samples are not time: its events go on samp
 from __future__ import annotations
 
 import json
+import math
 from collections import deque
 from types import MappingProxyType
 from typing import Any, Literal
@@ -43,7 +44,8 @@ from streamlab.node import NodeConfig, ProcessingNode
 from streamlab.nodes.filters import frame_sample_rate, scipy_signal
 from streamlab.registry import register_node
 
-__all__ = ["Rechunker", "Window", "FFT", "WelchPSD", "BandPower", "Spectrogram", "DEFAULT_BANDS"]
+__all__ = ["Rechunker", "Window", "FFT", "WelchPSD", "BandPower", "Spectrogram", "DEFAULT_BANDS",
+           "check_bands"]
 
 DEFAULT_BANDS: dict[str, tuple[float, float]] = {
     "delta": (1.0, 4.0), "theta": (4.0, 8.0), "alpha": (8.0, 13.0), "beta": (13.0, 30.0),
@@ -52,6 +54,16 @@ DEFAULT_BANDS: dict[str, tuple[float, float]] = {
 
 WindowSpec = str | list[str | float]
 _TUKEY: list[str | float] = ["tukey", 0.25]  # typed here: inline, the list infers list[object]
+def check_bands(cls: type, bands: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
+    """Validator of a ``bands`` setting: at least one band, each ``0 <= low < high < inf``."""
+    if not bands:
+        raise ValueError("bands must name at least one band")
+    for name, (lo, hi) in bands.items():
+        if not (math.isfinite(hi) and 0 <= lo < hi):
+            raise ValueError(f"band {name!r}: need 0 <= low < high (finite), got [{lo}, {hi}]")
+    return bands
+
+
 _SAMPLE_RATE = Field(None, gt=0, le=1e9,
                      description="Sample rate in Hz; default: the frames' metadata['sample_rate'].")
 
@@ -390,15 +402,7 @@ class BandPower(_Blocks):
         relative: bool = Field(False, description="Divide by the power over all bands' span.")
         sample_rate: float | None = _SAMPLE_RATE
 
-        @field_validator("bands")
-        @classmethod
-        def _bands(cls, v: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
-            if not v:
-                raise ValueError("bands must name at least one band")
-            for name, (lo, hi) in v.items():
-                if not 0 <= lo < hi:
-                    raise ValueError(f"band {name!r}: need 0 <= low < high, got [{lo}, {hi}]")
-            return v
+        _bands = field_validator("bands")(check_bands)
 
     def on_create(self, config: Any) -> None:
         super().on_create(config)

@@ -64,19 +64,19 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from streamlab.config.paths import InputPath
-from streamlab.errors import EndOfStream
 from streamlab.events import Event
 from streamlab.formats import xdf as fx
 from streamlab.frame import DataFrame, Payload
-from streamlab.node import SourceConfig, SourceNode
+from streamlab.node import SourceConfig
 from streamlab.nodes.attach import MarkerJoin, sample_times
-from streamlab.nodes.io import check_regular_file, require_suffix
+from streamlab.nodes.io import FILE_MODE, check_regular_file, require_suffix
+from streamlab.nodes.record import ReplaySource
 from streamlab.nodes.sinks import FileSink, FileSinkConfig, frame_source_name
 from streamlab.registry import register_node
 
@@ -111,9 +111,7 @@ def _describe(info: fx.XdfStreamInfo) -> str:
 class XdfSourceConfig(SourceConfig):
     """Settings of XdfSource."""
 
-    mode: Literal["triggered", "free"] = Field(
-        "free", description="'free' (default): replay the whole stream on its own; "
-        "'triggered': one frame per trigger frame.")
+    mode: Literal["triggered", "free"] = FILE_MODE
     path: InputPath = Field(..., min_length=1, description="XDF file. A relative path is "
                             "relative to the config file's folder.")
     stream: StreamSelector = Field(default_factory=StreamSelector, description="The stream to "
@@ -145,6 +143,16 @@ class XdfSourceConfig(SourceConfig):
         return self
 
 
+def _us(stamps: Any) -> np.ndarray:
+    """pyxdf's stamps (s) as int64 µs, rounded half to even."""
+    return np.rint(np.asarray(stamps, dtype=np.float64) * 1e6).astype(np.int64)
+
+
+def _label(value: Any) -> str:
+    """A marker sample's label: its channel 0 ('' for a sample of no channels)."""
+    return str(value[0]) if len(value) else ""
+
+
 def _labels(info: fx.XdfStreamInfo) -> list[str]:
     labels = list(info.labels)
     ok = len(labels) == info.channel_count and all(labels) and len(set(labels)) == len(labels)
@@ -152,7 +160,7 @@ def _labels(info: fx.XdfStreamInfo) -> list[str]:
 
 
 @register_node
-class XdfSource(SourceNode):
+class XdfSource(ReplaySource):
     """Replay one stream of an XDF file (pyxdf), with its marker streams as events.
 
     The file is checked and loaded in ``on_create`` (a missing, foreign, damaged or
@@ -181,60 +189,64 @@ class XdfSource(SourceNode):
         self.path = Path(config.path).expanduser()
         check_regular_file(self.path, "XDF file")
         layout = fx.scan(self.path)
-        streams = layout.streams
-        picked = [s for s in streams.values() if config.stream.matches(s)]
-        if config.stream == StreamSelector():
-            picked = [s for s in picked if s.channel_format != "string"]
-        if len(picked) != 1:
-            listing = "; ".join(_describe(s) for s in streams.values()) or "none"
-            how = "no stream matches" if not picked else f"{len(picked)} streams match"
-            raise ValueError(f"XdfSource {self.node_id!r}: {how} config.stream "
-                             f"({config.stream}) in {str(self.path)!r}; its streams: {listing}")
-        self.info = picked[0]
-        if self.info.channel_format == "string":
-            marker_ids: list[int] = []
-        elif config.markers == "all":
-            marker_ids = [s.stream_id for s in streams.values() if s.channel_format == "string"]
-        else:
-            marker_ids = [s.stream_id for s in streams.values() if s.channel_format == "string"
-                          and any(sel.matches(s) for sel in config.markers)]
-        sizes: dict[int, list[int]] | None = {} if config.frame_size == "chunks" else None
-        loaded, _ = fx.load(self.path, [self.info.stream_id, *marker_ids],
-                            synchronize_clocks=config.synchronize_clocks,
-                            dejitter_timestamps=config.dejitter_timestamps,
-                            allow_truncated=config.allow_truncated, layout=layout,
-                            chunk_sizes=sizes)
-        self._chunks = (sizes or {}).get(self.info.stream_id, [])
-        by_id = {int(s["info"]["stream_id"]): s for s in loaded}
-        main = by_id[self.info.stream_id]
-        self.stamps_us = np.rint(np.asarray(main["time_stamps"], dtype=np.float64) * 1e6) \
-            .astype(np.int64)
+        self.info = self._pick(layout.streams)
         self._markers = self.info.channel_format == "string"
+        marker_ids = [] if self._markers else self._marker_streams(layout.streams)
+        by_id = self._load(layout, marker_ids)
+        main = by_id[self.info.stream_id]
+        self.stamps_us = _us(main["time_stamps"])
         self.rate = self.info.nominal_srate
         events: list[Event] = []
         if self._markers:
-            self.labels = [str(v[0]) if len(v) else "" for v in main["time_series"]]
+            self.labels = [_label(v) for v in main["time_series"]]
         else:
             self.data = np.asarray(main["time_series"], dtype=np.float64)
             self.channels = _labels(self.info)
-            for sid in marker_ids:
-                s = by_id.get(sid)
-                if s is None:
-                    continue
-                t = np.rint(np.asarray(s["time_stamps"], dtype=np.float64) * 1e6).astype(np.int64)
-                events += [Event(int(ti), str(v[0]) if len(v) else "")
-                           for ti, v in zip(t.tolist(), s["time_series"], strict=True)]
+            for s in (by_id[sid] for sid in marker_ids if sid in by_id):
+                events += [Event(int(t), _label(v))
+                           for t, v in zip(_us(s["time_stamps"]).tolist(), s["time_series"],
+                                           strict=True)]
         self.bounds = self._frame_bounds()
         self.markers_out_of_range = 0
         self.join = MarkerJoin(0, self._settle)
         self.join.markers(events)
         self._next_frame = 0
         self._seq = 0
-        self._first_ts: int | None = None
-        self._start = 0.0
+        self._first_ts = None  # pacing starts again with the first frame
         self._meta = {"stream": self.info.name or f"xdf{self.info.stream_id}"}
         if not self._markers and self.rate > 0:
             self._meta["sample_rate"] = repr(float(self.rate))
+
+    def _pick(self, streams: dict[int, fx.XdfStreamInfo]) -> fx.XdfStreamInfo:
+        """The one stream ``config.stream`` selects (ValueError listing the file's streams)."""
+        sel = self.config.stream
+        picked = [s for s in streams.values() if sel.matches(s)]
+        if sel == StreamSelector():
+            picked = [s for s in picked if s.channel_format != "string"]
+        if len(picked) != 1:
+            listing = "; ".join(_describe(s) for s in streams.values()) or "none"
+            how = "no stream matches" if not picked else f"{len(picked)} streams match"
+            raise ValueError(f"XdfSource {self.node_id!r}: {how} config.stream "
+                             f"({sel}) in {str(self.path)!r}; its streams: {listing}")
+        return picked[0]
+
+    def _marker_streams(self, streams: dict[int, fx.XdfStreamInfo]) -> list[int]:
+        """Ids of the string streams ``config.markers`` selects."""
+        wanted = self.config.markers
+        return [s.stream_id for s in streams.values() if s.channel_format == "string"
+                and (wanted == "all" or any(sel.matches(s) for sel in wanted))]
+
+    def _load(self, layout: fx.XdfLayout, marker_ids: list[int]) -> dict[int, Any]:
+        """pyxdf's streams by id (the chosen one and ``marker_ids``); sets ``_chunks``."""
+        cfg = self.config
+        sizes: dict[int, list[int]] | None = {} if cfg.frame_size == "chunks" else None
+        loaded, _ = fx.load(self.path, [self.info.stream_id, *marker_ids],
+                            synchronize_clocks=cfg.synchronize_clocks,
+                            dejitter_timestamps=cfg.dejitter_timestamps,
+                            allow_truncated=cfg.allow_truncated, layout=layout,
+                            chunk_sizes=sizes)
+        self._chunks = (sizes or {}).get(self.info.stream_id, [])
+        return {int(s["info"]["stream_id"]): s for s in loaded}
 
     def _settle(self, fate: str, n: int) -> None:
         # The events are this source's own (counted emitted when they leave on a frame);
@@ -262,7 +274,7 @@ class XdfSource(SourceNode):
             out += [(k, min(k + size, b)) for k in range(a, b, size)]
         return out
 
-    def _make(self) -> DataFrame | None:
+    def _next(self) -> DataFrame | None:
         if self._next_frame >= len(self.bounds):
             return None
         a, b = self.bounds[self._next_frame]
@@ -278,25 +290,6 @@ class XdfSource(SourceNode):
             self.join.flush()  # markers after the last sample: out of range
         return out
 
-    async def process(self, frame: DataFrame | None) -> DataFrame | None:  # type: ignore[override]
-        out = self._make()
-        if out is None:
-            if frame is not None:
-                return None
-            raise EndOfStream
-        if frame is None and self.config.realtime:
-            await self._wait_until_due(out.timestamp)
-        return out
-
-    async def _wait_until_due(self, timestamp: int) -> None:
-        clock = self.context.clock
-        if self._first_ts is None:
-            self._first_ts, self._start = timestamp, clock.monotonic()
-            return
-        wait = self._start + (timestamp - self._first_ts) / 1e6 / self.config.speed \
-            - clock.monotonic()
-        if wait > 0:
-            await clock.sleep(wait)
 
     def __repr__(self) -> str:
         return (f"<XdfSource id={self.node_id!r} path={str(self.path)!r} "
