@@ -139,6 +139,17 @@ class BaStream:
         return y
 
 
+def stream_state(stream: Any) -> Any:
+    """The object holding a stream's ``zi`` (a SosStream/BaStream, or the one it wraps)."""
+    return getattr(stream, "mean", stream)
+
+
+def stream_channels(stream: Any) -> int:
+    """How many channels a stream was made for."""
+    zi = stream_state(stream).zi
+    return int(zi.shape[1] if isinstance(stream_state(stream), SosStream) else zi.shape[0])
+
+
 class FilterConfig(NodeConfig):
     """Settings shared by streaming filters."""
 
@@ -172,6 +183,39 @@ class StreamingFilter(ProcessingNode):
 
     def design(self, fs: float) -> None:
         raise NotImplementedError
+
+    def on_update(self, old: Any, new: Any) -> bool:
+        """A live change (docs/live.md): take ``new`` in place, keeping the filter state.
+
+        The coefficients are designed again for the same sample rate; when the new filter has
+        the same structure (the same state shape: sections x channels x 2 for SOS, channels x
+        order for b/a), the state ``zi`` is carried into the new coefficients, so the output
+        goes on from where it was instead of restarting from zero (no start-up transient).
+        A different structure (order, band type, harmonics, numtaps...) or sample rate returns
+        False: the runtime builds a fresh filter. A design error raises ValueError and leaves
+        the node as it was.
+        """
+        if getattr(new, "sample_rate", None) != getattr(old, "sample_rate", None):
+            return False
+        saved = dict(self.__dict__)
+        try:
+            self.config = new
+            if self._fs is not None:
+                self.design(self._fs)
+            stream = self._stream
+            if stream is not None:
+                fresh = self.make_stream(stream_channels(stream))
+                before, after = stream_state(stream), stream_state(fresh)
+                if before.zi.shape != after.zi.shape:
+                    self.__dict__.update(saved)
+                    return False
+                after.zi = before.zi.copy()
+                self._stream = fresh
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(saved)
+            raise
+        return True
 
     def make_stream(self, n_channels: int) -> Any:
         raise NotImplementedError
@@ -403,6 +447,11 @@ class MovingAverage(StreamingFilter):
 
     class Config(NodeConfig):
         window: int = Field(..., ge=1, le=100_000, description="Samples averaged.")
+
+    rebuild_on = frozenset({"window"})
+
+    def on_update(self, old: Any, new: Any) -> bool:
+        return False  # its only field is its structure: a fresh instance
 
     def on_create(self, config: Any) -> None:
         self.config = config
