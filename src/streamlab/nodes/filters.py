@@ -33,6 +33,7 @@ shared by the other DSP modules.
 from __future__ import annotations
 
 import math
+from collections import deque
 from types import ModuleType
 from typing import Any, Literal
 
@@ -144,6 +145,27 @@ def stream_state(stream: Any) -> Any:
     return getattr(stream, "mean", stream)
 
 
+_SETTLE_MIN, _SETTLE_MAX = 64, 16384
+
+
+def settle_length(stream: Any) -> int:
+    """Samples after which the stream's response to its past has decayed below 1e-9 (from
+    its largest pole radius; FIR: its length), within [64, 16384]: the input history a live
+    change runs the new coefficients over."""
+    st = stream_state(stream)
+    if isinstance(st, SosStream):
+        poles = np.concatenate([np.roots(sec[3:]) for sec in st.sos])
+    else:
+        poles = np.roots(st.a) if len(st.a) > 1 else np.zeros(0)
+        if not len(poles):
+            return int(min(max(len(st.b), _SETTLE_MIN), _SETTLE_MAX))
+    r = float(np.max(np.abs(poles))) if len(poles) else 0.0
+    if r >= 1.0:
+        return _SETTLE_MAX
+    n = math.log(1e-9) / math.log(r) if r > 0 else 0.0
+    return int(min(max(math.ceil(n), _SETTLE_MIN), _SETTLE_MAX))
+
+
 def stream_channels(stream: Any) -> int:
     """How many channels a stream was made for."""
     zi = stream_state(stream).zi
@@ -177,6 +199,10 @@ class StreamingFilter(ProcessingNode):
         self._fs_text: str | None = None
         self._names: tuple[str, ...] | None = None
         self._stream: Any = None
+        # recent input blocks (references) for a live change's state, see on_update
+        self._hist: deque[np.ndarray] = deque()
+        self._hist_n = 0
+        self._hist_cap = 0
         self._prime = getattr(config, "initial_state", "zero") == "steady"
         if config.sample_rate is not None:
             self._set_rate(float(config.sample_rate))
@@ -185,12 +211,17 @@ class StreamingFilter(ProcessingNode):
         raise NotImplementedError
 
     def on_update(self, old: Any, new: Any) -> bool:
-        """A live change (docs/live.md): take ``new`` in place, keeping the filter state.
+        """A live change (docs/live.md): take ``new`` in place, without a restart transient.
 
-        The coefficients are designed again for the same sample rate; when the new filter has
+        The coefficients are designed again for the same sample rate. When the new filter has
         the same structure (the same state shape: sections x channels x 2 for SOS, channels x
-        order for b/a), the state ``zi`` is carried into the new coefficients, so the output
-        goes on from where it was instead of restarting from zero (no start-up transient).
+        order for b/a), its state is the one it would have had, had it been running: the new
+        coefficients are run over the recent input the node keeps (by reference, no copy: at
+        least the filter's settling length, see :func:`settle_length`), starting from the
+        steady state of its oldest sample. With that much history the output goes on as if the
+        new filter had always run (to float precision); with less (just after the start) the
+        residual is that of a ``"steady"`` start at the oldest kept sample. Frames whose
+        channels differ in length keep no history: the old state is carried as is.
         A different structure (order, band type, harmonics, numtaps...) or sample rate returns
         False: the runtime builds a fresh filter. A design error raises ValueError and leaves
         the node as it was.
@@ -207,10 +238,18 @@ class StreamingFilter(ProcessingNode):
                 fresh = self.make_stream(stream_channels(stream))
                 before, after = stream_state(stream), stream_state(fresh)
                 if before.zi.shape != after.zi.shape:
+                    self.__dict__.clear()
                     self.__dict__.update(saved)
                     return False
-                after.zi = before.zi.copy()
+                hist = list(self._hist)
+                if hist and self._primed:
+                    x = np.concatenate(hist, axis=1) if len(hist) > 1 else hist[0]
+                    fresh.prime(x[:, 0])
+                    fresh.block(x)  # only the state is wanted
+                else:
+                    after.zi = before.zi.copy()
                 self._stream = fresh
+                self._hist_cap = settle_length(fresh)
         except BaseException:
             self.__dict__.clear()
             self.__dict__.update(saved)
@@ -253,6 +292,7 @@ class StreamingFilter(ProcessingNode):
                                 f"{list(self._names)} to {list(names)}")
             self._names = names
             self._stream = self.make_stream(len(names))
+            self._hist_cap = settle_length(self._stream)
             self._primed = not self._prime
         if not names:
             return frame
@@ -264,6 +304,11 @@ class StreamingFilter(ProcessingNode):
             if not self._primed:
                 self._stream.prime(x[:, 0])
                 self._primed = True
+            h = self._hist  # keep about the settling length of input (references only)
+            h.append(x)
+            self._hist_n += x.shape[1]
+            while self._hist_n - h[0].shape[1] >= self._hist_cap:
+                self._hist_n -= h.popleft().shape[1]
             return frame.with_block(self._stream.block(x))
         if not self._primed:
             if any(len(p[n]) == 0 for n in names):
@@ -458,6 +503,8 @@ class MovingAverage(StreamingFilter):
         self.signal = scipy_signal()
         self._names = None
         self._prime = False
+        self._hist: deque[np.ndarray] = deque()
+        self._hist_n = self._hist_cap = 0
         self._b = np.full(config.window, 1.0 / config.window)
 
     def _check_rate(self, frame: DataFrame) -> None:
