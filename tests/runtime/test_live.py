@@ -348,3 +348,31 @@ def test_prometheus_counts_config_changes():
     assert 'streamlab_config_changes_total{kind="update",node="f",pipeline="pipeline",' \
            'result="applied"} 1.0' in text
     assert 'result="refused"} 1.0' in text
+
+
+def test_source_update_in_place_keeps_the_stream_and_refuses_a_restart():
+    async def go():
+        pipe = AsyncPipeline(stream_cfg(channels=2, max_frames=200), outputs="stream",
+                             output_capacity=4)
+        got = []
+
+        async def change(i):
+            if i:
+                return False
+            got.append(await pipe.update("src", {"amplitude": 3.0}))
+            with pytest.raises(ConfigError) as e:
+                await pipe.update("src", {"samples_per_frame": 16})
+            got.append(e.value)
+            return True
+
+        seqs, frames, _ = await drive(pipe, change, every=20, keep_frames=True)
+        return pipe, got, seqs, frames
+
+    pipe, (rec, err), seqs, frames = run(go())
+    assert rec.ok and rec.mode == "in_place"
+    assert err.problems[0].path == "$.nodes[0].config" and "restart its data" in str(err)
+    assert_no_gaps_no_dups(seqs)
+    assert len(seqs) == 200 and all(f.n_samples == SPF for f in frames)
+    ts = [f.timestamp for f in frames]
+    assert all(b - a == SPF * 1000 for a, b in zip(ts, ts[1:]))
+    assert pipe.node_config("src")["amplitude"] == 3.0 and pipe.config_version("src") == 1

@@ -507,6 +507,11 @@ class LiveControl:
                 if await self._wait(driver, driver.at_boundary(commit)):
                     return "in_place"
                 self._check_stage(node_id, where, rebuild=True)
+            if isinstance(st.node, SourceNode):
+                raise ConfigError(ConfigProblem(f"{where}.config", f"source {node_id!r} cannot "
+                                                "take this change while running: a fresh "
+                                                "instance would restart its data (sequence ids, "
+                                                f"position); changed: {sorted(_changed(old, new))}"))
             await self._rebuild(node_id, where, cls, new, driver, adopt)
             return "rebuilt"
 
