@@ -376,3 +376,54 @@ def test_source_update_in_place_keeps_the_stream_and_refuses_a_restart():
     ts = [f.timestamp for f in frames]
     assert all(b - a == SPF * 1000 for a, b in zip(ts, ts[1:]))
     assert pipe.node_config("src")["amplitude"] == 3.0 and pipe.config_version("src") == 1
+
+
+def test_thread_executor_node_is_updated_and_replaced_in_its_thread_stage():
+    n = 20
+
+    async def go():
+        cfg = stream_cfg(channels=4, max_frames=budget(n, 5))
+        cfg["nodes"][1]["executor"] = "thread"
+        pipe = AsyncPipeline(cfg, outputs="stream", output_capacity=4)
+
+        async def change(i):
+            if i >= n:
+                return False
+            if i % 2:
+                rec = await pipe.update("f", {"cutoff": 30.0 + i})
+            else:
+                rec = await pipe.replace_node("f", {"type": "IIRFilter", "config": {
+                    "cutoff": 25.0, "order": 2 + i % 4, "sample_rate": FS}})
+            assert rec.ok
+            return True
+
+        seqs, _, report = await drive(pipe, change, every=5)
+        return pipe, seqs, report
+
+    pipe, seqs, report = run(go())
+    assert_no_gaps_no_dups(seqs)
+    assert pipe.config_version("f") == n
+    assert report.nodes["f"].received == report.nodes["f"].fates["delivered"] == len(seqs)
+
+
+def test_process_executor_node_refuses_live_changes():
+    async def go():
+        cfg = stream_cfg(channels=2, max_frames=50)
+        cfg["nodes"][1]["executor"] = "process"
+        pipe = AsyncPipeline(cfg, outputs="stream", output_capacity=4)
+        got = []
+
+        async def change(i):
+            if i:
+                return False
+            with pytest.raises(ConfigError) as e:
+                await pipe.update("f", {"cutoff": 30.0})
+            got.append(e.value.problems[0].path)
+            return True
+
+        seqs, _, _ = await drive(pipe, change, every=5)
+        return got, seqs
+
+    got, seqs = run(go())
+    assert got == ["$.nodes[1].executor"]
+    assert_no_gaps_no_dups(seqs)

@@ -562,6 +562,7 @@ class NodeDriver:
                     self.pushing = False
                 if self._commits:
                     self._run_commits()
+                    await asyncio.sleep(0)  # let the changer go on before the next batch
         feed.close()
 
     async def push(self, k: int, frames: list[DataFrame]) -> None:
