@@ -33,8 +33,8 @@ channels and settles what it took.
 
 **Live changes** (docs/live.md): :meth:`NodeDriver.at_boundary` runs a synchronous *commit*
 (swap a stage's node, insert a stage) between two batches: at once when the driver is not
-inside :meth:`NodeDriver.push` (it waits for a batch, or the loop is not running it), else
-right after the current batch has left the task. So every frame meets one configuration per
+inside :meth:`NodeDriver.push` (it waits for a batch, or on a full outlet with a batch every
+stage is through with), else right after the current batch has left its stages. So every frame meets one configuration per
 node, and a chain's stage list never changes under a batch. A stage with a tap
 (``ResilientNode.tap``) offers it each batch of outputs (one attribute test per stage call
 without a tap).
@@ -565,7 +565,7 @@ class NodeDriver:
                     await asyncio.sleep(0)  # let the changer go on before the next batch
         feed.close()
 
-    async def push(self, k: int, frames: list[DataFrame]) -> None:
+    async def push(self, k: int, frames: list[DataFrame], nested: bool = False) -> None:
         """``frames`` into stage ``k``, on through the chain, then out of the task: stage by
         stage while each takes the whole batch; a stage that stops early (a restart pending, its
         node ended or failed) lets its outputs flow on first, then restarts or ends the task."""
@@ -594,12 +594,12 @@ class NodeDriver:
                     k, frames, i = k + 1, outs, 0
                     continue
                 if outs:
-                    await self.push(k + 1, outs)
+                    await self.push(k + 1, outs, True)
                 if outcome is not None or self.ended:
                     unused, i = frames[i:], len(frames)
                     return self._stop_stage(k, unused, outcome)  # raises a node's error
             i = len(frames)
-            await self._emit(frames)
+            await self._emit(frames, not nested)
         except BaseException as exc:
             if k < n and len(frames) - i - calling > 0:
                 self._lose(k, frames[i + calling:], self._drop_fate(exc))
@@ -662,27 +662,40 @@ class NodeDriver:
         if outlet is not None:
             await outlet.send_all(dead)
 
-    async def _emit(self, outs: list[DataFrame]) -> None:
-        """Send ``outs`` on the outlet; if cancelled midway, the unsent ones are accounted."""
+    async def _emit(self, outs: list[DataFrame], done: bool = False) -> None:
+        """Send ``outs`` on the outlet; if cancelled midway, the unsent ones are accounted.
+
+        ``done``: every stage is through with the batch (the end of a top-level push), so
+        while this waits on a full outlet the task is at a batch boundary: live commits run.
+        """
         outlet = self.outlet
         if len(outs) == 1 and outlet.try_send(outs[0]):
             return
+        tail = self.stages[-1].metrics  # the node that made outs, whatever a commit inserts
         unsent = len(outs)
         try:
             for o in outs:
                 if not outlet.try_send(o):
-                    await outlet.send(o)
+                    if done:
+                        self.pushing = False
+                        if self._commits:
+                            self._run_commits()
+                        try:
+                            await outlet.send(o)
+                        finally:
+                            self.pushing = True
+                    else:
+                        await outlet.send(o)
                 unsent -= 1
         except BaseException as exc:
             if unsent:
-                self._unsent(outs[len(outs) - unsent:], self._drop_fate(exc))
+                self._unsent(outs[len(outs) - unsent:], self._drop_fate(exc), tail)
             raise
 
-    def _unsent(self, unsent: list[DataFrame], fate: str) -> None:
+    def _unsent(self, unsent: list[DataFrame], fate: str, m: Any) -> None:
         """``unsent`` outputs of the tail never left: move the tail's inputs that made them from
         delivered to ``fate`` (one input per output, at most what it delivered); their events
         from carried to dropped."""
-        m = self.stages[-1].metrics
         moved = min(len(unsent), m.delivered)
         m.frames_out -= len(unsent)
         m.settle("delivered", -moved, received=0)
