@@ -93,3 +93,12 @@ def test_cutoff_from_metadata_rate_is_checked_on_update():
         node.on_update(node.config, new)
     assert node.config.cutoff == 10.0
     node.process(frame)  # still runs with the old design
+
+
+def test_filters_of_another_stream_kind_ask_for_a_fresh_instance():
+    from streamlab.nodes.features import RMS
+
+    node = RMS.create({"window": 4})
+    node.process(make_frame(x=[1.0] * 8))
+    assert node.on_update(node.config, RMS.Config.model_validate({"window": 8})) is False
+    node.process(make_frame(x=[1.0] * 8))  # unchanged and still running

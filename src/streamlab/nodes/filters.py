@@ -148,10 +148,17 @@ def stream_state(stream: Any) -> Any:
 _SETTLE_MIN, _SETTLE_MAX = 64, 16384
 
 
+def _has_state(stream: Any) -> bool:
+    """The stream is one whose state a live change knows how to rebuild (this module's)."""
+    return isinstance(stream, (SosStream, BaStream, _EmaResidual))
+
+
 def settle_length(stream: Any) -> int:
     """Samples after which the stream's response to its past has decayed below 1e-9 (from
     its largest pole radius; FIR: its length), within [64, 16384]: the input history a live
-    change runs the new coefficients over."""
+    change runs the new coefficients over. 0 for a stream of another kind (no history)."""
+    if not _has_state(stream):
+        return 0
     st = stream_state(stream)
     if isinstance(st, SosStream):
         poles = np.concatenate([np.roots(sec[3:]) for sec in st.sos])
@@ -191,6 +198,11 @@ class StreamingFilter(ProcessingNode):
     Config = FilterConfig
     #: Start from the steady state of the first sample instead of zero (subclasses' config).
     _prime = False
+    #: Recent input blocks (references) and their length in samples, kept up to
+    #: ``_hist_cap`` samples for a live change's state (see on_update); set with the stream.
+    _hist: deque[np.ndarray]
+    _hist_n = 0
+    _hist_cap = 0
 
     def on_create(self, config: Any) -> None:
         self.config = config
@@ -199,10 +211,6 @@ class StreamingFilter(ProcessingNode):
         self._fs_text: str | None = None
         self._names: tuple[str, ...] | None = None
         self._stream: Any = None
-        # recent input blocks (references) for a live change's state, see on_update
-        self._hist: deque[np.ndarray] = deque()
-        self._hist_n = 0
-        self._hist_cap = 0
         self._prime = getattr(config, "initial_state", "zero") == "steady"
         if config.sample_rate is not None:
             self._set_rate(float(config.sample_rate))
@@ -228,28 +236,29 @@ class StreamingFilter(ProcessingNode):
         """
         if getattr(new, "sample_rate", None) != getattr(old, "sample_rate", None):
             return False
+        if self._stream is None or not _has_state(self._stream):
+            return False  # no state yet, or a stream of another kind: a fresh instance
         saved = dict(self.__dict__)
         try:
             self.config = new
             if self._fs is not None:
                 self.design(self._fs)
             stream = self._stream
-            if stream is not None:
-                fresh = self.make_stream(stream_channels(stream))
-                before, after = stream_state(stream), stream_state(fresh)
-                if before.zi.shape != after.zi.shape:
-                    self.__dict__.clear()
-                    self.__dict__.update(saved)
-                    return False
-                hist = list(self._hist)
-                if hist and self._primed:
-                    x = np.concatenate(hist, axis=1) if len(hist) > 1 else hist[0]
-                    fresh.prime(x[:, 0])
-                    fresh.block(x)  # only the state is wanted
-                else:
-                    after.zi = before.zi.copy()
-                self._stream = fresh
-                self._hist_cap = settle_length(fresh)
+            fresh = self.make_stream(stream_channels(stream))
+            before, after = stream_state(stream), stream_state(fresh)
+            if before.zi.shape != after.zi.shape:
+                self.__dict__.clear()
+                self.__dict__.update(saved)
+                return False
+            hist = list(self._hist)
+            if hist and self._primed:
+                x = np.concatenate(hist, axis=1) if len(hist) > 1 else hist[0]
+                fresh.prime(x[:, 0])
+                fresh.block(x)  # only the state is wanted
+            else:
+                after.zi = before.zi.copy()
+            self._stream = fresh
+            self._hist_cap = settle_length(fresh)
         except BaseException:
             self.__dict__.clear()
             self.__dict__.update(saved)
@@ -292,6 +301,7 @@ class StreamingFilter(ProcessingNode):
                                 f"{list(self._names)} to {list(names)}")
             self._names = names
             self._stream = self.make_stream(len(names))
+            self._hist, self._hist_n = deque(), 0
             self._hist_cap = settle_length(self._stream)
             self._primed = not self._prime
         if not names:
@@ -304,11 +314,12 @@ class StreamingFilter(ProcessingNode):
             if not self._primed:
                 self._stream.prime(x[:, 0])
                 self._primed = True
-            h = self._hist  # keep about the settling length of input (references only)
-            h.append(x)
-            self._hist_n += x.shape[1]
-            while self._hist_n - h[0].shape[1] >= self._hist_cap:
-                self._hist_n -= h.popleft().shape[1]
+            if self._hist_cap:  # keep about the settling length of input (references only)
+                h = self._hist
+                h.append(x)
+                self._hist_n += x.shape[1]
+                while self._hist_n - h[0].shape[1] >= self._hist_cap:
+                    self._hist_n -= h.popleft().shape[1]
             return frame.with_block(self._stream.block(x))
         if not self._primed:
             if any(len(p[n]) == 0 for n in names):
@@ -503,8 +514,6 @@ class MovingAverage(StreamingFilter):
         self.signal = scipy_signal()
         self._names = None
         self._prime = False
-        self._hist: deque[np.ndarray] = deque()
-        self._hist_n = self._hist_cap = 0
         self._b = np.full(config.window, 1.0 / config.window)
 
     def _check_rate(self, frame: DataFrame) -> None:
