@@ -9,6 +9,11 @@ Lifecycle, in order:
    instance when a restart strategy restarts the node.
 2. ``on_start()``: the run is starting (sync or async).
 3. ``process(frame)`` per input frame, or ``run(rx, tx)`` for nodes that need the whole stream.
+   While running, a live change (``AsyncPipeline.update``, docs/live.md) calls
+   ``on_update(old, new)`` between two batches: return True if the node took the new config
+   in place (keeping its state); False (the default) makes the runtime build a fresh instance
+   from the new config (``on_create``, ``on_start``) and stop this one. Fields named in
+   ``rebuild_on`` (or marked ``json_schema_extra={"live": "rebuild"}``) always rebuild.
 4. ``on_stop()``: the node's input ended or the run is stopping (sync or async); called
    after a failure too.
 
@@ -157,6 +162,8 @@ class ProcessingNode:
     #: Window...). Otherwise the runtime settles them: ``carried`` when they leave on an
     #: output frame, ``dropped`` when they do not.
     handles_events: ClassVar[bool] = False
+    #: Config fields whose live change needs a fresh instance (on_update is not asked).
+    rebuild_on: ClassVar[frozenset[str]] = frozenset()
 
     config: Any
     context: NodeContext
@@ -195,6 +202,15 @@ class ProcessingNode:
     def on_start(self) -> None | Awaitable[None]:
         """The run is starting."""
         return None
+
+    def on_update(self, old: Any, new: Any) -> bool:
+        """A live change of the config from ``old`` to ``new`` (validated models), called
+        between two batches. Return True once the node runs with ``new`` (set ``self.config``
+        and adapt state in place); False to have the runtime rebuild the node from ``new``.
+        Must change nothing before it knows it can succeed: an exception refuses the change
+        and the node keeps ``old``. The default returns False (a fresh instance).
+        """
+        return False
 
     def on_stop(self) -> None | Awaitable[None]:
         """The node's input has ended, or the run is stopping or failed."""
@@ -266,9 +282,22 @@ def overrides_run(node: ProcessingNode) -> bool:
     return type(node).run is not ProcessingNode.run
 
 
+def rebuild_fields(cls: type[ProcessingNode]) -> frozenset[str]:
+    """Config fields of a node type whose live change needs a fresh instance: the class's
+    ``rebuild_on`` plus fields marked ``json_schema_extra={"live": "rebuild"}``."""
+    marked = {name for name, f in cls.Config.model_fields.items()
+              if isinstance(f.json_schema_extra, dict) and f.json_schema_extra.get("live") == "rebuild"}
+    return frozenset(cls.rebuild_on) | frozenset(marked)
+
+
+def updates_in_place(node: ProcessingNode) -> bool:
+    """True if the node type overrides ``on_update`` (it may take a change in place)."""
+    return type(node).on_update is not ProcessingNode.on_update
+
+
 def node_config_fields(cls: type[ProcessingNode]) -> dict[str, Any]:
     """The JSON Schema of a node type's config."""
     return cls.Config.model_json_schema()
 
 
-__all__ += ["overrides_run", "node_config_fields", "EndOfStream"]
+__all__ += ["overrides_run", "node_config_fields", "rebuild_fields", "updates_in_place", "EndOfStream"]

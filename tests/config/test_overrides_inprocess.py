@@ -91,7 +91,7 @@ def test_set_top_level_and_created_objects():
      "cannot set 'x' inside it"),
     ("pipeline_config.qqqqqqqq=1", "$.pipeline_config.qqqqqqqq: --set "
      "pipeline_config.qqqqqqqq=1: no such key (here: breaker, channel_capacity, deadline_ms, "
-     "deadline_s, debug, error_policy, fusion, restart)"),  # deadline_ms: deprecated, still loads
+     "deadline_s, debug, error_policy, fusion, restart, stamp_config_version)"),  # deadline_ms: deprecated, still loads
     ("nodes.sine.error_policy.pollicy=1", "$.nodes[0].error_policy.pollicy: --set "
      "nodes.sine.error_policy.pollicy=1: no such key (did you mean 'policy'?)"),
     ("nodes.sine.restart.stratgy=1", "$.nodes[0].restart.stratgy: --set "

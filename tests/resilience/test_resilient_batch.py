@@ -496,7 +496,7 @@ def test_snapshot_to_dict_has_every_field_with_its_value():
                        "restarts", "fates", "latency", "end_to_end", "blocked_seconds",
                        "deadline_misses", "sequence_gaps", "timestamp_regressions",
                        "busy_seconds", "end_to_end_deadline_misses", "events_received",
-                       "events_emitted", "event_fates"]
+                       "events_emitted", "event_fates", "config_version", "config_changes"]
     assert (d["pipeline"], d["node"], d["node_type"]) == ("p", "n", "T")
     assert (d["received"], d["frames_out"], d["errors"], d["restarts"]) == (4, 2, 0, 0)
     assert d["fates"] == {f: {"delivered": 3, "skipped": 1}.get(f, 0) for f in FATES}

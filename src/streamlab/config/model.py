@@ -113,6 +113,9 @@ class PipelineSettings(Setting):
     deadline_s: float | None = Field(default=None, gt=0, description="End-to-end latency budget, in seconds.")
     fusion: bool = Field(default=True, description="Run linear chains of nodes inside one task.")
     debug: bool = Field(default=False, description="Check frame accounting at the end of every run.")
+    stamp_config_version: bool = Field(
+        default=False, description="Live changes: every node's outputs carry metadata "
+        "'config_version.<node>' (its config version; docs/live.md).")
 
     @property
     def deadline_ms(self) -> float | None:

@@ -317,6 +317,9 @@ def _edges(e: _Entry) -> list[EdgeSnapshot]:
 
 def _pipeline_snapshot(e: _Entry, now: float) -> PipelineSnapshot:
     edges = _edges(e)
+    if e.pipe is not None:  # nodes added while running (docs/live.md)
+        for k, m in list(e.pipe.metrics.items()):
+            e.metrics.setdefault(k, m)
     nodes: dict[str, NodeSnapshot] = {}
     for node_id, m in list(e.metrics.items()):
         ins = [x for x in edges if x.target == node_id]

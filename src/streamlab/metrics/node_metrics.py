@@ -291,6 +291,10 @@ class NodeMetricsSnapshot:
     events_received: int = 0
     events_emitted: int = 0
     event_fates: dict[str, int] = field(default_factory=dict)
+    #: Live changes (docs/live.md): the node's config version (0: as started) and the changes
+    #: tried on it, by ``"kind/result"`` (kind update|replace|add|remove, result applied|refused).
+    config_version: int = 0
+    config_changes: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -304,7 +308,8 @@ class NodeMetrics:
         "delivered", "skipped", "defaulted", "rejected", "dropped_overflow", "dropped_shutdown",
         "aborted", "latency", "end_to_end", "blocked_seconds", "deadline_misses",
         "sequence_gaps", "timestamp_regressions", "last_seq", "last_ts", "error_types",
-        "streams", "events_received", "events_emitted", "event_fates",
+        "streams", "events_received", "events_emitted", "event_fates", "config_version",
+        "config_changes",
     )
 
     def __init__(self, node: str = "node", pipeline: str = "pipeline", node_type: str = "") -> None:
@@ -335,6 +340,8 @@ class NodeMetrics:
         self.events_received = 0   # events on frames that entered the node
         self.events_emitted = 0    # events on frames the node emitted
         self.event_fates: dict[str, int] = dict.fromkeys(EVENT_FATES, 0)
+        self.config_version = 0    # live changes applied (docs/live.md)
+        self.config_changes: dict[str, int] = {}  # "kind/result" -> live changes tried
 
     @property
     def end_to_end_deadline_misses(self) -> int:
@@ -376,6 +383,11 @@ class NodeMetrics:
         if n:
             self.event_fates[fate] += n
         self.events_received += n if received is None else received
+
+    def count_change(self, kind: str, result: str) -> None:
+        """One live change of ``kind`` tried on this node, ``result`` applied or refused."""
+        key = f"{kind}/{result}"
+        self.config_changes[key] = self.config_changes.get(key, 0) + 1
 
     def fates(self) -> dict[str, int]:
         return {f: getattr(self, f) for f in FATES}
@@ -460,6 +472,8 @@ class NodeMetrics:
             self.end_to_end.over_budget += other.end_to_end_deadline_misses
         for k, v in other.error_types.items():
             self.error_types[k] = self.error_types.get(k, 0) + v
+        for k, v in other.config_changes.items():
+            self.config_changes[k] = self.config_changes.get(k, 0) + v
 
     def snapshot(self) -> NodeMetricsSnapshot:
         return NodeMetricsSnapshot(
@@ -473,6 +487,7 @@ class NodeMetrics:
             end_to_end_deadline_misses=self.end_to_end_deadline_misses,
             events_received=self.events_received, events_emitted=self.events_emitted,
             event_fates=dict(self.event_fates),
+            config_version=self.config_version, config_changes=dict(self.config_changes),
         )
 
     def __repr__(self) -> str:

@@ -21,6 +21,8 @@ labels, in ``docs/metrics.md``:
   ``streamlab_edge_queue_peak_depth``, ``streamlab_edge_capacity``,
   ``streamlab_edge_sent_total``, ``streamlab_edge_dropped_total``,
   ``streamlab_edge_blocked_seconds_total``;
+* per live change tried ``{pipeline, node, kind, result}``: ``streamlab_config_changes_total``
+  (kind ``update|replace|add|remove``, result ``applied|refused``; docs/live.md);
 * per pipeline: ``streamlab_pipeline_running`` (1 while running), ``streamlab_pipeline_instances``.
 
 :class:`MetricsExporter` serves ``/metrics`` over HTTP with its own ``CollectorRegistry`` (never
@@ -110,6 +112,8 @@ def metric_families(snap: CollectorSnapshot) -> list[Any]:
                 labels=_EDGE)
     eblocked = C("streamlab_edge_blocked_seconds",
                  "Time the sender waited on an edge's full queue.", labels=_EDGE)
+    changes = C("streamlab_config_changes", "Live changes tried on a node (docs/live.md), by "
+                "kind and result.", labels=_NODE + ["kind", "result"])
     running = G("streamlab_pipeline_running", "1 while a pipeline instance runs, else 0.",
                 labels=["pipeline"])
     instances = G("streamlab_pipeline_instances",
@@ -137,6 +141,9 @@ def metric_families(snap: CollectorSnapshot) -> list[Any]:
             ev_out.add_metric(lv, float(m.events_emitted))
             for fate in EVENT_FATES:
                 ev_fates.add_metric(lv + [fate], float(m.event_fates.get(fate, 0)))
+            for key, n in sorted(m.config_changes.items()):
+                kind, _, result = key.partition("/")
+                changes.add_metric(lv + [kind, result], float(n))
             latency.add_metric(lv, _buckets(ns.latency_hist), ns.latency_hist.sum_s)
             if ns.end_to_end_hist is not None:
                 e2e.add_metric(lv, _buckets(ns.end_to_end_hist), ns.end_to_end_hist.sum_s)
@@ -150,7 +157,7 @@ def metric_families(snap: CollectorSnapshot) -> list[Any]:
             dropped.add_metric(lv, float(e.dropped))
             eblocked.add_metric(lv, e.blocked_seconds)
     return [frames, received, out, errors, restarts, latency, blocked, misses, gaps, regressions,
-            qdepth, ev_in, ev_fates, ev_out, e2e, e2e_late, depth, peak, cap, sent, dropped, eblocked, running, instances]
+            qdepth, ev_in, ev_fates, ev_out, e2e, e2e_late, depth, peak, cap, sent, dropped, eblocked, changes, running, instances]
 
 
 class PrometheusCollector:

@@ -33,6 +33,7 @@ shared by the other DSP modules.
 from __future__ import annotations
 
 import math
+from collections import deque
 from types import ModuleType
 from typing import Any, Literal
 
@@ -139,6 +140,45 @@ class BaStream:
         return y
 
 
+def stream_state(stream: Any) -> Any:
+    """The object holding a stream's ``zi`` (a SosStream/BaStream, or the one it wraps)."""
+    return getattr(stream, "mean", stream)
+
+
+_SETTLE_MIN, _SETTLE_MAX = 64, 16384
+
+
+def _has_state(stream: Any) -> bool:
+    """The stream is one whose state a live change knows how to rebuild (this module's)."""
+    return isinstance(stream, (SosStream, BaStream, _EmaResidual))
+
+
+def settle_length(stream: Any) -> int:
+    """Samples after which the stream's response to its past has decayed below 1e-9 (from
+    its largest pole radius; FIR: its length), within [64, 16384]: the input history a live
+    change runs the new coefficients over. 0 for a stream of another kind (no history)."""
+    if not _has_state(stream):
+        return 0
+    st = stream_state(stream)
+    if isinstance(st, SosStream):
+        poles = np.concatenate([np.roots(sec[3:]) for sec in st.sos])
+    else:
+        poles = np.roots(st.a) if len(st.a) > 1 else np.zeros(0)
+        if not len(poles):
+            return int(min(max(len(st.b), _SETTLE_MIN), _SETTLE_MAX))
+    r = float(np.max(np.abs(poles))) if len(poles) else 0.0
+    if r >= 1.0:
+        return _SETTLE_MAX
+    n = math.log(1e-9) / math.log(r) if r > 0 else 0.0
+    return int(min(max(math.ceil(n), _SETTLE_MIN), _SETTLE_MAX))
+
+
+def stream_channels(stream: Any) -> int:
+    """How many channels a stream was made for."""
+    zi = stream_state(stream).zi
+    return int(zi.shape[1] if isinstance(stream_state(stream), SosStream) else zi.shape[0])
+
+
 class FilterConfig(NodeConfig):
     """Settings shared by streaming filters."""
 
@@ -158,6 +198,11 @@ class StreamingFilter(ProcessingNode):
     Config = FilterConfig
     #: Start from the steady state of the first sample instead of zero (subclasses' config).
     _prime = False
+    #: Recent input blocks (references) and their length in samples, kept up to
+    #: ``_hist_cap`` samples for a live change's state (see on_update); set with the stream.
+    _hist: deque[np.ndarray]
+    _hist_n = 0
+    _hist_cap = 0
 
     def on_create(self, config: Any) -> None:
         self.config = config
@@ -172,6 +217,53 @@ class StreamingFilter(ProcessingNode):
 
     def design(self, fs: float) -> None:
         raise NotImplementedError
+
+    def on_update(self, old: Any, new: Any) -> bool:
+        """A live change (docs/live.md): take ``new`` in place, without a restart transient.
+
+        The coefficients are designed again for the same sample rate. When the new filter has
+        the same structure (the same state shape: sections x channels x 2 for SOS, channels x
+        order for b/a), its state is the one it would have had, had it been running: the new
+        coefficients are run over the recent input the node keeps (by reference, no copy: at
+        least the filter's settling length, see :func:`settle_length`), starting from the
+        steady state of its oldest sample. With that much history the output goes on as if the
+        new filter had always run (to float precision); with less (just after the start) the
+        residual is that of a ``"steady"`` start at the oldest kept sample. Frames whose
+        channels differ in length keep no history: the old state is carried as is.
+        A different structure (order, band type, harmonics, numtaps...) or sample rate returns
+        False: the runtime builds a fresh filter. A design error raises ValueError and leaves
+        the node as it was.
+        """
+        if getattr(new, "sample_rate", None) != getattr(old, "sample_rate", None):
+            return False
+        if self._stream is None or not _has_state(self._stream):
+            return False  # no state yet, or a stream of another kind: a fresh instance
+        saved = dict(self.__dict__)
+        try:
+            self.config = new
+            if self._fs is not None:
+                self.design(self._fs)
+            stream = self._stream
+            fresh = self.make_stream(stream_channels(stream))
+            before, after = stream_state(stream), stream_state(fresh)
+            if before.zi.shape != after.zi.shape:
+                self.__dict__.clear()
+                self.__dict__.update(saved)
+                return False
+            hist = list(self._hist)
+            if hist and self._primed:
+                x = np.concatenate(hist, axis=1) if len(hist) > 1 else hist[0]
+                fresh.prime(x[:, 0])
+                fresh.block(x)  # only the state is wanted
+            else:
+                after.zi = before.zi.copy()
+            self._stream = fresh
+            self._hist_cap = settle_length(fresh)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(saved)
+            raise
+        return True
 
     def make_stream(self, n_channels: int) -> Any:
         raise NotImplementedError
@@ -209,6 +301,8 @@ class StreamingFilter(ProcessingNode):
                                 f"{list(self._names)} to {list(names)}")
             self._names = names
             self._stream = self.make_stream(len(names))
+            self._hist, self._hist_n = deque(), 0
+            self._hist_cap = settle_length(self._stream)
             self._primed = not self._prime
         if not names:
             return frame
@@ -220,6 +314,12 @@ class StreamingFilter(ProcessingNode):
             if not self._primed:
                 self._stream.prime(x[:, 0])
                 self._primed = True
+            if self._hist_cap:  # keep about the settling length of input (references only)
+                h = self._hist
+                h.append(x)
+                self._hist_n += x.shape[1]
+                while self._hist_n - h[0].shape[1] >= self._hist_cap:
+                    self._hist_n -= h.popleft().shape[1]
             return frame.with_block(self._stream.block(x))
         if not self._primed:
             if any(len(p[n]) == 0 for n in names):
@@ -403,6 +503,11 @@ class MovingAverage(StreamingFilter):
 
     class Config(NodeConfig):
         window: int = Field(..., ge=1, le=100_000, description="Samples averaged.")
+
+    rebuild_on = frozenset({"window"})
+
+    def on_update(self, old: Any, new: Any) -> bool:
+        return False  # its only field is its structure: a fresh instance
 
     def on_create(self, config: Any) -> None:
         self.config = config

@@ -66,6 +66,24 @@ class Generator(SourceNode):
         self._meta = {"sample_rate": repr(float(config.sample_rate))}
         self._names = tuple(config.channels)
 
+    def on_update(self, old: Any, new: Any) -> bool:
+        """A live change (docs/live.md): the stream goes on (sample counter, sequence ids and
+        timestamps kept) and the other settings apply from the next frame (a noise generator
+        restarts its draws from the new ``seed``). A new sample rate, frame size or channel
+        list needs a fresh instance: False."""
+        shape = ("sample_rate", "samples_per_frame", "channels", "mode")
+        if any(getattr(old, k) != getattr(new, k) for k in shape):
+            return False
+        saved = dict(self.__dict__)
+        try:
+            self.on_create(new)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(saved)
+            raise
+        self._n, self._seq, self._t0 = saved["_n"], saved["_seq"], saved["_t0"]
+        return True
+
     def frame_period(self) -> float | None:
         return self.config.samples_per_frame / self.config.sample_rate
 

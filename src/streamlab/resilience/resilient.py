@@ -61,6 +61,11 @@ class ResilientNode:
     """Wraps a node (built by ``factory``) with an error policy, a restart strategy, an optional
     circuit breaker (``breaker``: its settings; the instance is kept while it is open) and metrics."""
 
+    #: Live changes (runtime/live.py): wraps the node's ``process`` (stamps outputs with the
+    #: config version) when set; a latest-value tap the driver offers each stage's outputs to.
+    stamp: Callable[[Callable[[Any], Any], bool], Callable[[Any], Any]] | None = None
+    tap: Any = None
+
     def __init__(
         self,
         factory: Callable[[], ProcessingNode],
@@ -105,6 +110,18 @@ class ResilientNode:
         self.is_async = inspect.iscoroutinefunction(node.process)
         # sources are called with None, async nodes return awaitables: checked at run time
         self._process: Callable[[Any], Any] = node.process
+        if self.stamp is not None:
+            self._process = self.stamp(node.process, self.is_async)
+
+    def swap(self, node: ProcessingNode, factory: Callable[[], ProcessingNode]) -> ProcessingNode:
+        """A live change: run ``node`` (built and started by the caller) from the next frame,
+        and build later restarts with ``factory``. Returns the old instance: the caller stops
+        it. Metrics, policy and restart history are kept."""
+        old = self.node
+        self._factory = factory
+        self._bind(node)
+        node.context.metrics = self.metrics
+        return old
 
     @property
     def node_id(self) -> str:

@@ -23,6 +23,13 @@ Lifecycle::
   raise :class:`~streamlab.errors.PipelineError` naming the node, with the node's exception as
   ``__cause__``. No task outlives ``stop()``; no exception is swallowed.
 
+**Live changes** (docs/live.md, :mod:`streamlab.runtime.live`): while running,
+:meth:`update` changes a node's config, :meth:`replace_node`, :meth:`add_node` and
+:meth:`remove_node` change the graph, each between two batches of the node's task, validated
+first (a refused change leaves the graph untouched); :meth:`tap` gives a latest-value view of a
+node's outputs; :meth:`graph`, :meth:`node_config`, :meth:`node_schema`,
+:meth:`config_version` and :attr:`changes` describe the running graph.
+
 Outputs of terminal nodes are collected per node (``outputs="collect"``, the default; read
 :attr:`results`), streamed through :meth:`outputs` as they arrive (``"stream"``, bounded:
 an unread stream applies backpressure), or counted and discarded (``"discard"``). A frame
@@ -49,6 +56,7 @@ from streamlab.frame import DataFrame
 from streamlab.metrics.node_metrics import NodeMetrics, NodeMetricsSnapshot
 from streamlab.runtime.build import BuiltGraph, build_graph
 from streamlab.runtime.driver import Driver, StartBarrier, make_driver
+from streamlab.runtime.live import ChangeRecord, LiveControl, Tap
 from streamlab.runtime.plan import TRIGGER, TaskPlan, make_plan
 
 __all__ = ["AsyncPipeline", "RunReport", "PipelineStatistics", "OutputMode"]
@@ -153,6 +161,7 @@ class AsyncPipeline:
         fusion: bool | None = None,
         debug: bool | None = None,
         output_capacity: int | None = None,
+        stamp_config_version: bool | None = None,
     ) -> None:
         self.spec = load_config(config)
         settings = self.spec.pipeline_config
@@ -176,6 +185,9 @@ class AsyncPipeline:
         self.plan = make_plan(self.built, fusion=self.fusion, capacity=self._capacity)
         self.chains = self.plan.chains
         self._wire()
+        stamp = settings.stamp_config_version if stamp_config_version is None else stamp_config_version
+        #: Live changes and taps (docs/live.md).
+        self.live = LiveControl(self, stamp=stamp)
 
     def _init_run_state(self) -> None:
         """The state of the one run: tasks, failure, lifecycle, channels, drivers."""
@@ -524,6 +536,58 @@ class AsyncPipeline:
             yield node_id, frame
         if self._failure is not None:
             raise self._pipeline_error()
+
+    # -- live changes (docs/live.md) --------------------------------------------------------
+    async def update(self, node_id: str, changes: Mapping[str, Any]) -> ChangeRecord:
+        """Change config fields of a running node, between two of its batches.
+
+        Validated against the node's config model merged with its current config; a bad
+        change raises ConfigError (JSON paths) and the old config keeps running. In place when
+        the node's ``on_update`` takes it (state kept), else a fresh instance; queued frames
+        stay queued. NodeNotFound for an unknown node, PipelineStopped when not running.
+        """
+        return await self.live.update(node_id, changes)
+
+    async def replace_node(self, node_id: str, spec: Mapping[str, Any]) -> ChangeRecord:
+        """Run ``spec`` (``{"type": ..., "config": ...}``) in the node's place: same id, same
+        edges and queues; the replacement takes the next frame."""
+        return await self.live.replace_node(node_id, spec)
+
+    async def add_node(self, node_id: str, spec: Mapping[str, Any], *, after: str,
+                       before: str | None = None) -> ChangeRecord:
+        """Insert a new node on the edge ``after -> before`` (``before=None``: between
+        ``after`` and all its outputs)."""
+        return await self.live.add_node(node_id, spec, after=after, before=before)
+
+    async def remove_node(self, node_id: str) -> ChangeRecord:
+        """Take a node (one input, some outputs) out: its input is spliced to its outputs."""
+        return await self.live.remove_node(node_id)
+
+    def node_config(self, node_id: str) -> dict[str, Any]:
+        """The node's current config (JSON-able, defaults included)."""
+        return self.live.node_config(node_id)
+
+    def node_schema(self, node_id: str) -> dict[str, Any]:
+        """The JSON Schema of the node's config model."""
+        return self.live.node_schema(node_id)
+
+    def config_version(self, node_id: str) -> int:
+        """0 as started, +1 per applied live change."""
+        return self.live.config_version(node_id)
+
+    @property
+    def changes(self) -> list[ChangeRecord]:
+        """Every live change tried, applied or refused, in order."""
+        return list(self.live.records)
+
+    def graph(self) -> dict[str, Any]:
+        """The running graph: nodes (id, type, config, version) and edges (from, to, queue
+        depth, capacity, dropped; ``fused`` edges have no queue)."""
+        return self.live.graph()
+
+    def tap(self, node_id: str) -> Tap:
+        """A latest-value view of the node's outputs (costs the node nothing once closed)."""
+        return self.live.tap(node_id)
 
     # -- results ----------------------------------------------------------------------------
     def _pipeline_error(self) -> PipelineError:

@@ -30,6 +30,14 @@ terminal node records ``arrival - ingress_ns`` once per frame it receives, fused
 
 A node that overrides ``run(rx, tx)`` owns its loop: :class:`CustomRunDriver` hands it the
 channels and settles what it took.
+
+**Live changes** (docs/live.md): :meth:`NodeDriver.at_boundary` runs a synchronous *commit*
+(swap a stage's node, insert a stage) between two batches: at once when the driver is not
+inside :meth:`NodeDriver.push` (it waits for a batch, or on a full outlet with a batch every
+stage is through with), else right after the current batch has left its stages. So every frame meets one configuration per
+node, and a chain's stage list never changes under a batch. A stage with a tap
+(``ResilientNode.tap``) offers it each batch of outputs (one attribute test per stage call
+without a tap).
 """
 
 from __future__ import annotations
@@ -387,6 +395,8 @@ class SourceFeed:
             self.latency.carry(0, (), outs)
             if _frame.events_seen and any(map(_events_of, outs)):
                 count_events(st, (), outs)
+            if st.tap is not None:
+                st.tap.offer(outs)
         st.metrics.frames_out += len(outs)
         if not self._sized and outs:
             self._sized = True
@@ -420,6 +430,20 @@ class SourceFeed:
     def close(self) -> None:
         self.ended = True
 
+    def reconfigure(self) -> None:
+        """The source's node was swapped by a live change: read its pacing and limit again
+        (frames already produced count against the new ``max_frames``)."""
+        node = self.st.node
+        cfg = node.config
+        self.limit = getattr(cfg, "max_frames", None)
+        realtime = bool(getattr(cfg, "realtime", False))
+        period = node.frame_period() if isinstance(node, SourceNode) and realtime else None
+        if period != self.period:
+            self.period = period
+            self._start = self.clock.monotonic() - self.produced * (period or 0.0)
+        if self.period:
+            self.most = 1
+
 
 Feed = InletFeed | SourceFeed
 
@@ -441,6 +465,67 @@ class NodeDriver:
         self.dead_outlets = dead_outlets or {}
         self.ended = False  # a node of the chain ended its data: the task ends after this batch
         self.barrier: StartBarrier | None = None  # set by the pipeline when it starts the tasks
+        self.terminal = terminal
+        self.pushing = False  # inside push(): live commits wait for the batch boundary
+        self._commits: list[tuple[Callable[[], Any], asyncio.Future[Any]]] = []
+
+    # -- live changes (docs/live.md) ------------------------------------------------------------
+    def at_boundary(self, commit: Callable[[], Any]) -> asyncio.Future[Any]:
+        """Run ``commit`` (synchronous) between two batches; the future gets its result or
+        its exception. At once when no batch is being pushed, else after the current one."""
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if self.pushing:
+            self._commits.append((commit, fut))
+        else:
+            _settle(fut, commit)
+        return fut
+
+    def cancel_commit(self, fut: asyncio.Future[Any]) -> bool:
+        """Withdraw a commit that has not run yet (True if it was still waiting)."""
+        for i, (_, f) in enumerate(self._commits):
+            if f is fut:
+                del self._commits[i]
+                return True
+        return False
+
+    def _run_commits(self) -> None:
+        commits, self._commits = self._commits, []
+        for commit, fut in commits:
+            _settle(fut, commit)
+
+    def _fail_commits(self) -> None:
+        from streamlab.errors import PipelineStopped
+
+        commits, self._commits = self._commits, []
+        for _, fut in commits:
+            if not fut.done():
+                fut.set_exception(PipelineStopped(f"task {self.name!r} ended before a live "
+                                                  "change could be applied"))
+
+    def set_run(self, k: int, run: StageRun | None) -> None:
+        """Stage ``k`` runs with ``run`` from now on (a swapped node of another kind)."""
+        self._runs[k] = run
+
+    def run_of(self, k: int) -> StageRun | None:
+        return self._runs[k]
+
+    def insert_stage(self, k: int, st: ResilientNode, run: StageRun | None) -> None:
+        """Put ``st`` at index ``k`` of the chain (a live add; call at a batch boundary)."""
+        self.stages.insert(k, st)
+        self._runs.insert(k, run)
+        self.dead_outlets = {(i + 1 if i >= k else i): o for i, o in self.dead_outlets.items()}
+        self._relink()
+        feed = self.feed
+        if k == 0 and isinstance(feed, InletFeed):
+            feed.head = st
+            feed._ctx = st.node.context
+
+    def _relink(self) -> None:
+        """Name and latency bookkeeping after the stage list changed."""
+        self.name = "+".join(st.node_id for st in self.stages)
+        self.latency = Latency(self.stages, self.terminal)
+        if isinstance(self.feed, SourceFeed):
+            self.feed.latency = self.latency
 
     async def run(self) -> None:
         assert self.feed is not None, "a driver needs a feed"
@@ -454,6 +539,8 @@ class NodeDriver:
                 await self.barrier.arrive()
             await self._loop(self.feed)
         finally:
+            self.pushing = False
+            self._fail_commits()
             self.outlet.close()
             for o in self.dead_outlets.values():
                 o.close()
@@ -468,10 +555,17 @@ class NodeDriver:
             if batch is None:
                 return
             if batch:
-                await self.push(k0, batch)
+                self.pushing = True
+                try:
+                    await self.push(k0, batch)
+                finally:
+                    self.pushing = False
+                if self._commits:
+                    self._run_commits()
+                    await asyncio.sleep(0)  # let the changer go on before the next batch
         feed.close()
 
-    async def push(self, k: int, frames: list[DataFrame]) -> None:
+    async def push(self, k: int, frames: list[DataFrame], nested: bool = False) -> None:
         """``frames`` into stage ``k``, on through the chain, then out of the task: stage by
         stage while each takes the whole batch; a stage that stops early (a restart pending, its
         node ended or failed) lets its outputs flow on first, then restarts or ends the task."""
@@ -500,12 +594,12 @@ class NodeDriver:
                     k, frames, i = k + 1, outs, 0
                     continue
                 if outs:
-                    await self.push(k + 1, outs)
+                    await self.push(k + 1, outs, True)
                 if outcome is not None or self.ended:
                     unused, i = frames[i:], len(frames)
                     return self._stop_stage(k, unused, outcome)  # raises a node's error
             i = len(frames)
-            await self._emit(frames)
+            await self._emit(frames, not nested)
         except BaseException as exc:
             if k < n and len(frames) - i - calling > 0:
                 self._lose(k, frames[i + calling:], self._drop_fate(exc))
@@ -525,6 +619,8 @@ class NodeDriver:
                 st.metrics.frames_out += len(outs)
             if dead:  # each dead letter takes its input's ingress
                 self.latency.carry(k, ins[-len(dead):] if len(ins) >= len(dead) else ins, dead)
+            if outs and st.tap is not None:
+                st.tap.offer(outs)
         if _frame.events_seen and (any(map(_events_of, ins)) or any(map(_events_of, outs))):
             count_events(st, ins, outs + dead if dead else outs)  # exact once events exist
         return i + taken
@@ -566,27 +662,40 @@ class NodeDriver:
         if outlet is not None:
             await outlet.send_all(dead)
 
-    async def _emit(self, outs: list[DataFrame]) -> None:
-        """Send ``outs`` on the outlet; if cancelled midway, the unsent ones are accounted."""
+    async def _emit(self, outs: list[DataFrame], done: bool = False) -> None:
+        """Send ``outs`` on the outlet; if cancelled midway, the unsent ones are accounted.
+
+        ``done``: every stage is through with the batch (the end of a top-level push), so
+        while this waits on a full outlet the task is at a batch boundary: live commits run.
+        """
         outlet = self.outlet
         if len(outs) == 1 and outlet.try_send(outs[0]):
             return
+        tail = self.stages[-1].metrics  # the node that made outs, whatever a commit inserts
         unsent = len(outs)
         try:
             for o in outs:
                 if not outlet.try_send(o):
-                    await outlet.send(o)
+                    if done:
+                        self.pushing = False
+                        if self._commits:
+                            self._run_commits()
+                        try:
+                            await outlet.send(o)
+                        finally:
+                            self.pushing = True
+                    else:
+                        await outlet.send(o)
                 unsent -= 1
         except BaseException as exc:
             if unsent:
-                self._unsent(outs[len(outs) - unsent:], self._drop_fate(exc))
+                self._unsent(outs[len(outs) - unsent:], self._drop_fate(exc), tail)
             raise
 
-    def _unsent(self, unsent: list[DataFrame], fate: str) -> None:
+    def _unsent(self, unsent: list[DataFrame], fate: str, m: Any) -> None:
         """``unsent`` outputs of the tail never left: move the tail's inputs that made them from
         delivered to ``fate`` (one input per output, at most what it delivered); their events
         from carried to dropped."""
-        m = self.stages[-1].metrics
         moved = min(len(unsent), m.delivered)
         m.frames_out -= len(unsent)
         m.settle("delivered", -moved, received=0)
@@ -618,6 +727,13 @@ def count_events(st: ResilientNode, ins: Sequence[DataFrame], outs: Sequence[Dat
     m.settle_events("dropped", received - carried)
 
 
+def _settle(fut: asyncio.Future[Any], commit: Callable[[], Any]) -> None:
+    try:
+        fut.set_result(commit())
+    except Exception as exc:  # handed to the caller of the live change (not swallowed)
+        fut.set_exception(exc)
+
+
 class CustomRunDriver:
     """One task for a node that overrides ``run(rx, tx)``: the node owns its loop.
 
@@ -634,6 +750,15 @@ class CustomRunDriver:
         self.outlet = outlet
         self._aborting = aborting
         self.barrier: StartBarrier | None = None  # set by the pipeline when it starts the tasks
+
+    def at_boundary(self, commit: Callable[[], Any]) -> asyncio.Future[Any]:
+        """The node owns its loop: a live commit runs at once (between two of its awaits)."""
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        _settle(fut, commit)
+        return fut
+
+    def cancel_commit(self, fut: asyncio.Future[Any]) -> bool:
+        return False
 
     async def run(self) -> None:
         st = self.stages[0]
