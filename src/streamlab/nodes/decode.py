@@ -453,16 +453,16 @@ class Decoder(ProcessingNode):
         logged and abandoned (a thread cannot be killed: it ends on its own)."""
         failure: NodeError | None = None
         if self._future is not None:
-            try:
-                await asyncio.wait_for(asyncio.wrap_future(self._future),
-                                       self.config.fit_timeout_s)
-            except TimeoutError:
-                self.context.logger.error("%s: the fit did not finish within %.0f s at the "
+            # asyncio.wait, not wait_for: a failed fit is reported by _finish_fit, below
+            waiter = asyncio.wrap_future(self._future)
+            done, _ = await asyncio.wait({waiter}, timeout=self.config.fit_timeout_s)
+            if done:
+                waiter.exception()  # the same exception _finish_fit raises (asyncio: "read")
+            else:
+                self.context.logger.error("%s: the fit did not finish within %g s at the "
                                           "stop; abandoned", self.node_id,
                                           self.config.fit_timeout_s)
                 self._future = None
-            except Exception:  # reported by _finish_fit, which reads the same exception
-                pass
             if self._future is not None:
                 try:
                     self._finish_fit()
