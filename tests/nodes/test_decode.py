@@ -449,3 +449,33 @@ def test_a_fit_that_fails_or_hangs_at_the_stop(hang, caplog):
     finally:
         GATE.set()
         unregister_estimator("FitFails")
+
+
+@pytest.mark.parametrize("hang", [False, True], ids=["fails", "times-out"])
+def test_while_fitting_wait_reports_a_failed_or_slow_fit_naming_the_node(hang):
+    from streamlab.errors import NodeError
+    from streamlab.learn import register_estimator, unregister_estimator
+
+    register_estimator(_failing_classifier(), name="FitFails")
+    GATE.clear()
+    rng = np.random.default_rng(6)
+    frames = [epoch(i, "hi" if i % 2 else "lo", 1.0, rng) for i in range(6)]
+    frames += [DataFrame(6_000_000, 6, {}, {}, [Event(6_000_000, "calibration_end")])]
+    try:
+        node = Decoder.create({"pipeline": {"steps": [["Vectorizer", {}],
+                                                      ["FitFails", {"hang": hang}]]},
+                               "cv_folds": 0, "while_fitting": "wait",
+                               "fit_timeout_s": 0.05 if hang else 120})
+
+        async def go():
+            for f in frames:
+                await node.process(f)
+            await node.process(epoch(7, None, 1.0, rng))  # awaits the fit
+
+        words = ("did not finish within fit_timeout_s=0.05 s" if hang
+                 else "the fit failed: ValueError: boom")
+        with pytest.raises(NodeError, match=rf"node '?{node.node_id}'?.*{words}"):
+            run(go())
+    finally:
+        GATE.set()
+        unregister_estimator("FitFails")
