@@ -403,14 +403,10 @@ def _failing_classifier():
     from sklearn.base import BaseEstimator, ClassifierMixin
 
     class FitFails(ClassifierMixin, BaseEstimator):
-        """Fails its fit (after ``GATE`` when ``hang``)."""
-
-        def __init__(self, hang: bool = False) -> None:
-            self.hang = hang
+        """Its fit waits for ``GATE`` (set by the test: no race with the frames), then fails."""
 
         def fit(self, X, y):
-            if self.hang:
-                GATE.wait(120)
+            GATE.wait(120)
             raise ValueError("boom")
 
     return FitFails
@@ -429,12 +425,14 @@ def test_a_fit_that_fails_or_hangs_at_the_stop(hang, caplog):
     frames += [epoch(7, None, 1.0, rng)]
     try:
         node = Decoder.create({"pipeline": {"steps": [["Vectorizer", {}],
-                                                      ["FitFails", {"hang": hang}]]},
+                                                      ["FitFails", {}]]},
                                "cv_folds": 0, "fit_timeout_s": 0.05 if hang else 120})
 
         async def go():
             for f in frames:
                 assert await node.process(f) == []
+            if not hang:  # the fit fails now, while the test epoch is held
+                GATE.set()
             await node.on_stop()
 
         if hang:  # the fit waits for GATE: the stop gives up, logged, without a model
@@ -463,9 +461,11 @@ def test_while_fitting_wait_reports_a_failed_or_slow_fit_naming_the_node(hang):
     frames += [DataFrame(6_000_000, 6, {}, {}, [Event(6_000_000, "calibration_end")])]
     try:
         node = Decoder.create({"pipeline": {"steps": [["Vectorizer", {}],
-                                                      ["FitFails", {"hang": hang}]]},
+                                                      ["FitFails", {}]]},
                                "cv_folds": 0, "while_fitting": "wait",
                                "fit_timeout_s": 0.05 if hang else 120})
+        if not hang:
+            GATE.set()
 
         async def go():
             for f in frames:
