@@ -101,37 +101,45 @@ def main(argv: list[str] | None = None) -> int:
         pass
     x, cues = simulate(args.calib, args.test, args.erd)
     write_session(args.out, x, cues)
-    cfg = json.loads(CONFIG.read_text())
-    for n in cfg["nodes"]:
-        if n["type"] == "FileSource":
-            n["config"]["path"] = str(args.out / "eeg.npy")
-            n["config"]["realtime"] = not args.fast
-        elif n["type"] == "EventsFileSource":
-            n["config"]["path"] = str(args.out / "events.tsv")
-        elif n["type"] == "Decoder" and args.fast:
-            # faster than real time, the test trials would all arrive during the fit and the
-            # stream end before it: the decoder awaits the fit instead (nothing is lost)
-            n["config"]["while_fitting"] = "wait"
     import asyncio
 
-    pipe = AsyncPipeline(load_config(cfg, base_dir=CONFIG.parent))
+    pipe = AsyncPipeline(load_config(session_config(args.out, args.fast), base_dir=CONFIG.parent))
     report = asyncio.run(pipe.run())
     if report.state != "completed":
         print(f"error: the pipeline {report.state}: {report.error}", file=sys.stderr)
         return 1
-    preds = pipe.results["decoder"]
+    print_results(pipe.results["decoder"], args.fast)
+    return 0
+
+
+def session_config(folder: Path, fast: bool) -> dict:
+    """examples/decode_mi.json reading the session in ``folder`` (as fast as possible or not)."""
+    cfg = json.loads(CONFIG.read_text())
+    for n in cfg["nodes"]:
+        if n["type"] == "FileSource":
+            n["config"]["path"] = str(folder / "eeg.npy")
+            n["config"]["realtime"] = not fast
+        elif n["type"] == "EventsFileSource":
+            n["config"]["path"] = str(folder / "events.tsv")
+        elif n["type"] == "Decoder" and fast:
+            # faster than real time, the test trials would all arrive during the fit and the
+            # stream end before it: the decoder awaits the fit instead (nothing is lost)
+            n["config"]["while_fitting"] = "wait"
+    return cfg
+
+
+def print_results(preds: list, fast: bool) -> None:
+    """The accuracy on the test trials, and the latency from each epoch's end to its label."""
     right = [f.metadata["predicted_label"] == f.metadata["true_label"] for f in preds]
     lat = [int(f.metadata["latency_us"]) / 1000 for f in preds]
     print(f"test trials: {len(preds)}, accuracy {sum(right) / max(1, len(right)):.3f}"
           f" (calibration, cross-validated: {preds[0].metadata['cv_accuracy'] if preds else '-'})")
-    if args.fast:
+    if fast:
         print("latency from epoch end to prediction: n/a (--fast: timestamps are not wall time)")
     elif lat:
         worst = int(np.argmax(lat))
         print(f"latency from epoch end to prediction: median {statistics.median(lat):.1f} ms, "
               f"max {max(lat):.1f} ms (test trial {worst + 1} of {len(lat)})")
-    return 0
-
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -3,7 +3,8 @@ consistent; a tampered file is refused before anything it names runs."""
 
 from __future__ import annotations
 
-import json
+import ast
+import os
 import re
 import zipfile
 from pathlib import Path
@@ -136,4 +137,57 @@ def test_not_a_model_file(tmp_path):
     skops_io.dump({"pipeline": 1}, p)
     with pytest.raises(ModelFileError, match="not a StreamLab model: expected the keys"):
         load_model(p)
-    json.dumps({})  # (json imported for the readers of this file's schema edits)
+
+
+def dump_with(path: Path, **changes) -> None:
+    """A model file as save_model writes it, with some entries replaced."""
+    m = fitted()
+    obj = {"format": "streamlab-decoder/1", "spec": m.spec.canonical(), "upstream": UPSTREAM,
+           "upstream_hash": upstream_digest(UPSTREAM), "classes": ["a", "b"],
+           "channels": ["c0", "c1", "c2"], "n_times": 60, "sample_rate": "100.0",
+           "cv_scores": [0.9], "pipeline": m.pipeline}
+    skops_io.dump(obj | changes, path)
+
+
+def test_the_helper_writes_a_loadable_file(tmp_path):
+    dump_with(tmp_path / "m.skops")
+    assert load_model(tmp_path / "m.skops").n_times == 60
+
+
+@pytest.mark.parametrize("changes, words", [
+    ({"n_times": "60"}, "wrong type"), ({"channels": [1, 2, 3]}, "wrong type"),
+    ({"cv_scores": ["x"]}, "wrong type"), ({"classes": ["b", "a"]}, "classes do not match"),
+])
+def test_entries_of_the_wrong_type_are_refused_as_tampered(tmp_path, changes, words):
+    dump_with(tmp_path / "m.skops", **changes)
+    with pytest.raises(ModelFileError, match=f"refused as tampered.*{words}"):
+        load_model(tmp_path / "m.skops")
+
+
+@pytest.mark.parametrize("payload", [os.system, eval])
+def test_a_file_naming_a_function_is_refused(tmp_path, payload):
+    dump_with(tmp_path / "m.skops", pipeline=payload)
+    with pytest.raises(ModelFileError, match=rf"not trusted: .*{payload.__name__}'"):
+        load_model(tmp_path / "m.skops")
+
+
+def test_learn_and_decoder_never_unpickle():
+    """No pickle, joblib, dill, np.load(allow_pickle=True) or skops trusted=True in the code
+    that reads model files (a process-pool fit pickles between our own processes only)."""
+    import streamlab.learn
+    import streamlab.nodes.decode
+
+    files = [*Path(streamlab.learn.__file__).parent.glob("*.py"),
+             Path(streamlab.nodes.decode.__file__)]
+    found = []
+    for f in files:
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                mods = [a.name for a in node.names] + [getattr(node, "module", None) or ""]
+                found += [f"{f.name}: import {m}" for m in mods
+                          if m.split(".")[0] in {"pickle", "joblib", "dill", "cloudpickle",
+                                                 "shelve", "marshal"}]
+            if isinstance(node, ast.keyword) and node.arg in {"allow_pickle", "trusted"} and \
+                    isinstance(node.value, ast.Constant) and node.value.value is True:
+                found.append(f"{f.name}:{node.value.lineno}: {node.arg}=True")
+    assert len(files) >= 5 and found == []

@@ -197,6 +197,15 @@ def epoch(i: int, label: str | None, scale: float, rng) -> DataFrame:
     return DataFrame(i * 1_000_000, i, {"a": x[0], "b": x[1]}, meta, evs)
 
 
+async def fit_done(node: Decoder, timeout: float = 300.0) -> None:
+    """Until the node's background fit (if any) has ended: a condition, not a sleep."""
+    import asyncio
+
+    if node._future is not None:
+        await asyncio.wait({asyncio.wrap_future(node._future)}, timeout=timeout)
+    assert node._future is None or node._future.done(), "the fit did not end in time"
+
+
 STEPS_SMALL = {"steps": [["Covariances", {}], ["TangentSpace", {}], ["LogisticRegression", {}]]}
 
 
@@ -216,12 +225,8 @@ def test_per_class_ends_calibration_and_fit_runs_in_the_background():
         outs = []
         for f in frames:
             outs += await node.process(f)
-        # the fit runs in a thread: the frames above returned at once; poll until it is done
-        for _ in range(2000):
-            if node._future is None or node._future.done():
-                break
-            import asyncio
-            await asyncio.sleep(0.01)
+        # the fit runs in a thread: the frames above returned at once; await it (bounded)
+        await fit_done(node)
         outs += await node.process(epoch(30, None, 3.0, rng))
         await node.on_stop()
         return outs
@@ -290,6 +295,11 @@ def test_saved_model_skips_calibration_and_refuses_another_graph(tmp_path):
     cfg = session_config(tmp_path, TS_STEPS, {"model_path": str(model)})
     cfg["nodes"][3]["config"]["tmax"] = 2.4
     with pytest.raises(PipelineError, match=r"configs of \['Epoch'\] differ"):
+        run(AsyncPipeline(load_config(cfg)).run())
+    # other estimator steps than the model's: refused, naming both
+    cfg = session_config(tmp_path, CSP_STEPS, {"model_path": str(model)})
+    with pytest.raises(PipelineError, match=r"was fitted with the steps .*Covariances.*"
+                                            r"config.pipeline is .*CSP"):
         run(AsyncPipeline(load_config(cfg)).run())
 
 
@@ -363,12 +373,9 @@ def test_a_tick_after_the_fit_releases_the_held_epochs():
         ctx.current_input = "ep"
         outs = list(await node.process(epoch(11, None, 3.0, rng)))  # held, or predicted
         ctx.current_input = "data"
-        for _ in range(3000):
-            if outs:
-                break
+        if not outs:  # held: the first tick after the fit releases it
+            await fit_done(node)
             outs += await node.process(tick)  # a tick: not an epoch, its event unmatched
-            import asyncio
-            await asyncio.sleep(0.01)
         await node.on_stop()
         return outs
 
@@ -386,3 +393,89 @@ def test_ticks_from_must_be_an_input():
                           NodeContext(node_id="dec", inputs=("ep",)))
     with pytest.raises(NodeError, match=r"config.ticks_from: 'nope' is not an input"):
         node.on_start()
+
+
+# -- a fit that fails or hangs -----------------------------------------------------------------
+GATE = __import__("threading").Event()
+
+
+def _failing_classifier():
+    from sklearn.base import BaseEstimator, ClassifierMixin
+
+    class FitFails(ClassifierMixin, BaseEstimator):
+        """Its fit waits for ``GATE`` (set by the test: no race with the frames), then fails."""
+
+        def fit(self, X, y):
+            GATE.wait(120)
+            raise ValueError("boom")
+
+    return FitFails
+
+
+@pytest.mark.parametrize("hang", [False, True], ids=["fails", "times-out"])
+def test_a_fit_that_fails_or_hangs_at_the_stop(hang, caplog):
+    from streamlab.errors import NodeError
+    from streamlab.learn import register_estimator, unregister_estimator
+
+    register_estimator(_failing_classifier(), name="FitFails")
+    GATE.clear()
+    rng = np.random.default_rng(5)
+    frames = [epoch(i, "hi" if i % 2 else "lo", 1.0, rng) for i in range(6)]
+    frames += [DataFrame(6_000_000, 6, {}, {}, [Event(6_000_000, "calibration_end")])]
+    frames += [epoch(7, None, 1.0, rng)]
+    try:
+        node = Decoder.create({"pipeline": {"steps": [["Vectorizer", {}],
+                                                      ["FitFails", {}]]},
+                               "cv_folds": 0, "fit_timeout_s": 0.05 if hang else 120})
+
+        async def go():
+            for f in frames:
+                assert await node.process(f) == []
+            if not hang:  # the fit fails now, while the test epoch is held
+                GATE.set()
+            await node.on_stop()
+
+        if hang:  # the fit waits for GATE: the stop gives up, logged, without a model
+            with caplog.at_level(logging.ERROR):
+                run(go())
+            assert "did not finish" in caplog.text and node.model is None
+        else:
+            with pytest.raises(NodeError, match=r"the fit failed: ValueError: boom"):
+                run(go())
+        # the held test epoch is counted either way
+        assert node.statistics().fates["no_model"] == 1 and node.statistics().held == 0
+    finally:
+        GATE.set()
+        unregister_estimator("FitFails")
+
+
+@pytest.mark.parametrize("hang", [False, True], ids=["fails", "times-out"])
+def test_while_fitting_wait_reports_a_failed_or_slow_fit_naming_the_node(hang):
+    from streamlab.errors import NodeError
+    from streamlab.learn import register_estimator, unregister_estimator
+
+    register_estimator(_failing_classifier(), name="FitFails")
+    GATE.clear()
+    rng = np.random.default_rng(6)
+    frames = [epoch(i, "hi" if i % 2 else "lo", 1.0, rng) for i in range(6)]
+    frames += [DataFrame(6_000_000, 6, {}, {}, [Event(6_000_000, "calibration_end")])]
+    try:
+        node = Decoder.create({"pipeline": {"steps": [["Vectorizer", {}],
+                                                      ["FitFails", {}]]},
+                               "cv_folds": 0, "while_fitting": "wait",
+                               "fit_timeout_s": 0.05 if hang else 120})
+        if not hang:
+            GATE.set()
+
+        async def go():
+            for f in frames:
+                await node.process(f)
+            await node.process(epoch(7, None, 1.0, rng))  # awaits the fit
+
+        words = ("did not finish within fit_timeout_s=0.05 s" if hang
+                 else "the fit failed: ValueError: boom")
+        with pytest.raises(NodeError, match=rf"node '?{node.node_id}'?.*{words}"):
+            run(go())
+    finally:
+        GATE.set()
+        unregister_estimator("FitFails")

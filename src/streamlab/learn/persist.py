@@ -30,8 +30,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from streamlab.errors import StreamLabError
-from streamlab.learn.registry import estimator_names, get_estimator, trusted_types, type_name
-from streamlab.learn.spec import EstimatorPipeline
+from streamlab.learn.registry import estimator_names, trusted_types, type_name
+from streamlab.learn.spec import EstimatorPipeline, build_estimator
 
 __all__ = ["FORMAT", "ModelFileError", "DecoderModel", "save_model", "load_model",
            "upstream_digest"]
@@ -141,23 +141,37 @@ def _checked(obj: Any, where: str) -> DecoderModel:
             obj["upstream_hash"]:
         raise tampered("the upstream graph does not match its hash")
     pipe = obj["pipeline"]
-    from sklearn.pipeline import Pipeline  # type: ignore[import-untyped]
-
-    if type(pipe) is not Pipeline or len(pipe.steps) != len(spec.steps):
-        raise tampered("its fitted pipeline does not have the spec's steps")
-    for i, ((step_name, est), (name, params)) in enumerate(zip(pipe.steps, spec.steps)):
-        expected = get_estimator(name).factory(
-            **get_estimator(name).config.model_validate(params).model_dump(by_alias=True, exclude_unset=True))
-        if step_name != f"{i}-{name}" or type(est) is not type(expected):
-            raise tampered(f"step {i} is {type_name(type(est))}, the spec says {name!r}")
-        mine, theirs = expected.get_params(deep=False), est.get_params(deep=False)
-        diff = [k for k in mine if repr(mine[k]) != repr(theirs.get(k))]
-        if diff:
-            raise tampered(f"step {i} ({name}) has parameters {diff} that differ from the spec")
+    problem = _steps_problem(pipe, spec)
+    if problem:
+        raise tampered(problem)
     classes = obj["classes"]
     if not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)
             and [str(c) for c in getattr(pipe, "classes_", [])] == classes):
         raise tampered("its classes do not match the fitted classifier's")
-    return DecoderModel(spec, pipe, tuple(classes), tuple(obj["channels"]), int(obj["n_times"]),
-                        str(obj["sample_rate"]), obj["upstream"],
-                        tuple(float(s) for s in obj["cv_scores"]))
+    channels, n_times, rate, cv = (obj[k] for k in ("channels", "n_times", "sample_rate",
+                                                      "cv_scores"))
+    if not (isinstance(channels, list) and all(isinstance(c, str) for c in channels)
+            and type(n_times) is int and n_times > 0 and isinstance(rate, str)
+            and isinstance(cv, list) and all(isinstance(s, float) for s in cv)):
+        raise tampered(f"channels, n_times, sample_rate or cv_scores have the wrong type "
+                       f"(got {channels!r}, {n_times!r}, {rate!r}, {cv!r})")
+    return DecoderModel(spec, pipe, tuple(classes), tuple(channels), n_times, rate,
+                        obj["upstream"], tuple(cv))
+
+
+def _steps_problem(pipe: Any, spec: EstimatorPipeline) -> str:
+    """Why the fitted ``pipe`` is not exactly what ``spec`` builds ("" if it is): the same
+    registered estimator type per step, with the spec's parameters."""
+    from sklearn.pipeline import Pipeline  # type: ignore[import-untyped]
+
+    if type(pipe) is not Pipeline or len(pipe.steps) != len(spec.steps):
+        return "its fitted pipeline does not have the spec's steps"
+    for i, ((step_name, est), (name, params)) in enumerate(zip(pipe.steps, spec.steps)):
+        expected = build_estimator(name, params)
+        if step_name != f"{i}-{name}" or type(est) is not type(expected):
+            return f"step {i} is {type_name(type(est))}, the spec says {name!r}"
+        mine, theirs = expected.get_params(deep=False), est.get_params(deep=False)
+        diff = [k for k in mine if repr(mine[k]) != repr(theirs.get(k))]
+        if diff:
+            return f"step {i} ({name}) has parameters {diff} that differ from the spec"
+    return ""

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from streamlab.errors import StreamLabError
-from streamlab.learn.registry import UnknownEstimatorError, get_estimator
+from streamlab.learn.registry import get_estimator
 
 __all__ = ["EstimatorPipeline", "build_estimator"]
 
@@ -42,9 +42,7 @@ def _check_step(i: int, step: Any) -> list[InitErrorDetails]:
     name, params = step
     try:
         entry = get_estimator(name)
-    except UnknownEstimatorError as exc:
-        return [_problem((i, 0), str(exc), name)]
-    except StreamLabError as exc:
+    except StreamLabError as exc:  # unknown (with close matches), or its package is missing
         return [_problem((i, 0), str(exc), name)]
     try:
         cfg = entry.config.model_validate(params)
@@ -57,17 +55,24 @@ def _check_step(i: int, step: Any) -> list[InitErrorDetails]:
                 msg = f"unknown parameter of {name} (its parameters: {known})"
             out.append(_problem((i, 1) + tuple(d["loc"]), msg, d.get("input")))
         return out
-    given = cfg.model_dump(by_alias=True, exclude_unset=True)
+    return _estimator_verdict(i, name, entry.factory, cfg.model_dump(by_alias=True,
+                                                                     exclude_unset=True))
+
+
+def _estimator_verdict(i: int, name: str, factory: Any, given: dict[str, Any]
+                       ) -> list[InitErrorDetails]:
+    """The estimator's own check of ``given`` (scikit-learn's declared constraints), with the
+    JSON path of the parameter its message names."""
     try:
-        est = entry.factory(**given)
+        est = factory(**given)
         check = getattr(est, "_validate_params", None)
-        if callable(check) and hasattr(est, "_parameter_constraints"):  # scikit-learn's declared constraints: the estimator's own message
+        if callable(check) and hasattr(est, "_parameter_constraints"):
             check()
-    except Exception as exc:  # the estimator's verdict on its params, reported, not swallowed
+    except Exception as exc:  # the estimator's verdict on its params: reported, not swallowed
         bad = [k for k in given if f"'{k}'" in str(exc) or f"{k!r}" in str(exc)]
         loc = (i, 1, bad[0]) if bad else (i, 1)
         return [_problem(loc, f"{name} rejects this config: {exc}",
-                         given.get(bad[0]) if bad else params)]
+                         given.get(bad[0]) if bad else given)]
     return []
 
 

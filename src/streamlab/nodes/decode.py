@@ -310,6 +310,16 @@ class Decoder(ProcessingNode):
         if self.config.save_path is not None:
             save_model(self.config.save_path, model)
 
+    async def _await_fit(self) -> bool:
+        """Wait (``fit_timeout_s`` at most) for the running fit; whether it ended. A failed fit
+        is not raised here: _finish_fit reports it, naming the node."""
+        assert self._future is not None
+        waiter = asyncio.wrap_future(self._future)
+        done, _ = await asyncio.wait({waiter}, timeout=self.config.fit_timeout_s)
+        if done:
+            waiter.exception()  # the exception _finish_fit raises: asyncio must not warn
+        return bool(done)
+
     def _close_pool(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
@@ -319,7 +329,9 @@ class Decoder(ProcessingNode):
     async def process(self, frame: DataFrame) -> list[DataFrame]:
         outs: list[DataFrame] = []
         if self._future is not None and self.config.while_fitting == "wait":
-            await asyncio.wait_for(asyncio.wrap_future(self._future), self.config.fit_timeout_s)
+            if not await self._await_fit():
+                raise self._fail(f"the fit did not finish within fit_timeout_s="
+                                 f"{self.config.fit_timeout_s:g} s (while_fitting 'wait')")
         if self._future is not None and self._future.done():
             self._finish_fit()
             if self._held:
@@ -453,16 +465,11 @@ class Decoder(ProcessingNode):
         logged and abandoned (a thread cannot be killed: it ends on its own)."""
         failure: NodeError | None = None
         if self._future is not None:
-            try:
-                await asyncio.wait_for(asyncio.wrap_future(self._future),
-                                       self.config.fit_timeout_s)
-            except TimeoutError:
-                self.context.logger.error("%s: the fit did not finish within %.0f s at the "
+            if not await self._await_fit():
+                self.context.logger.error("%s: the fit did not finish within %g s at the "
                                           "stop; abandoned", self.node_id,
                                           self.config.fit_timeout_s)
                 self._future = None
-            except Exception:  # reported by _finish_fit, which reads the same exception
-                pass
             if self._future is not None:
                 try:
                     self._finish_fit()

@@ -99,27 +99,39 @@ def covariance(x: np.ndarray, estimator: str = "cov") -> np.ndarray:
         return emp
     mu = np.trace(emp) / p
     if estimator == "oas":
-        alpha = np.mean(emp ** 2)
-        num = alpha + mu ** 2
-        den = (n + 1) * (alpha - mu ** 2 / p)
-        shrinkage = 1.0 if den == 0 else min(num / den, 1.0)
+        shrinkage = _oas_shrinkage(emp, mu, n)
     elif estimator == "lwf":
-        xc = x - x.mean(axis=1, keepdims=True)  # channels x samples (sklearn: its transpose)
-        x2 = xc ** 2
-        trace = x2.sum(axis=1) / n
-        mu_ = trace.sum() / p
-        beta_ = float(np.sum(x2 @ x2.T))
-        delta_ = float(np.sum((xc @ xc.T) ** 2)) / n ** 2
-        beta = 1.0 / (p * n) * (beta_ / n - delta_)
-        delta = (delta_ - 2.0 * mu_ * trace.sum() + p * mu_ ** 2) / p
-        beta = min(beta, delta)
-        shrinkage = 0.0 if delta == 0 else beta / delta
+        shrinkage = _lwf_shrinkage(x)
     else:
         raise ValueError(f"unknown covariance estimator {estimator!r} "
                          f"(expected one of {list(COVARIANCE_ESTIMATORS)})")
     out = (1.0 - shrinkage) * emp
     out.flat[::p + 1] += shrinkage * mu
     return out
+
+
+def _oas_shrinkage(emp: np.ndarray, mu: float, n: int) -> float:
+    """sklearn.covariance.oas's shrinkage of the empirical covariance ``emp`` (n samples)."""
+    p = emp.shape[0]
+    alpha = np.mean(emp ** 2)
+    num = alpha + mu ** 2
+    den = (n + 1) * (alpha - mu ** 2 / p)
+    return 1.0 if den == 0 else float(min(num / den, 1.0))
+
+
+def _lwf_shrinkage(x: np.ndarray) -> float:
+    """sklearn.covariance.ledoit_wolf_shrinkage of ``x`` (channels x samples: its transpose)."""
+    p, n = x.shape
+    xc = x - x.mean(axis=1, keepdims=True)
+    x2 = xc ** 2
+    trace = x2.sum(axis=1) / n
+    mu_ = trace.sum() / p
+    beta_ = float(np.sum(x2 @ x2.T))
+    delta_ = float(np.sum((xc @ xc.T) ** 2)) / n ** 2
+    beta = 1.0 / (p * n) * (beta_ / n - delta_)
+    delta = (delta_ - 2.0 * mu_ * trace.sum() + p * mu_ ** 2) / p
+    beta = min(beta, delta)
+    return 0.0 if delta == 0 else float(beta / delta)
 
 
 class _Reducer(ProcessingNode):
@@ -467,7 +479,6 @@ class EpochBandPower(_Reducer):
 
 # -- Hjorth ------------------------------------------------------------------------------------
 HjorthParameter = Literal["activity", "mobility", "complexity"]
-
 
 
 def _all_hjorth() -> list[HjorthParameter]:
