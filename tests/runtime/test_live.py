@@ -306,6 +306,31 @@ def test_tap_sees_latest_and_costs_nothing_when_closed():
     assert pipe.built.nodes["f"].tap is None
 
 
+def test_tap_with_history_returns_every_frame_since_a_count():
+    async def go():
+        pipe = AsyncPipeline(stream_cfg(channels=2, max_frames=100), outputs="stream",
+                             output_capacity=4)
+        tap = pipe.tap("f", history=150)
+        small = pipe.tap("f", history=10)
+
+        async def change(i):
+            return False
+
+        seqs, frames, _ = await drive(pipe, change, every=1, keep_frames=True)
+        return tap, small, frames
+
+    tap, small, frames = run(go())
+    got, n = tap.frames_since(0)
+    assert n == 100 and [f.sequence_id for f in got] == [f.sequence_id for f in frames]
+    got, n = tap.frames_since(90)
+    assert [f.sequence_id for f in got] == [f.sequence_id for f in frames[90:]]
+    assert tap.frames_since(100) == ([], 100)
+    got, n = small.frames_since(0)  # fell behind: only the last 10 are kept
+    assert n == 100 and [f.sequence_id for f in got] == [f.sequence_id for f in frames[-10:]]
+    with pytest.raises(ValueError):
+        AsyncPipeline(stream_cfg(channels=2)).tap("f", history=-1)
+
+
 def test_changes_need_a_running_pipeline():
     async def go():
         pipe = AsyncPipeline(stream_cfg(channels=2, max_frames=10))

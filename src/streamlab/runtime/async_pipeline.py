@@ -585,9 +585,10 @@ class AsyncPipeline:
         depth, capacity, dropped; ``fused`` edges have no queue)."""
         return self.live.graph()
 
-    def tap(self, node_id: str) -> Tap:
-        """A latest-value view of the node's outputs (costs the node nothing once closed)."""
-        return self.live.tap(node_id)
+    def tap(self, node_id: str, history: int = 0) -> Tap:
+        """A latest-value view of the node's outputs (costs the node nothing once closed);
+        ``history=N`` also keeps the last N frames for ``Tap.frames_since``."""
+        return self.live.tap(node_id, history)
 
     # -- results ----------------------------------------------------------------------------
     def _pipeline_error(self) -> PipelineError:

@@ -32,6 +32,7 @@ import asyncio
 import logging
 import re
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -104,26 +105,46 @@ class ChangeRecord:
 
 class Tap:
     """A latest-value view of a node's outputs: :meth:`latest` is the last frame it emitted
-    (None before the first), ``seen`` how many it emitted since the tap opened. It keeps one
-    reference: it never blocks, copies or slows the node. :meth:`close` detaches it."""
+    (None before the first), ``seen`` how many it emitted since the tap opened. It keeps
+    references only: it never blocks, copies or slows the node. :meth:`close` detaches it.
 
-    __slots__ = ("node_id", "_hub", "_latest", "seen", "closed")
+    With ``history=N`` (``pipe.tap(node, history=N)``) it also keeps the last ``N`` frames
+    (a bounded deque of references) for :meth:`frames_since`, so a reader polling it sees
+    every frame unless it falls more than ``N`` behind (then it skips the oldest)."""
 
-    def __init__(self, node_id: str, hub: _TapHub) -> None:
+    __slots__ = ("node_id", "_hub", "_latest", "_history", "seen", "closed")
+
+    def __init__(self, node_id: str, hub: _TapHub, history: int = 0) -> None:
+        if history < 0:
+            raise ValueError(f"tap history must be >= 0 frames (got {history})")
         self.node_id = node_id
         self._hub = hub
         self._latest: DataFrame | None = None
+        self._history: deque[DataFrame] | None = deque(maxlen=history) if history else None
         self.seen = 0
         self.closed = False
 
     def latest(self) -> DataFrame | None:
         return self._latest
 
+    def frames_since(self, n: int) -> tuple[list[DataFrame], int]:
+        """The kept frames after the ``n``-th one this tap saw, and the new count (pass it
+        back next time). Frames older than the history are gone: fewer than ``seen - n``
+        frames come back when the reader fell behind. Without history: the latest frame."""
+        seen = self.seen
+        if seen <= n:
+            return [], seen
+        if self._history is None:
+            return ([] if self._latest is None else [self._latest]), seen
+        want = min(seen - n, len(self._history))
+        return list(self._history)[-want:], seen
+
     def close(self) -> None:
         """Detach (idempotent); the node pays nothing once its last tap is closed."""
         if not self.closed:
             self.closed = True
             self._hub.remove(self)
+            self._history = None
 
     def __enter__(self) -> Tap:
         return self
@@ -149,6 +170,8 @@ class _TapHub:
         for t in self.taps:
             t._latest = last
             t.seen += n
+            if t._history is not None:
+                t._history.extend(outs)
 
     def remove(self, tap: Tap) -> None:
         if tap in self.taps:
@@ -283,11 +306,11 @@ class LiveControl:
                           "fused": not route, "dead_letter": (a, b) in self.dead})
         return {"nodes": nodes, "edges": edges}
 
-    def tap(self, node_id: str) -> Tap:
+    def tap(self, node_id: str, history: int = 0) -> Tap:
         self.index(node_id)
         st = self.pipe.built.nodes[node_id]
         hub = st.tap if isinstance(st.tap, _TapHub) else _TapHub(st)
-        t = Tap(node_id, hub)
+        t = Tap(node_id, hub, history)
         hub.taps.append(t)
         st.tap = hub
         return t
