@@ -37,10 +37,8 @@ def spec(channels: int = 4, rate: float = 1000.0, per_frame: int = 20, gain: flo
 class LiveServer:
     """``start()``: pipeline + server in a thread; ``close()`` stops both (bounded)."""
 
-    def __init__(self, config: dict[str, Any], tmp_path: Any, wrap: Any = None,
-                 **server_kw: Any) -> None:
+    def __init__(self, config: dict[str, Any], tmp_path: Any, **server_kw: Any) -> None:
         self.config = config
-        self.wrap = wrap or (lambda pipe: pipe)
         self.token_file = tmp_path / "control.json"
         self.server_kw = server_kw
         self.ready = threading.Event()
@@ -55,7 +53,7 @@ class LiveServer:
     def _run(self) -> None:
         async def main() -> None:
             pipe = AsyncPipeline(self.config, outputs="stream")
-            server = ControlServer(self.wrap(pipe), token_file=self.token_file, **self.server_kw)
+            server = ControlServer(pipe, token_file=self.token_file, **self.server_kw)
             await server.start()
             await pipe.start()
             self.pipe, self.server, self.loop = pipe, server, asyncio.get_running_loop()
@@ -140,68 +138,3 @@ def live(tmp_path):
     yield make
     for s in servers:
         s.close()
-
-
-class FakeLive:
-    """The live-runtime interface (docs: the live brief) over a real pipeline, for the API's
-    change endpoints: ``update`` validates with the node's config model, bumps the version and
-    records; topology changes are recorded (and refused for unknown types)."""
-
-    def __init__(self, pipe: AsyncPipeline) -> None:
-        self._pipe = pipe
-        self.versions: dict[str, int] = {}
-        self.configs: dict[str, dict[str, Any]] = {}
-        self.changes: list[Any] = []
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._pipe, name)
-
-    def config_version(self, node_id: str) -> int:
-        return self.versions.get(node_id, 0)
-
-    def _record(self, node_id: str, kind: str, changes: dict[str, Any]) -> Any:
-        from types import SimpleNamespace
-
-        self.versions[node_id] = self.versions.get(node_id, 0) + 1
-        rec = {"version": self.versions[node_id], "node_id": node_id, "kind": kind,
-               "changes": changes, "ok": True, "error": None, "applied_at_ns": 1, "apply_s": 0.0}
-        self.changes.append(SimpleNamespace(to_dict=lambda: rec))
-        return SimpleNamespace(to_dict=lambda: rec)
-
-    async def update(self, node_id: str, changes: dict[str, Any]) -> Any:
-        from streamlab.errors import ConfigError, ConfigProblem
-
-        cls = self._pipe.spec.node_type(node_id)
-        current = self.configs.get(node_id) or self._pipe.spec.node_config(node_id).model_dump(mode="json")
-        try:
-            cls.Config.model_validate({**current, **changes})
-        except Exception as exc:  # pydantic's ValidationError: one problem is enough here
-            raise ConfigError(ConfigProblem("$", str(exc))) from None
-        self.configs[node_id] = {**current, **changes}
-        # Applied between two frames (this runs on the pipeline's loop): a fresh config for
-        # the node (good enough for stateless nodes like Gain; the live runtime does it right).
-        self._pipe.built.nodes[node_id].node.on_create(cls.Config.model_validate(self.configs[node_id]))
-        return self._record(node_id, "update", dict(changes))
-
-    def node_config(self, node_id: str) -> dict[str, Any]:
-        if node_id in self.configs:
-            return self.configs[node_id]
-        return self._pipe.spec.node_config(node_id).model_dump(mode="json")
-
-    async def replace_node(self, node_id: str, spec: dict[str, Any]) -> Any:
-        return self._checked_type(node_id, "replace", spec)
-
-    async def add_node(self, node_id: str, spec: dict[str, Any], *, after: str,
-                       before: str | None = None) -> Any:
-        return self._checked_type(node_id, "add", spec)
-
-    async def remove_node(self, node_id: str) -> Any:
-        return self._record(node_id, "remove", {})
-
-    def _checked_type(self, node_id: str, kind: str, spec: dict[str, Any]) -> Any:
-        from streamlab.errors import ConfigError, ConfigProblem
-        from streamlab.registry import node_types
-
-        if spec["type"] not in node_types():
-            raise ConfigError(ConfigProblem("$.type", f"unknown node type {spec['type']!r}"))
-        return self._record(node_id, kind, dict(spec))

@@ -11,7 +11,7 @@ pytest.importorskip("aiohttp", reason="the control API needs aiohttp (pip instal
 from hypothesis import HealthCheck, settings  # noqa: E402
 from schemathesis import checks  # noqa: E402
 
-from tests.web.conftest import FakeLive, LiveServer, spec  # noqa: E402
+from tests.web.conftest import LiveServer, spec  # noqa: E402
 
 CHECKS = [checks.not_a_server_error, checks.status_code_conformance,
           checks.content_type_conformance, checks.response_schema_conformance]
@@ -19,14 +19,14 @@ CHECKS = [checks.not_a_server_error, checks.status_code_conformance,
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    s = LiveServer(spec(), tmp_path_factory.mktemp("fuzz"), wrap=FakeLive).start()
+    s = LiveServer(spec(), tmp_path_factory.mktemp("fuzz"), ).start()
     yield s
     s.close()
 
 
 def test_api_conforms_to_its_openapi_document(server):
     """Every operation, 15 positive and 15 negative examples each, against a pipeline
-    with the live interface (a fake until the live runtime lands): 0 server errors, 0 schema
+    with the live runtime: 0 server errors, 0 schema
     or status violations. (schemathesis' pytest plugin is not used: its fixture loader does
     not work with pytest 9; the operations' strategies are driven here.)"""
     from hypothesis import given

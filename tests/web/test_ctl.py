@@ -59,7 +59,8 @@ def test_ctl_drives_a_running_pipeline(running):
         "error: node 'gain': invalid change: nothing was changed (HTTP 422)",
         "  $.gain: Input should be a valid number, unable to parse string as a number (got 'abc')"]
     r = cli("ctl", "set", "nope", "gain=1", env=env)
-    assert (r.returncode, r.stderr) == (1, "error: no node 'nope' in pipeline 'live-eeg' (HTTP 404)\n")
+    assert (r.returncode, r.stderr) == (1, "error: pipeline 'live-eeg' has no node 'nope'; nodes: "
+                                   "eeg, mains, band, gain, window, power (HTTP 404)\n")
     r = cli("ctl", "set", "gain", "gain", env=env)
     assert (r.returncode, r.stderr) == (2, "error: expected key=value, got 'gain'\n")
     r = cli("ctl", "stop", env=env)

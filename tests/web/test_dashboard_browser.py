@@ -19,7 +19,7 @@ sync_api = pytest.importorskip("playwright.sync_api",
 pytest.importorskip("aiohttp", reason="the dashboard needs aiohttp (pip install 'streamlab[web]')")
 
 from streamlab.runtime.async_pipeline import AsyncPipeline  # noqa: E402
-from tests.web.conftest import FakeLive, spec  # noqa: E402
+from tests.web.conftest import spec  # noqa: E402
 
 CHROMIUM = shutil.which("chromium")
 pytestmark = [pytest.mark.browser,
@@ -101,17 +101,10 @@ def test_a_wrong_value_shows_the_validation_error_in_the_page(browser, live):
     assert errors == []
 
 
-LIVE = hasattr(AsyncPipeline, "update")
-
-
-@pytest.mark.parametrize("runtime", [
-    pytest.param("live", marks=pytest.mark.skipif(
-        not LIVE, reason="needs the live runtime (AsyncPipeline.update), not on this branch")),
-    "fake"])
-def test_changing_a_gain_in_the_form_changes_the_values_at_the_sink(browser, live, runtime):
+def test_changing_a_gain_in_the_form_changes_the_values_at_the_sink(browser, live):
     """Within 0.5 s of stream time: at most 25 frames of 20 ms reach the sink between the
     answer to the change and the first frame with the new gain (no wall-clock bound)."""
-    s = live(spec(gain=2.0, constant=True), wrap=FakeLive if runtime == "fake" else None)
+    s = live(spec(gain=2.0, constant=True))
     page, errors = open_dashboard(browser, s)
     page.click("#nodes tbody tr[data-node=gain]")
     page.wait_for_selector("#f-gain")

@@ -1,5 +1,5 @@
 """The control API over real HTTP: token, Host/Origin checks, read-only GETs, validation,
-changes through the live interface (a fake until the live runtime lands), the token file,
+changes through the live runtime (AsyncPipeline.update etc.), the token file,
 the one-time login, and latest-value WebSocket updates."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import urllib.request
 
 import pytest
 
-from tests.web.conftest import FakeLive, spec
+from tests.web.conftest import spec
 
 
 def test_every_request_needs_the_token(live):
@@ -78,7 +78,7 @@ def test_graph_config_schema_and_stats(live):
     assert stats["state"] == "running"
     assert stats["web"] == {"clients": 0, "sent": 0, "dropped": 0, "pump_s": 0.0}
     assert s.request("GET", "/api/nodes/nope/config") == (
-        404, {"error": "no node 'nope' in pipeline 'live-test'"})
+        404, {"error": "pipeline 'live-test' has no node 'nope'; nodes: sine, gain"})
     assert s.request("GET", "/api/nodes/nope/schema")[0] == 404
 
 
@@ -96,40 +96,40 @@ def test_a_bad_change_is_refused_with_its_path_and_changes_nothing(live):
     assert s.request("GET", "/api/nodes/gain/config")[1]["config"] == {"gain": 2.0}
 
 
-@pytest.mark.skipif(hasattr(__import__("streamlab.runtime.async_pipeline", fromlist=["x"])
-                            .AsyncPipeline, "update"), reason="the live runtime is present")
-def test_changes_answer_501_without_the_live_runtime(live):
+def test_changes_go_through_the_live_runtime(live):
     s = live()
-    status, body = s.request("PATCH", "/api/nodes/gain/config", {"gain": 3})
-    assert status == 501 and "update" in body["error"]
-    assert s.request("PUT", "/api/nodes/gain", {"type": "Gain", "config": {"gain": 1}})[0] == 501
-    assert s.request("DELETE", "/api/nodes/gain")[0] == 501
-    assert s.request("POST", "/api/nodes", {"id": "g2", "spec": {"type": "Gain"},
-                                            "after": "gain"})[0] == 501
-
-
-def test_changes_go_through_the_live_interface(live):
-    s = live(wrap=FakeLive)
     status, rec = s.request("PATCH", "/api/nodes/gain/config", {"gain": 3})
     assert status == 200 and (rec["node_id"], rec["kind"], rec["version"]) == ("gain", "update", 1)
     assert s.request("GET", "/api/nodes/gain/config")[1] == {
-        "node": "gain", "type": "Gain", "version": 1, "config": {"gain": 3}}
+        "node": "gain", "type": "Gain", "version": 1, "config": {"gain": 3.0}}
     status, rec = s.request("PUT", "/api/nodes/gain", {"type": "Gain", "config": {"gain": 1}})
     assert status == 200 and rec["kind"] == "replace"
     status, body = s.request("PUT", "/api/nodes/gain", {"type": "NoSuchType"})
     assert status == 422 and body["problems"] == [
-        {"path": "$.type", "message": "unknown node type 'NoSuchType'"}]
+        {"path": "$.type", "message": "unknown node type 'NoSuchType'; run 'streamlab nodes' "
+         "to list the registered types"}]
+    status, body = s.request("PUT", "/api/nodes/gain", {"type": "Gain", "config": {"gain": "x"}})
+    assert status == 422 and [p["path"] for p in body["problems"]] == ["$.config.gain"]
     assert s.request("PUT", "/api/nodes/gain", {"config": {}})[0] == 400
     assert s.request("PUT", "/api/nodes/nope", {"type": "Gain"})[0] == 404
-    status, rec = s.request("POST", "/api/nodes", {"id": "g2", "spec": {"type": "Gain"},
-                                                   "after": "gain"})
+    status, body = s.request("POST", "/api/nodes", {"id": "g2", "spec": {"type": "Gain",
+                             "config": {"gain": 1}}, "after": "gain"})  # gain is the output
+    assert status == 422 and [p["path"] for p in body["problems"]] == ["$.connections"]
+    status, rec = s.request("POST", "/api/nodes", {"id": "g2", "spec": {"type": "Gain",
+                            "config": {"gain": 1}}, "after": "sine", "before": "gain"})
     assert status == 201 and rec["kind"] == "add"
+    g = s.request("GET", "/api/graph")[1]
+    assert sorted((e["from"], e["to"]) for e in g["edges"] if not e["dead_letter"]) == [
+        ("g2", "gain"), ("sine", "g2")]
     assert s.request("POST", "/api/nodes", {"id": "g3", "spec": {"type": "Gain"},
                                             "after": "nope"})[0] == 404
-    status, rec = s.request("DELETE", "/api/nodes/gain")
+    status, rec = s.request("DELETE", "/api/nodes/g2")
     assert status == 200 and rec["kind"] == "remove"
-    kinds = [c["kind"] for c in s.request("GET", "/api/changes")[1]]
-    assert kinds == ["update", "replace", "add", "remove"]
+    assert [n["id"] for n in s.request("GET", "/api/graph")[1]["nodes"]] == ["sine", "gain"]
+    changes = s.request("GET", "/api/changes")[1]
+    assert [(c["kind"], c["ok"]) for c in changes] == [
+        ("update", True), ("replace", True), ("replace", False), ("replace", False),
+        ("add", False), ("add", True), ("remove", True)]
 
 
 def test_stop_stops_the_pipeline_gracefully(live):

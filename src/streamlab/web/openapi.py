@@ -56,7 +56,6 @@ def _op(summary: str, responses: dict[str, Any], *, body: dict[str, Any] | None 
 
 def openapi_document(version: str = "0", cookie: str = "streamlab_session") -> dict[str, Any]:
     change = {"$ref": "#/components/schemas/ChangeRecord"}
-    no_live = _resp("the runtime has no live changes (needs AsyncPipeline.update etc.)", _ERROR)
     not_running = _resp("the pipeline is not running", _ERROR)
     bad = _resp("the body is not what the operation expects", _ERROR)
     invalid = _resp("the change failed validation: nothing was changed", _ERROR)
@@ -108,9 +107,8 @@ def openapi_document(version: str = "0", cookie: str = "streamlab_session") -> d
     }
     paths = {
         "/api": {"get": _op("the pipeline: name, state, and the API's endpoints", {
-            "200": _resp("ok", _obj({"pipeline": {"type": "string"}, "state": {"type": "string"},
-                                     "live": {"type": "boolean"}},
-                                    ["pipeline", "state", "live"]))}, op_id="index")},
+            "200": _resp("ok", _obj({"pipeline": {"type": "string"}, "state": {"type": "string"}},
+                                    ["pipeline", "state"]))}, op_id="index")},
         "/api/graph": {"get": _op("nodes (config, version) and edges (queue depth, drops)", {
             "200": _resp("ok", {"$ref": "#/components/schemas/Graph"})}, op_id="graph")},
         "/api/stats": {"get": _op("live statistics per node and edge", {
@@ -125,24 +123,24 @@ def openapi_document(version: str = "0", cookie: str = "streamlab_session") -> d
                 op_id="nodes"),
             "post": _op("add a node after `after` (and before `before`)", {
                 "201": _resp("added", change), "400": bad, "404": unknown, "409": not_running,
-                "422": invalid, "501": no_live},
+                "422": invalid},
                 body={"$ref": "#/components/schemas/AddNode"}, op_id="add_node")},
         "/api/nodes/{node}": {
             "put": _op("replace a node by another (frames queued on its edges are kept)", {
                 "200": _resp("replaced", change), "400": bad, "404": unknown,
-                "409": not_running, "422": invalid, "501": no_live},
+                "409": not_running, "422": invalid},
                 body={"$ref": "#/components/schemas/NodeSpec"}, params=[_NODE_PARAM],
                 op_id="replace_node"),
             "delete": _op("remove a node; its inputs are spliced to its outputs", {
                 "200": _resp("removed", change), "404": unknown, "409": not_running,
-                "422": invalid, "501": no_live}, params=[_NODE_PARAM], op_id="remove_node")},
+                "422": invalid}, params=[_NODE_PARAM], op_id="remove_node")},
         "/api/nodes/{node}/config": {
             "get": _op("the node's current configuration and its version", {
                 "200": _resp("ok", {"$ref": "#/components/schemas/NodeConfig"}),
                 "404": unknown}, params=[_NODE_PARAM], op_id="node_config"),
             "patch": _op("change some settings of a node (validated; applied between frames)", {
                 "200": _resp("applied", change), "400": bad, "404": unknown,
-                "409": not_running, "422": invalid, "501": no_live},
+                "409": not_running, "422": invalid},
                 body={"type": "object"}, params=[_NODE_PARAM], op_id="update_node")},
         "/api/nodes/{node}/schema": {"get": _op("the JSON Schema of the node's config", {
             "200": _resp("ok", {"type": "object"}), "404": unknown}, params=[_NODE_PARAM],

@@ -24,10 +24,12 @@ decimated trace (and, less often, spectrum and statistics). A client whose previ
 is still being written gets nothing this time: the update is counted as dropped for it
 (latest-value semantics), so a slow or stalled browser never holds up the pipeline.
 
-**Changes.** Parameter changes are validated here against the node's config model (422 with
-the JSON paths, nothing changed) and then applied by the runtime's ``update()``; topology
-changes call ``replace_node()``, ``add_node()``, ``remove_node()``. A runtime without them
-answers 501. ``stop()`` of the server cancels its tasks, closes the WebSockets, removes the
+**Changes.** Parameter changes are applied by the runtime's ``update()``, which validates them
+against the node's current config model (422 with the JSON paths relative to the request
+body, nothing changed); topology
+changes call ``replace_node()``, ``add_node()``, ``remove_node()`` (docs/live.md). Everything
+the API shows comes from the runtime too: ``graph()``, ``node_config()``, ``node_schema()``,
+``config_version()``, ``changes`` and ``tap(node, history=512)`` for the traces. ``stop()`` of the server cancels its tasks, closes the WebSockets, removes the
 token file; it is idempotent.
 """
 
@@ -39,6 +41,7 @@ import json
 import logging
 import math
 import os
+import re
 import secrets
 import time
 from dataclasses import asdict
@@ -47,7 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from streamlab.errors import ConfigError, StreamLabError, missing_extra
-from streamlab.web import introspect
+from streamlab.runtime.live import Tap
 from streamlab.web.openapi import openapi_document
 from streamlab.web.traces import TraceBuffer, encode
 
@@ -57,6 +60,7 @@ log = logging.getLogger("streamlab.web")
 
 _STATIC = {"app.js": "text/javascript", "style.css": "text/css", "index.html": "text/html"}
 _MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
+_HISTORY = 512  # frames a trace tap keeps between two pump ticks (references only)
 
 
 def _web() -> Any:
@@ -89,14 +93,25 @@ def _finite(x: Any) -> Any:
     return x
 
 
-def _problems(exc: Exception) -> list[dict[str, str]]:
+_NODE_PATH = re.compile(r"^\$\.nodes\[\d+\]")
+_NODE_SUFFIX = re.compile(r" \[node '[^']*'\]$")
+
+
+def _problems(exc: Exception, body_at: str = "", spec_at: str = "") -> list[dict[str, str]]:
+    """The error's problems with paths relative to the request body: the runtime names
+    ``$.nodes[i]<body_at>...`` of the pipeline's config (``body_at=".config"`` for a
+    config change), the API the JSON that was sent, where the node spec is at ``spec_at``
+    (``".spec"`` for an added node; its ``id`` is at the top). The "[node 'x']" suffix of
+    the runtime's messages is dropped: the URL names the node."""
     out = []
     for p in getattr(exc, "problems", None) or []:
-        if isinstance(p, tuple):
-            out.append({"path": str(p[0]), "message": str(p[1])})
-        else:
-            out.append({"path": str(getattr(p, "path", "$")),
-                        "message": str(getattr(p, "message", p))})
+        path = str(getattr(p, "path", "$"))
+        m = _NODE_PATH.match(path)
+        if m is not None and path[m.end():].startswith(body_at):
+            rest = path[m.end() + len(body_at):]
+            path = "$" + ("" if rest == ".id" else spec_at) + rest
+        out.append({"path": path,
+                    "message": _NODE_SUFFIX.sub("", str(getattr(p, "message", p)))})
     return out
 
 
@@ -117,7 +132,7 @@ class _Client:
 class _Watched:
     """A tapped node, shared by the clients that watch it."""
 
-    def __init__(self, tap: Any) -> None:
+    def __init__(self, tap: Tap) -> None:
         self.tap = tap
         self.buffer = TraceBuffer()
         self.seen = 0
@@ -359,12 +374,9 @@ class ControlServer:
         return _web().Response(text=text, content_type=_STATIC[name], charset="utf-8")
 
     # -- read-only endpoints ----------------------------------------------------------------
-    def _live(self) -> bool:
-        return hasattr(self.pipe, "update")
-
     async def _index(self, request: Any) -> Any:
         return self._json({"pipeline": self.pipe.name, "state": self.pipe.state,
-                           "live": self._live(), "openapi": "/api/openapi.json"})
+                           "openapi": "/api/openapi.json"})
 
     async def _openapi(self, request: Any) -> Any:
         from streamlab import __version__
@@ -372,38 +384,38 @@ class ControlServer:
         return self._json(openapi_document(__version__, self.cookie_name))
 
     async def _graph(self, request: Any) -> Any:
-        return self._json(introspect.graph(self.pipe))
+        return self._json(self.pipe.graph())
 
     async def _nodes(self, request: Any) -> Any:
-        g = introspect.graph(self.pipe)
+        g = self.pipe.graph()
         return self._json([{"id": n["id"], "type": n["type"], "version": n.get("version", 0)}
                            for n in g["nodes"]])
 
     def _node_type(self, node_id: str) -> str:
-        for n in introspect.graph(self.pipe)["nodes"]:
+        for n in self.pipe.graph()["nodes"]:
             if n["id"] == node_id:
                 return str(n["type"])
-        raise introspect.UnknownNode(f"no node {node_id!r} in pipeline {self.pipe.name!r}")
+        self.pipe.node_config(node_id)  # raises the runtime's NodeNotFound
+        raise AssertionError(node_id)
 
     async def _node_config(self, request: Any) -> Any:
         node = request.match_info["node"]
         try:
             return self._json({"node": node, "type": self._node_type(node),
-                               "version": introspect.config_version(self.pipe, node),
-                               "config": introspect.node_config(self.pipe, node)})
+                               "version": self.pipe.config_version(node),
+                               "config": self.pipe.node_config(node)})
         except KeyError as exc:
             return self._error(404, str(exc))
 
     async def _node_schema(self, request: Any) -> Any:
         node = request.match_info["node"]
         try:
-            return self._json(introspect.node_schema(self.pipe, node))
+            return self._json(self.pipe.node_schema(node))
         except KeyError as exc:
             return self._error(404, str(exc))
 
     async def _changes(self, request: Any) -> Any:
-        changes = getattr(self.pipe, "changes", None) or []
-        return self._json([c.to_dict() if hasattr(c, "to_dict") else dict(c) for c in changes])
+        return self._json([c.to_dict() for c in self.pipe.changes])
 
     def stats(self) -> dict[str, Any]:
         """The live statistics (rates over the last half second at most)."""
@@ -448,24 +460,22 @@ class ControlServer:
                                "not running")
         return None
 
-    async def _apply(self, method: str, *args: Any, status: int = 200, **kw: Any) -> Any:
-        fn = getattr(self.pipe, method, None)
-        if fn is None:
-            return self._error(501, f"live changes are not available: this runtime has no "
-                               f"AsyncPipeline.{method}() (it comes with the live runtime)")
+    async def _apply(self, method: str, *args: Any, status: int = 200, body_at: str = "",
+                     spec_at: str = "", **kw: Any) -> Any:
+        fn = getattr(self.pipe, method)
         not_running = self._running()
         if not_running is not None:
             return not_running
         try:
             record = await fn(*args, **kw)
         except ConfigError as exc:
-            return self._error(422, str(exc).splitlines()[0], _problems(exc))
+            return self._error(422, f"node {args[0]!r}: invalid change: nothing was changed",
+                               _problems(exc, body_at, spec_at))
         except KeyError as exc:
             return self._error(404, str(exc))
         except StreamLabError as exc:
-            return self._error(422, str(exc), _problems(exc))
-        return self._json(record.to_dict() if hasattr(record, "to_dict") else record,
-                          status=status)
+            return self._error(422, str(exc), _problems(exc, body_at, spec_at))
+        return self._json(record.to_dict(), status=status)
 
     async def _update(self, request: Any) -> Any:
         node = request.match_info["node"]
@@ -476,14 +486,10 @@ class ControlServer:
         if not isinstance(changes, dict):
             return self._error(400, "the body must be a JSON object of settings to change, "
                                f"got {type(changes).__name__}")
-        try:
-            problems = introspect.validate_changes(self.pipe, node, changes)
-        except KeyError as exc:
-            return self._error(404, str(exc))
-        if problems:
-            return self._error(422, f"node {node!r}: invalid change: nothing was changed",
-                               [{"path": p, "message": m} for p, m in problems])
-        return await self._apply("update", node, changes)
+        missing = self._missing(node)
+        if missing is not None:
+            return missing
+        return await self._apply("update", node, changes, body_at=".config")
 
     async def _replace_node(self, request: Any) -> Any:
         node = request.match_info["node"]
@@ -494,8 +500,9 @@ class ControlServer:
         problem = _spec_problem(spec)
         if problem:
             return self._error(400, problem)
-        if node not in introspect.node_ids(self.pipe):
-            return self._error(404, f"no node {node!r} in pipeline {self.pipe.name!r}")
+        missing = self._missing(node)
+        if missing is not None:
+            return missing
         return await self._apply("replace_node", node, spec)
 
     async def _add_node(self, request: Any) -> Any:
@@ -514,18 +521,28 @@ class ControlServer:
         problem = _spec_problem(spec)
         if problem:
             return self._error(400, problem)
-        ids = introspect.node_ids(self.pipe)
-        for name in (after, before):
-            if name is not None and name not in ids:
-                return self._error(404, f"no node {name!r} in pipeline {self.pipe.name!r}")
+        missing = self._missing(after, before)
+        if missing is not None:
+            return missing
         return await self._apply("add_node", node, spec, after=after, before=before,
-                                 status=201)
+                                 status=201, spec_at=".spec")
 
     async def _remove_node(self, request: Any) -> Any:
         node = request.match_info["node"]
-        if node not in introspect.node_ids(self.pipe):
-            return self._error(404, f"no node {node!r} in pipeline {self.pipe.name!r}")
+        missing = self._missing(node)
+        if missing is not None:
+            return missing
         return await self._apply("remove_node", node)
+
+    def _missing(self, *nodes: str | None) -> Any:
+        """A 404 answer (the runtime's NodeNotFound message) for the first unknown node."""
+        for node in nodes:
+            if node is not None:
+                try:
+                    self.pipe.config_version(node)
+                except KeyError as exc:
+                    return self._error(404, str(exc))
+        return None
 
     async def _stop(self, request: Any) -> Any:
         if self.pipe.state in ("created", "running"):
@@ -542,7 +559,7 @@ class ControlServer:
         self._clients.add(client)
         try:
             self._offer(client, {"type": "hello", "pipeline": self.pipe.name,
-                                 "graph": introspect.graph(self.pipe), "live": self._live()})
+                                 "graph": self.pipe.graph()})
             async for msg in ws:
                 if msg.type != web.WSMsgType.TEXT:
                     continue
@@ -582,7 +599,7 @@ class ControlServer:
     def _watch(self, client: _Client, node: str) -> None:
         w = self._watched.get(node)
         if w is None:
-            w = self._watched[node] = _Watched(introspect.open_tap(self.pipe, node))
+            w = self._watched[node] = _Watched(self.pipe.tap(node, history=_HISTORY))
         w.users += 1
         client.node = node
 
@@ -617,17 +634,9 @@ class ControlServer:
             client.dropped += 1  # the peer went away mid-send: its loop ends the client
 
     def _fetch(self, w: _Watched) -> None:
-        tap = w.tap
-        since = getattr(tap, "frames_since", None)
-        if since is not None:
-            before = w.seen
-            frames, w.seen = since(w.seen)
-            w.missed += max(0, w.seen - before - len(frames))
-        else:  # a tap with only latest(): the newest frame per tick
-            seen = tap.seen
-            frames = [] if seen == w.seen else [f for f in [tap.latest()] if f is not None]
-            w.missed += max(0, seen - w.seen - len(frames))
-            w.seen = seen
+        before = w.seen
+        frames, w.seen = w.tap.frames_since(w.seen)
+        w.missed += max(0, w.seen - before - len(frames))
         w.buffer.extend(frames)
 
     async def _pump_loop(self) -> None:
@@ -690,7 +699,7 @@ def _spec_problem(spec: Any) -> str | None:
 
 def _version(pipe: Any, node: str) -> int:
     try:
-        return introspect.config_version(pipe, node)
+        return int(pipe.config_version(node))
     except KeyError:
         return 0
 

@@ -54,7 +54,7 @@ function subscribe(node) {
 function onJson(m) {
   if (m.type === "hello") {
     $("pipeline").textContent = m.pipeline;
-    S.graph = m.graph; S.live = m.live; layoutGraph(); S.dirty = true;
+    S.graph = m.graph; layoutGraph(); S.dirty = true;
     if (!S.node) {
       // default: the first node that emits frames to others, else the first node
       const withOut = m.graph.edges.length ? m.graph.edges[0].from : m.graph.nodes[0]?.id;
@@ -291,7 +291,7 @@ function buildForm(schema, cfg) {
   const form = $("node-form");
   form.innerHTML = ""; clearErrors();
   const head = document.createElement("div"); head.className = "help";
-  head.textContent = `${cfg.type} · config version ${cfg.version}` + (S.live ? "" : " · this runtime cannot apply changes yet (validation only)");
+  head.textContent = `${cfg.type} · config version ${cfg.version}`;
   form.appendChild(head);
   S.fields = {};
   for (const [name, raw] of Object.entries(schema.properties || {})) {
