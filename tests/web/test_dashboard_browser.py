@@ -18,7 +18,6 @@ sync_api = pytest.importorskip("playwright.sync_api",
                                reason="browser tests need playwright (dev extra)")
 pytest.importorskip("aiohttp", reason="the dashboard needs aiohttp (pip install 'streamlab[web]')")
 
-from streamlab.runtime.async_pipeline import AsyncPipeline  # noqa: E402
 from tests.web.conftest import spec  # noqa: E402
 
 CHROMIUM = shutil.which("chromium")
