@@ -79,7 +79,7 @@ from streamlab.errors import EndOfStream
 from streamlab.events import Event
 from streamlab.frame import DataFrame, Payload
 from streamlab.node import NodeConfig, ProcessingNode
-from streamlab.nodes.attach import sample_times
+from streamlab.nodes.attach import sample_times, send_carrying
 from streamlab.nodes.clock_sync import ClockModel, Dejitter, parse_clock_offsets
 from streamlab.registry import register_node
 
@@ -716,25 +716,14 @@ class Align(ProcessingNode):
                     self._received(in_hand)
                 outs = al.add(src, frame)
                 in_hand = 0
-                await self._send(tx, outs)
+                await send_carrying(self.context, tx, outs)
             outs = al.flush()
-            await self._send(tx, outs)
+            await send_carrying(self.context, tx, outs)
         except BaseException:
             lost = in_hand + al.clear() + sum(len(f.events) for f in outs)
             if lost:
                 self.context.settle_events("dropped", lost)
             raise
-
-    async def _send(self, tx: Any, outs: list[DataFrame]) -> None:
-        m = self.context.metrics
-        while outs:
-            f = outs[0]
-            await tx.send(f)
-            outs.pop(0)
-            if f.events:
-                self.context.settle_events("carried", len(f.events))
-                if m is not None:
-                    m.events_emitted += len(f.events)
 
     def __repr__(self) -> str:
         a = self.aligner

@@ -61,10 +61,10 @@ from streamlab.channel import WouldBlock
 from streamlab.errors import EndOfStream
 from streamlab.events import Event
 from streamlab.frame import DataFrame
-from streamlab.node import NodeConfig, ProcessingNode
+from streamlab.node import NodeConfig, NodeContext, ProcessingNode
 from streamlab.registry import register_node
 
-__all__ = ["Attach", "MarkerJoin", "sample_times"]
+__all__ = ["Attach", "MarkerJoin", "sample_times", "send_carrying"]
 
 
 def sample_times(frame: DataFrame) -> np.ndarray:
@@ -247,6 +247,24 @@ class AttachConfig(NodeConfig):
         return self
 
 
+async def send_carrying(context: NodeContext, tx: Any, outs: list[DataFrame]) -> None:
+    """Send ``outs`` in order, settling each frame's events as carried once it has left.
+
+    For nodes that own their loop and re-position events (Attach, Align): a frame still in
+    ``outs`` when a send fails or is cancelled keeps its events unsettled, so the caller's
+    failure path can count them (it removes each frame from ``outs`` only once sent).
+    """
+    m = context.metrics
+    while outs:
+        f = outs[0]
+        await tx.send(f)
+        outs.pop(0)
+        if f.events:
+            context.settle_events("carried", len(f.events))
+            if m is not None:
+                m.events_emitted += len(f.events)
+
+
 @register_node
 class Attach(ProcessingNode):
     """Attach markers to the data sample at or after their time (holds data for late markers).
@@ -356,9 +374,9 @@ class Attach(ProcessingNode):
                     raise ValueError(f"Attach {self.node_id!r}: frame from {src!r}, which is "
                                      f"neither config.data nor config.markers")
                 in_hand = 0
-                await self._send(tx, outs)
+                await send_carrying(self.context, tx, outs)
             outs = join.flush()
-            await self._send(tx, outs)
+            await send_carrying(self.context, tx, outs)
         except BaseException:
             # Failure or forced stop: what is still held, or made but unsent, is lost.
             lost = in_hand + join.clear() + sum(len(f.events) for f in outs) \
@@ -371,17 +389,6 @@ class Attach(ProcessingNode):
             self.context.logger.warning("Attach %r: %d data frames started before the previous "
                                         "one ended; markers near them may land on the wrong "
                                         "sample", self.node_id, join.regressions)
-
-    async def _send(self, tx: Any, outs: list[DataFrame]) -> None:
-        m = self.context.metrics
-        while outs:
-            f = outs[0]
-            await tx.send(f)
-            outs.pop(0)
-            if f.events:
-                self.context.settle_events("carried", len(f.events))
-                if m is not None:
-                    m.events_emitted += len(f.events)
 
     def __repr__(self) -> str:
         j = self.join
