@@ -406,12 +406,7 @@ class LiveControl:
             node = factory()
         except NodeError as exc:
             raise ConfigError(ConfigProblem(f"{where}.config", str(exc))) from exc
-        try:
-            await _maybe_await(node.on_start())
-        except Exception as exc:
-            await _stop_quietly(node)
-            raise ConfigError(ConfigProblem(f"{where}.config", f"on_start failed: "
-                                            f"{type(exc).__name__}: {exc}")) from exc
+        await _start_or_refuse(node, where)
         return node
 
     def _run_for(self, node_id: str, node: ProcessingNode) -> Any:
@@ -606,12 +601,7 @@ class LiveControl:
             driver = self._check_stage(anchor, f"$.nodes[{self.index(anchor)}]", rebuild=True)
             st, ctx = self._new_stage(node_id, tname, cls, cfg, after, takes, where)
             node = st.node
-            try:
-                await _maybe_await(node.on_start())
-            except Exception as exc:
-                await _stop_quietly(node)
-                raise ConfigError(ConfigProblem(f"{where}.config", f"on_start failed: "
-                                                f"{type(exc).__name__}: {exc}")) from exc
+            await _start_or_refuse(node, where)
 
             def commit() -> None:
                 assert isinstance(driver, NodeDriver)
@@ -767,6 +757,16 @@ def _path_parts(where: str) -> list[Any]:
     for name, idx in re.findall(r"\.(\w+)|\[(\d+)\]", where):
         parts.append(name if name else int(idx))
     return parts
+
+
+async def _start_or_refuse(node: ProcessingNode, where: str) -> None:
+    """Start a node made for a live change; if its on_start fails, stop it and refuse the change."""
+    try:
+        await _maybe_await(node.on_start())
+    except Exception as exc:
+        await _stop_quietly(node)
+        raise ConfigError(ConfigProblem(f"{where}.config", f"on_start failed: "
+                                        f"{type(exc).__name__}: {exc}")) from exc
 
 
 async def _stop_quietly(node: ProcessingNode) -> None:
