@@ -179,3 +179,38 @@ def test_lsl_loopback_example_runs(tmp_path):
     assert sum(f.n_samples for f in frames) == 250
     assert frames[0].channels == ("Fp1", "Fp2", "C3", "C4", "P3", "P4", "O1", "O2")
     assert (tmp_path / "out" / "lsl" / "filtered.png").stat().st_size > 20_000
+
+
+def test_a_failed_clock_reading_is_counted_and_the_last_estimate_kept():
+    """The periodic time_correction reader (both LSL inlets): a failure is counted, not lost."""
+    import asyncio
+    import logging
+    import types
+
+    from streamlab.nodes.lsl import _Readings
+
+    now = [0.0]
+    ctx = types.SimpleNamespace(clock=types.SimpleNamespace(monotonic=lambda: now[0]),
+                                logger=logging.getLogger("test"))
+    node = types.SimpleNamespace(context=ctx, node_id="in")
+    results = iter([RuntimeError("timed out"), 0.25, 0.5])
+
+    def read() -> float:
+        r = next(results)
+        if isinstance(r, Exception):
+            raise r
+        return r
+
+    async def go() -> list:
+        r = _Readings(node, read, interval=1.0)
+        got = [r.poll()]  # the first reading was taken at start: not due yet
+        for _ in range(3):
+            now[0] += 1.0
+            got.append(r.poll())  # collects the finished reading, starts the next
+            assert r._task is not None
+            await asyncio.wait([r._task], timeout=5)
+        await r.close()
+        return got + [r.failures]
+
+    got = asyncio.run(go())
+    assert got == [None, None, None, 0.25, 1]  # the failed reading counted, not returned

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -45,6 +45,8 @@ from streamlab.events import Event
 from streamlab.frame import DataFrame, Payload
 from streamlab.node import NodeConfig, ProcessingNode, SourceConfig, SourceNode
 from streamlab.registry import register_node
+
+T = TypeVar("T")
 
 __all__ = ["LSLInlet", "LSLOutlet", "LSLMarkerInlet", "LSLMarkerOutlet", "import_pylsl",
            "marker_label", "shared_offset_us", "stream_predicate"]
@@ -194,6 +196,48 @@ async def _next_chunk(node: Any, frame: DataFrame | None, pull: Callable[[], Any
         await clock.sleep(cfg.poll_interval)
 
 
+class _Readings(Generic[T]):
+    """A blocking clock reading (LSL ``time_correction``) taken every ``interval`` s in a worker
+    thread, never awaited on the data path.
+
+    :meth:`poll` returns a finished reading (or None) and starts the next when one is due. A
+    failed reading is counted in ``failures`` and logged; the node keeps its last estimate.
+    :meth:`close` lets a reading in progress finish (at most 5 s), so the inlet outlives it.
+    """
+
+    def __init__(self, node: SourceNode, read: Callable[[], T], interval: float) -> None:
+        self._node, self._read, self._interval = node, read, interval
+        self._at = node.context.clock.monotonic()  # the first reading was taken at start
+        self._task: asyncio.Future[T] | None = None
+        self.failures = 0
+
+    def poll(self) -> T | None:
+        got, task = None, self._task
+        if task is not None and task.done():
+            self._task = None
+            exc = task.exception()
+            if exc is None:
+                got = task.result()
+            else:
+                self.failures += 1
+                self._node.context.logger.info("%s %r: time_correction failed (%s); keeping "
+                                               "the last estimate", type(self._node).__name__,
+                                               self._node.node_id, exc)
+        now = self._node.context.clock.monotonic()
+        if self._task is None and now - self._at >= self._interval:
+            self._at = now
+            self._task = asyncio.ensure_future(asyncio.to_thread(self._read))
+        return got
+
+    async def close(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            try:  # the inlet must outlive a time_correction call in progress
+                await asyncio.wait_for(asyncio.shield(task), 5.0)
+            except Exception:  # noqa: S110 - the reading is not needed any more
+                pass
+
+
 @register_node
 class LSLInlet(SourceNode):
     """Receive an LSL stream (resolved by name, type or source_id) as frames of its chunks.
@@ -227,14 +271,15 @@ class LSLInlet(SourceNode):
         #: clock_offsets: (collection time in the sender's clock, offset), LSL seconds, as
         #: LabRecorder writes them (``now - offset``, ``offset``); not yet sent on a frame
         self._offsets: list[tuple[float, float]] = []
-        self._tc_at = 0.0
-        self._tc_task: asyncio.Task[tuple[float, float]] | None = None
+        self._readings: _Readings[tuple[float, float]] | None = None
         self.clock_offsets_measured = 0
 
     async def on_start(self) -> None:
         await asyncio.to_thread(self._connect)
         self._offset_us = shared_offset_us(self, self._lsl)
-        self._tc_at = self.context.clock.monotonic()
+        inlet = self._inlet
+        self._readings = _Readings(self, lambda: self._measure(inlet, 2.0),
+                                   self.config.clocksync_interval)
 
     def _connect(self) -> None:
         lsl, cfg = self._lsl, self.config
@@ -287,21 +332,15 @@ class LSLInlet(SourceNode):
         return now - offset, offset
 
     def _refresh_offsets(self) -> None:
-        """Start a time_correction reading every clocksync_interval s; collect finished ones."""
-        task = self._tc_task
-        if task is not None and task.done():
-            self._tc_task = None
-            exc = task.exception()
-            if exc is None:
-                self._offsets.append(task.result())
-            else:  # a missed reading: the fit goes on with the others; logged, not fatal
-                self.context.logger.info("LSLInlet %r: time_correction failed (%s)",
-                                         self.node_id, exc)
-        now = self.context.clock.monotonic()
-        if self._tc_task is None and now - self._tc_at >= self.config.clocksync_interval:
-            self._tc_at = now
-            self._tc_task = asyncio.ensure_future(
-                asyncio.to_thread(self._measure, self._inlet, 2.0))
+        """Start a time_correction reading every clocksync_interval s; collect finished ones
+        (a missed reading is counted in ``clock_offset_failures``: the fit goes on)."""
+        got = self._readings.poll() if self._readings is not None else None
+        if got is not None:
+            self._offsets.append(got)
+
+    @property
+    def clock_offset_failures(self) -> int:
+        return 0 if self._readings is None else self._readings.failures
 
     def _pull(self) -> tuple[np.ndarray, np.ndarray] | None:
         try:
@@ -338,12 +377,8 @@ class LSLInlet(SourceNode):
         return out
 
     async def on_stop(self) -> None:
-        task, self._tc_task = self._tc_task, None
-        if task is not None:
-            try:  # the inlet must outlive a time_correction call in progress
-                await asyncio.wait_for(asyncio.shield(task), 5.0)
-            except Exception:  # noqa: S110 - the reading is not needed any more
-                pass
+        if self._readings is not None:  # (kept: its failure count stays readable)
+            await self._readings.close()
         if self._inlet is not None:
             self._inlet.close_stream()
             self._inlet = None
@@ -529,15 +564,16 @@ class LSLMarkerInlet(SourceNode):
         self._seq = 0
         self.offset_us = 0.0
         self.time_correction = 0.0
-        self._tc_at = 0.0
-        self._tc_task: asyncio.Task[float] | None = None
+        self._readings: _Readings[float] | None = None
         self.stream_info: Any = None
         self.markers_received = 0
 
     async def on_start(self) -> None:
         await asyncio.to_thread(self._connect)
         self.offset_us = shared_offset_us(self, self._lsl)
-        self._tc_at = self.context.clock.monotonic()
+        inlet = self._inlet
+        self._readings = _Readings(self, lambda: float(inlet.time_correction(2.0)),
+                                   self.config.clocksync_interval)
 
     def _connect(self) -> None:
         lsl, cfg = self._lsl, self.config
@@ -558,22 +594,15 @@ class LSLMarkerInlet(SourceNode):
         self.stream_info = info
 
     def _refresh_correction(self) -> None:
-        """Read time_correction again, in a worker thread, without waiting for it."""
-        task = self._tc_task
-        if task is not None and task.done():
-            self._tc_task = None
-            exc = task.exception()
-            if exc is None:
-                self.time_correction = task.result()
-            else:  # keep the last estimate; counted in the log, not fatal
-                self.context.logger.info("LSLMarkerInlet %r: time_correction failed (%s); "
-                                         "keeping %.6f s", self.node_id, exc,
-                                         self.time_correction)
-        now = self.context.clock.monotonic()
-        if self._tc_task is None and now - self._tc_at >= self.config.clocksync_interval:
-            self._tc_at = now
-            self._tc_task = asyncio.ensure_future(
-                asyncio.to_thread(self._inlet.time_correction, 2.0))
+        """Read time_correction again, in a worker thread, without waiting for it (a failed
+        reading is counted in ``time_correction_failures``; the last estimate stays)."""
+        got = self._readings.poll() if self._readings is not None else None
+        if got is not None:
+            self.time_correction = got
+
+    @property
+    def time_correction_failures(self) -> int:
+        return 0 if self._readings is None else self._readings.failures
 
     def _pull(self) -> tuple[list[Any], list[float]] | None:
         try:
@@ -605,12 +634,8 @@ class LSLMarkerInlet(SourceNode):
         return out
 
     async def on_stop(self) -> None:
-        task, self._tc_task = self._tc_task, None
-        if task is not None:
-            try:  # the inlet must outlive a time_correction call in progress
-                await asyncio.wait_for(asyncio.shield(task), 5.0)
-            except Exception:  # noqa: S110 - the reading is not needed any more
-                pass
+        if self._readings is not None:  # (kept: its failure count stays readable)
+            await self._readings.close()
         if self._inlet is not None:
             self._inlet.close_stream()
             self._inlet = None
